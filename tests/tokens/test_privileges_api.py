@@ -1,0 +1,154 @@
+import datetime as dt
+
+import pytest
+import time_machine
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from tests.factories import issue_token
+from tokens.models import Token
+from tokens.services import token_revoke
+
+pytestmark = pytest.mark.django_db
+
+
+def error_code(response) -> str:
+    assert response["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"errors"}
+    (error,) = body["errors"]
+    assert set(error) == {"code", "title", "detail"}
+    return error["code"]
+
+
+def test_query_parameter(client):
+    issued = issue_token(privileges=("attestations_agefiph", "actes_bilans_inpi", "entreprises"))
+    response = client.get("/v2/privileges", {"token": issued.secret})
+    assert response.status_code == 200
+    assert response.json() == {"privileges": ["actes_bilans_inpi", "attestations_agefiph", "entreprises"]}
+
+
+def test_bearer_header(client):
+    issued = issue_token(privileges=("exercices",))
+    response = client.get("/v2/privileges", headers={"Authorization": f"Bearer {issued.secret}"})
+    assert response.status_code == 200
+    assert response.json() == {"privileges": ["exercices"]}
+
+
+def test_missing_token(client):
+    response = client.get("/v2/privileges")
+    assert response.status_code == 401
+    assert error_code(response) == "missing_token"
+
+
+def test_invalid_token(client):
+    issue_token()
+    response = client.get("/v2/privileges", {"token": "tkm_not-a-real-secret"})
+    assert response.status_code == 401
+    assert error_code(response) == "invalid_token"
+
+
+def test_expired_token(client):
+    issued = issue_token(issued_at=timezone.now() - dt.timedelta(days=600))
+    response = client.get("/v2/privileges", {"token": issued.secret})
+    assert response.status_code == 401
+    assert error_code(response) == "expired_token"
+
+
+def test_expires_at_the_exact_instant(client):
+    issued = issue_token()
+    with time_machine.travel(issued.token.expires_at - dt.timedelta(seconds=1), tick=False):
+        assert client.get("/v2/privileges", {"token": issued.secret}).status_code == 200
+    with time_machine.travel(issued.token.expires_at, tick=False):
+        assert error_code(client.get("/v2/privileges", {"token": issued.secret})) == "expired_token"
+
+
+def test_revoked_token(client):
+    issued = issue_token()
+    admin = get_user_model().objects.create_user("admin")
+    token_revoke(token=issued.token, by=admin, reason="fuite")
+    response = client.get("/v2/privileges", headers={"Authorization": f"Bearer {issued.secret}"})
+    assert response.status_code == 401
+    assert error_code(response) == "revoked_token"
+
+
+def test_superseded_token_still_works_until_its_expiry(client):
+    old = issue_token()
+    issue_token(client=old.token.client)
+    Token.objects.filter(pk=old.token.pk).update(renewed_by=Token.objects.exclude(pk=old.token.pk).get())
+    assert client.get("/v2/privileges", {"token": old.secret}).status_code == 200
+
+
+def test_last_used_at_updated_cheaply(client, settings):
+    settings.TOKEN_LAST_USED_RESOLUTION = 300
+    issued = issue_token()
+    start = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC)
+    with time_machine.travel(start, tick=False):
+        with CaptureQueriesContext(connection) as first:
+            client.get("/v2/privileges", {"token": issued.secret})
+        assert len(first) == 2  # lookup + last_used_at
+        with CaptureQueriesContext(connection) as second:
+            client.get("/v2/privileges", {"token": issued.secret})
+        assert len(second) == 1  # within the resolution: lookup only
+    issued.token.refresh_from_db()
+    assert issued.token.last_used_at == start
+    with time_machine.travel(start + dt.timedelta(minutes=6), tick=False):
+        client.get("/v2/privileges", {"token": issued.secret})
+    issued.token.refresh_from_db()
+    assert issued.token.last_used_at == start + dt.timedelta(minutes=6)
+
+
+def test_rate_limit_per_token(client, settings):
+    settings.RATELIMIT_PRIVILEGES_PER_TOKEN = 3
+    issued = issue_token()
+    responses = [client.get("/v2/privileges", {"token": issued.secret}) for _ in range(4)]
+    assert [r.status_code for r in responses] == [200, 200, 200, 429]
+    assert responses[0]["RateLimit-Limit"] == "3"
+    assert responses[0]["RateLimit-Remaining"] == "2"
+    assert int(responses[3]["Retry-After"]) >= 1
+    assert error_code(responses[3]) == "rate_limited"
+
+
+def test_rate_limit_per_ip(client, settings):
+    settings.RATELIMIT_PRIVILEGES_PER_IP = 2
+    codes = [client.get("/v2/privileges").status_code for _ in range(3)]
+    assert codes == [401, 401, 429]
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/nope", "/v2/nope", "/api/watchdoge/unknown/route", "/v2/privileges/extra"]
+)
+def test_unknown_api_paths_answer_json_404(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert error_code(response) == "not_found"
+
+
+def test_wrong_method_answers_json(client):
+    response = client.post("/v2/privileges")
+    assert response.status_code == 405
+    assert error_code(response) == "method_not_allowed"
+
+
+def test_database_outage_answers_json_503(client, monkeypatch):
+    from django.db import OperationalError
+
+    from tokens import api
+
+    def boom(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(api, "token_check", boom)
+    response = client.get("/v2/privileges", {"token": "x"})
+    assert response.status_code == 503
+    assert error_code(response) == "service_unavailable"
+
+
+def test_secret_stored_only_as_digest():
+    issued = issue_token()
+    row = Token.objects.filter(pk=issued.token.pk).values().get()
+    assert issued.secret not in str(row)
+    assert issued.secret.startswith("tkm_") and len(issued.secret) >= 4 + 43  # 256 bits, urlsafe base64
+    assert row["secret_prefix"] == issued.secret[:12]

@@ -1,0 +1,55 @@
+"""Keep token secrets out of every log line."""
+
+import logging
+import re
+
+# `token=` in a query string (any case, URL-encoded or not) and Bearer credentials.
+_TOKEN_QUERY = re.compile(r"(?i)((?:^|[?&;\s\"'])(?:access_)?token=)[^&\s\"']*")
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"']+")
+_SECRET = re.compile(r"tkm_[A-Za-z0-9_-]{10,}")
+REDACTED = "[REDACTED]"
+
+
+def redact(text: str) -> str:
+    text = _TOKEN_QUERY.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+    return _SECRET.sub(REDACTED, text)
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Rewrites the record's message, whatever logger emitted it (runserver, gunicorn, django.request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record must still be logged, not crash logging
+            return True
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg = cleaned
+            record.args = None
+        # gunicorn's access log formats from record.args dict in its own formatter; scrub known keys too.
+        return True
+
+
+def _gunicorn_logger_class():
+    from gunicorn.glogging import Logger
+
+    class GunicornLogger(Logger):
+        """gunicorn's logger with the redaction filter on its access and error logs."""
+
+        def setup(self, cfg):
+            super().setup(cfg)
+            for log in (self.access_log, self.error_log):
+                log.addFilter(RedactSecretsFilter())
+                for handler in log.handlers:
+                    handler.addFilter(RedactSecretsFilter())
+
+    return GunicornLogger
+
+
+def __getattr__(name: str):
+    # Lazy so that importing this module does not need gunicorn (e.g. under runserver).
+    if name == "GunicornLogger":
+        return _gunicorn_logger_class()
+    raise AttributeError(name)

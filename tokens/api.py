@@ -1,0 +1,80 @@
+"""GET /v2/privileges (CONTRACT §5)."""
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.utils import timezone
+from ninja import Router, Schema
+
+from tokenmgr import ratelimit
+from tokenmgr.errors import error_response
+
+from .selectors import TokenCheck, token_check
+
+router = Router(tags=["jetons"])
+
+
+class PrivilegesOut(Schema):
+    privileges: list[str]
+
+
+class ErrorItem(Schema):
+    code: str
+    title: str
+    detail: str
+
+
+class ErrorOut(Schema):
+    errors: list[ErrorItem]
+
+
+UNAUTHORIZED = {
+    TokenCheck.MISSING: (
+        "missing_token",
+        "Jeton manquant",
+        "Passez le jeton en paramètre `token` ou en en-tête `Authorization: Bearer`.",
+    ),
+    TokenCheck.INVALID: ("invalid_token", "Jeton invalide", "Ce jeton n'est pas reconnu."),
+    TokenCheck.EXPIRED: ("expired_token", "Jeton expiré", "Ce jeton a expiré ; demandez son renouvellement."),
+    TokenCheck.REVOKED: ("revoked_token", "Jeton révoqué", "Ce jeton a été révoqué."),
+}
+
+
+def bearer_or_query_token(request) -> str:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.GET.get("token", "").strip()
+
+
+@router.get(
+    "/v2/privileges",
+    response={200: PrivilegesOut, 401: ErrorOut, 422: ErrorOut, 429: ErrorOut, 503: ErrorOut},
+    summary="Privilèges d'un jeton",
+    description="Liste des privilèges d'un jeton actif. Jeton en paramètre `token` ou en en-tête `Authorization: Bearer`.",
+    openapi_extra={
+        "parameters": [
+            {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
+        ]
+    },
+)
+def privileges(request):
+    quotas = [
+        ratelimit.hit("privileges-ip", ratelimit.client_ip(request), settings.RATELIMIT_PRIVILEGES_PER_IP)
+    ]
+    secret = bearer_or_query_token(request)
+    if secret:
+        # Per-token counter keyed by a digest, never by the secret itself.
+        from .credentials import digest
+
+        quotas.append(
+            ratelimit.hit("privileges-token", digest(secret)[:32], settings.RATELIMIT_PRIVILEGES_PER_TOKEN)
+        )
+    quota = ratelimit.tightest(*quotas)
+    if quota.exceeded:
+        return ratelimit.too_many(quota)
+    result = token_check(secret=secret, now=timezone.now())
+    if result.outcome is not TokenCheck.OK:
+        code, title, detail = UNAUTHORIZED[result.outcome]
+        return error_response(401, code=code, title=title, detail=detail, headers=quota.headers())
+    return JsonResponse({"privileges": result.privileges}, headers=quota.headers())

@@ -1,0 +1,253 @@
+"""The token authority: clients, contacts, privileges and tokens.
+
+A token's status is derived from its dates at read time (`Token.objects.with_status()`), never stored.
+"""
+
+import datetime as dt
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Case, Value, When
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from . import validity
+from .siret import validate_siret
+
+
+class Client(models.Model):
+    """An administration (or company) holding tokens, identified by its SIRET."""
+
+    name = models.CharField(_("nom"), max_length=255)
+    siret = models.CharField(_("SIRET"), max_length=14, unique=True, validators=[validate_siret])
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, related_name="clients", blank=True, verbose_name=_("membres")
+    )
+    created_at = models.DateTimeField(_("créé le"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("client")
+        verbose_name_plural = _("clients")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.siret})"
+
+
+class Contact(models.Model):
+    class Role(models.TextChoices):
+        REQUESTER = "requester", _("demandeur")
+        TECHNICAL = "technical", _("contact technique")
+        BUSINESS = "business", _("contact métier")
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="contacts")
+    email = models.EmailField(_("e-mail"))
+    name = models.CharField(_("nom"), max_length=255, blank=True)
+    phone = models.CharField(_("téléphone"), max_length=32, blank=True)
+    role = models.CharField(_("rôle"), max_length=16, choices=Role.choices, default=Role.REQUESTER)
+
+    class Meta:
+        verbose_name = _("contact")
+        verbose_name_plural = _("contacts")
+        ordering = ["client", "role", "email"]
+        constraints = [
+            models.UniqueConstraint(
+                "client", models.functions.Lower("email"), "role", name="contact_unique_per_client_role"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>" if self.name else self.email
+
+
+class Privilege(models.Model):
+    code = models.SlugField(_("code"), max_length=64, unique=True)
+    label = models.CharField(_("libellé"), max_length=255)
+
+    class Meta:
+        verbose_name = _("privilège")
+        verbose_name_plural = _("privilèges")
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Endpoint(models.Model):
+    path = models.CharField(_("chemin"), max_length=128, unique=True)
+    label = models.CharField(_("libellé"), max_length=255)
+    privileges = models.ManyToManyField(Privilege, related_name="endpoints", verbose_name=_("privilèges"))
+
+    class Meta:
+        verbose_name = _("endpoint")
+        verbose_name_plural = _("endpoints")
+        ordering = ["path"]
+
+    def __str__(self) -> str:
+        return self.path
+
+
+class TokenStatus(models.TextChoices):
+    ACTIVE = "active", _("actif")
+    EXPIRING = "expiring", _("expire bientôt")
+    EXPIRED = "expired", _("expiré")
+    REVOKED = "revoked", _("révoqué")
+    SUPERSEDED = "superseded", _("remplacé")
+
+
+class Origin(models.TextChoices):
+    DEMARCHES_SIMPLIFIEES = "demarches_simplifiees", _("demarches-simplifiees.fr")
+    API_GOUV = "api_gouv", _("api.gouv.fr")
+
+
+EXPIRING_WITHIN_DAYS = 90
+
+
+class TokenQuerySet(models.QuerySet):
+    def revoked(self):
+        return self.filter(revoked_at__isnull=False)
+
+    def usable(self, now: dt.datetime | None = None):
+        """Tokens that work on the API right now: not revoked, not expired (superseded ones still work)."""
+        return self.filter(revoked_at__isnull=True, expires_at__gt=now or timezone.now())
+
+    def expired(self, now: dt.datetime | None = None):
+        return self.filter(revoked_at__isnull=True, expires_at__lte=now or timezone.now())
+
+    def superseded(self, now: dt.datetime | None = None):
+        return self.usable(now).filter(renewed_by__isnull=False)
+
+    def active(self, now: dt.datetime | None = None):
+        """Usable and not superseded by a renewal: the tokens that reminders are about."""
+        return self.usable(now).filter(renewed_by__isnull=True)
+
+    def expiring_between(self, start: dt.datetime, end: dt.datetime):
+        """expires_at in [start, end): an indexed range."""
+        return self.filter(expires_at__gte=start, expires_at__lt=end)
+
+    def expiring_within(self, days: int, today: dt.date | None = None):
+        """Active tokens whose expiry day is at most `days` calendar days away (TIME_ZONE)."""
+        today = today or validity.today()
+        return self.active().filter(expires_at__lt=validity.start_of_day(today + dt.timedelta(days=days + 1)))
+
+    def with_status(self, now: dt.datetime | None = None):
+        now = now or timezone.now()
+        horizon = validity.start_of_day(
+            validity.local_date(now) + dt.timedelta(days=EXPIRING_WITHIN_DAYS + 1)
+        )
+        return self.annotate(
+            status=Case(
+                When(revoked_at__isnull=False, then=Value(TokenStatus.REVOKED.value)),
+                When(expires_at__lte=now, then=Value(TokenStatus.EXPIRED.value)),
+                When(renewed_by__isnull=False, then=Value(TokenStatus.SUPERSEDED.value)),
+                When(expires_at__lt=horizon, then=Value(TokenStatus.EXPIRING.value)),
+                default=Value(TokenStatus.ACTIVE.value),
+                output_field=models.CharField(),
+            )
+        )
+
+    def with_status_filter(self, status: str, now: dt.datetime | None = None):
+        return self.with_status(now).filter(status=status)
+
+    def for_user(self, user):
+        return self.filter(client__members=user)
+
+
+class Token(models.Model):
+    public_id = models.UUIDField(_("identifiant public"), default=uuid.uuid4, unique=True, editable=False)
+    client = models.ForeignKey(
+        Client, on_delete=models.PROTECT, related_name="tokens", verbose_name=_("client")
+    )
+    label = models.CharField(_("libellé"), max_length=255, blank=True)
+    privileges = models.ManyToManyField(Privilege, related_name="tokens", verbose_name=_("privilèges"))
+    contacts = models.ManyToManyField(Contact, related_name="tokens", blank=True, verbose_name=_("contacts"))
+    issued_at = models.DateTimeField(_("émis le"))
+    expires_at = models.DateTimeField(_("expire le"))
+    origin = models.CharField(_("origine"), max_length=32, choices=Origin.choices)
+    secret_prefix = models.CharField(_("préfixe"), max_length=16, db_index=True)
+    secret_digest = models.CharField(max_length=64, unique=True, editable=False)
+    revoked_at = models.DateTimeField(_("révoqué le"), null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revocation_reason = models.TextField(_("motif de révocation"), blank=True)
+    renewed_by = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="renews",
+        verbose_name=_("remplacé par"),
+    )
+    last_used_at = models.DateTimeField(_("dernière utilisation"), null=True, blank=True)
+    created_at = models.DateTimeField(_("créé le"), default=timezone.now)
+
+    objects = TokenQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("jeton")
+        verbose_name_plural = _("jetons")
+        ordering = ["expires_at", "id"]
+        indexes = [
+            models.Index(fields=["expires_at", "id"], name="token_expiry_idx"),
+            models.Index(fields=["client", "label", "issued_at"], name="token_client_label_issued_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label or self.secret_prefix} — {self.client.name}"
+
+    def status_at(self, now: dt.datetime | None = None) -> str:
+        now = now or timezone.now()
+        if self.revoked_at is not None:
+            return TokenStatus.REVOKED
+        if self.expires_at <= now:
+            return TokenStatus.EXPIRED
+        if self.renewed_by_id is not None:
+            return TokenStatus.SUPERSEDED
+        if validity.days_left(self.expires_at, validity.local_date(now)) <= EXPIRING_WITHIN_DAYS:
+            return TokenStatus.EXPIRING
+        return TokenStatus.ACTIVE
+
+    @property
+    def status(self) -> str:
+        return self.status_at()
+
+    @property
+    def days_left(self) -> int:
+        return validity.days_left(self.expires_at)
+
+    def is_usable(self, now: dt.datetime | None = None) -> bool:
+        return self.revoked_at is None and self.expires_at > (now or timezone.now())
+
+
+class TokenEvent(models.Model):
+    """Audit trail of everything done to a token."""
+
+    class Kind(models.TextChoices):
+        ISSUED = "issued", _("émis")
+        IMPORTED = "imported", _("importé")
+        REVOKED = "revoked", _("révoqué")
+        REVEALED = "revealed", _("secret affiché")
+        REGENERATED = "regenerated", _("secret régénéré")
+        SUPERSEDED = "superseded", _("remplacé")
+        UPDATED = "updated", _("modifié")
+
+    token = models.ForeignKey(Token, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    at = models.DateTimeField(default=timezone.now)
+    reason = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("événement")
+        verbose_name_plural = _("journal des jetons")
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["token", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} — {self.at:%Y-%m-%d %H:%M}"
+
+
+__all__ = ["Client", "Contact", "Endpoint", "Origin", "Privilege", "Token", "TokenEvent", "TokenStatus"]
