@@ -48,6 +48,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "notifications.magic_links.MagicLinkMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -173,6 +174,18 @@ REMINDER_DAYS = sorted(
 REMINDER_SWEEP_HOUR = env.int("REMINDER_SWEEP_HOUR", default=6)
 # last_used_at is written at most once per this many seconds per token.
 TOKEN_LAST_USED_RESOLUTION = env.int("TOKEN_LAST_USED_RESOLUTION", default=300)
+
+# ------------------------------------------------------------------------------
+# Notifications (issue 3)
+# ------------------------------------------------------------------------------
+
+# ------------------------------------------------------------------------------
+# Access requests (issue 4)
+# ------------------------------------------------------------------------------
+
+# ------------------------------------------------------------------------------
+# Availability (issue 6)
+# ------------------------------------------------------------------------------
 
 # ------------------------------------------------------------------------------
 # Rate limits (requests per minute)

@@ -1,0 +1,9 @@
+"""Signed login links in emails (issue 3). Pass-through until implemented."""
+
+
+class MagicLinkMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)

@@ -1,0 +1,1 @@
+# Admin of access requests (issue 4).
