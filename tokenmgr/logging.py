@@ -1,5 +1,7 @@
 """Keep token secrets out of every log line."""
 
+import datetime as dt
+import json
 import logging
 import re
 
@@ -30,6 +32,22 @@ class RedactSecretsFilter(logging.Filter):
             record.args = None
         # gunicorn's access log formats from record.args dict in its own formatter; scrub known keys too.
         return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, and the exception if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
+        }
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)
 
 
 def _gunicorn_logger_class():
