@@ -182,6 +182,8 @@ class Token(models.Model):
     )
     last_used_at = models.DateTimeField(_("dernière utilisation"), null=True, blank=True)
     created_at = models.DateTimeField(_("créé le"), default=timezone.now)
+    # Set when a validated access request issued this token: its secret is generated at pick-up (shown once).
+    pickup_pending_since = models.DateTimeField(_("en attente de récupération depuis"), null=True, blank=True)
 
     objects = TokenQuerySet.as_manager()
 
@@ -250,4 +252,214 @@ class TokenEvent(models.Model):
         return f"{self.get_kind_display()} — {self.at:%Y-%m-%d %H:%M}"
 
 
-__all__ = ["Client", "Contact", "Endpoint", "Origin", "Privilege", "Token", "TokenEvent", "TokenStatus"]
+# ------------------------------------------------------------------------------
+# Access requests (issue 4): a mutable request, immutable grants (after DataPass)
+# ------------------------------------------------------------------------------
+
+LEGAL_DOCUMENT_MAX_BYTES = 10 * 1024 * 1024
+
+
+def validate_pdf(upload) -> None:
+    """Extension .pdf, PDF magic bytes, at most ACCESS_REQUEST_DOCUMENT_MAX_BYTES."""
+    from django.core.exceptions import ValidationError
+
+    max_bytes = getattr(settings, "ACCESS_REQUEST_DOCUMENT_MAX_BYTES", LEGAL_DOCUMENT_MAX_BYTES)
+    name = getattr(upload, "name", "") or ""
+    if not name.lower().endswith(".pdf"):
+        raise ValidationError(_("Le document doit être un fichier PDF (.pdf)."), code="pdf_extension")
+    if upload.size > max_bytes:
+        raise ValidationError(
+            _("Le document dépasse la taille maximale de %(max)s Mo.") % {"max": max_bytes // (1024 * 1024)},
+            code="pdf_size",
+        )
+    position = upload.tell() if hasattr(upload, "tell") else 0
+    upload.seek(0)
+    head = upload.read(5)
+    upload.seek(position)
+    if head != b"%PDF-":
+        raise ValidationError(_("Le fichier envoyé n'est pas un PDF valide."), code="pdf_magic")
+
+
+class AccessRequestQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self.filter(client__members=user)
+
+    def open(self):
+        return self.filter(state__in=AccessRequest.OPEN_STATES)
+
+
+class AccessRequest(models.Model):
+    class Kind(models.TextChoices):
+        NEW = "new", _("nouvelle demande")
+        RENEWAL = "renewal", _("renouvellement")
+        EXTENSION = "extension", _("extension du périmètre")
+
+    class State(models.TextChoices):
+        DRAFT = "draft", _("brouillon")
+        SUBMITTED = "submitted", _("soumise")
+        CHANGES_REQUESTED = "changes_requested", _("modifications demandées")
+        VALIDATED = "validated", _("validée")
+        REFUSED = "refused", _("refusée")
+        ABANDONED = "abandoned", _("abandonnée")
+
+    class LegalNature(models.TextChoices):
+        LAW = "loi", _("loi")
+        DECREE = "decret", _("décret")
+        ORDER = "arrete", _("arrêté")
+        DELIBERATION = "deliberation", _("délibération")
+        CONVENTION = "convention", _("convention")
+        OTHER = "autre", _("autre")
+
+    OPEN_STATES = (State.DRAFT, State.SUBMITTED, State.CHANGES_REQUESTED)
+    CONTACT_ROLES = ("requester", "technical", "business")
+
+    public_id = models.UUIDField(_("identifiant public"), default=uuid.uuid4, unique=True, editable=False)
+    client = models.ForeignKey(
+        Client, on_delete=models.PROTECT, related_name="access_requests", verbose_name=_("client")
+    )
+    kind = models.CharField(_("type"), max_length=16, choices=Kind.choices, default=Kind.NEW)
+    applicant = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="access_requests",
+        verbose_name=_("demandeur"),
+    )
+    label = models.CharField(_("intitulé du projet"), max_length=255, blank=True)
+    privileges = models.ManyToManyField(
+        Privilege, related_name="access_requests", blank=True, verbose_name=_("privilèges demandés")
+    )
+    project_description = models.TextField(_("description du projet"), blank=True)
+    legal_basis_nature = models.CharField(
+        _("nature du cadre juridique"), max_length=16, choices=LegalNature.choices, blank=True
+    )
+    legal_basis_text = models.TextField(_("cadre juridique"), blank=True)
+    legal_basis_url = models.URLField(_("lien vers le texte"), max_length=500, blank=True)
+    legal_basis_document = models.FileField(
+        _("document (PDF)"),
+        upload_to="access_requests/%Y/%m/",
+        blank=True,
+        validators=[validate_pdf],
+    )
+    # Snapshot {"requester": {"name", "email", "phone"}, "technical": {...}, "business": {...}}.
+    contacts = models.JSONField(_("contacts"), default=dict, blank=True)
+    expected_volume = models.PositiveIntegerField(_("volumétrie attendue (appels/min)"), null=True, blank=True)
+    token = models.ForeignKey(
+        Token,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="access_requests",
+        verbose_name=_("jeton renouvelé ou étendu"),
+    )
+    prefilled_from = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("pré-remplie depuis"),
+    )
+    issued_token = models.OneToOneField(
+        Token,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="issuing_request",
+        verbose_name=_("jeton délivré"),
+    )
+    state = models.CharField(_("état"), max_length=20, choices=State.choices, default=State.DRAFT)
+    created_at = models.DateTimeField(_("créée le"), default=timezone.now)
+    updated_at = models.DateTimeField(_("modifiée le"), default=timezone.now)
+    submitted_at = models.DateTimeField(_("soumise le"), null=True, blank=True)
+    decided_at = models.DateTimeField(_("décidée le"), null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = AccessRequestQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("demande d'accès")
+        verbose_name_plural = _("demandes d'accès")
+        ordering = ["-created_at", "-id"]
+        permissions = [("instruct_accessrequest", _("Peut instruire (valider, refuser) les demandes d'accès"))]
+        indexes = [models.Index(fields=["state", "kind", "submitted_at"], name="accessrequest_queue_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} — {self.client.name} ({self.get_state_display()})"
+
+    @property
+    def is_editable(self) -> bool:
+        return self.state in (self.State.DRAFT, self.State.CHANGES_REQUESTED)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in self.OPEN_STATES
+
+    def contact(self, role: str) -> dict:
+        return (self.contacts or {}).get(role) or {}
+
+
+class AccessRequestEvent(models.Model):
+    """Audit trail of an access request: who did what, when, and why."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created", _("créée")
+        UPDATED = "updated", _("modifiée")
+        SUBMITTED = "submitted", _("soumise")
+        CHANGES_REQUESTED = "changes_requested", _("modifications demandées")
+        VALIDATED = "validated", _("validée")
+        REFUSED = "refused", _("refusée")
+        ABANDONED = "abandoned", _("abandonnée")
+        MESSAGE = "message", _("message")
+
+    access_request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    at = models.DateTimeField(default=timezone.now)
+    from_state = models.CharField(max_length=20, blank=True)
+    to_state = models.CharField(max_length=20, blank=True)
+    reason = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("événement de demande")
+        verbose_name_plural = _("journal des demandes")
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["access_request", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} — {self.at:%Y-%m-%d %H:%M}"
+
+
+class AccessRequestMessage(models.Model):
+    """The thread between the applicant's side and the instructors."""
+
+    access_request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="messages")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    from_instructor = models.BooleanField(default=False)
+    body = models.TextField(_("message"))
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.author} — {self.at:%Y-%m-%d %H:%M}"
+
+
+__all__ = [
+    "AccessRequest",
+    "AccessRequestEvent",
+    "AccessRequestMessage",
+    "Client",
+    "Contact",
+    "Endpoint",
+    "Origin",
+    "Privilege",
+    "Token",
+    "TokenEvent",
+    "TokenStatus",
+]
