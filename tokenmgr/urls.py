@@ -1,10 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from . import health
 from .api import api
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("", api.urls),
     path("", include("availability.urls")),
     path("", include("notifications.urls")),
