@@ -1,3 +1,560 @@
 # Admin of the token registry (issue 2). Access-request admin lives in admin_requests.py (issue 4).
+"""The admins' whole working surface for clients, contacts, privileges and tokens.
+
+Every write that matters goes through tokens.services: issuing (token_issue, the secret shown once on the response
+page and never again) and revoking (token_revoke, with a reason asked on a confirmation page).
+"""
+
+import csv
+import datetime as dt
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.widgets import AdminSplitDateTime
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db.models import Count, Prefetch
+from django.http import StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from . import credentials, validity
+from .models import Client, Contact, Endpoint, Origin, Privilege, Token, TokenEvent, TokenStatus
+from .services import ContactData, contacts_get_or_create, token_issue, token_revoke
+
+STATUS_FIELD = "current_status"
+
+
+def with_status(queryset, now: dt.datetime | None = None):
+    """`Token.objects.with_status()`, annotated as `current_status`.
+
+    The annotation of with_status() is named `status`, which Token already has as a read-only property, so model
+    instances cannot receive it; the same derived expression is reused under another name.
+    """
+    expression = Token.objects.with_status(now).query.annotations["status"]
+    return queryset.annotate(**{STATUS_FIELD: expression})
+
+
+# ------------------------------------------------------------------------------
+# Clients, contacts, privileges, endpoints
+# ------------------------------------------------------------------------------
+class ContactInline(admin.TabularInline):
+    model = Contact
+    extra = 0
+    fields = ["email", "name", "role", "phone"]
+
+
+class ClientTokenInline(admin.TabularInline):
+    model = Token
+    extra = 0
+    fields = ["label", "secret_prefix", "origin", "issued_at", "expires_at", "revoked_at"]
+    readonly_fields = fields
+    show_change_link = True
+    can_delete = False
+    verbose_name_plural = _("jetons du client")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Client)
+class ClientAdmin(admin.ModelAdmin):
+    list_display = ["name", "siret", "token_count", "created_at"]
+    search_fields = ["name", "siret"]
+    filter_horizontal = ["members"]
+    inlines = [ContactInline, ClientTokenInline]
+    readonly_fields = ["created_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(token_count=Count("tokens", distinct=True))
+
+    @admin.display(description=_("jetons"), ordering="token_count")
+    def token_count(self, obj):
+        return obj.token_count
+
+
+@admin.register(Contact)
+class ContactAdmin(admin.ModelAdmin):
+    list_display = ["email", "name", "role", "client", "phone"]
+    list_filter = ["role"]
+    search_fields = ["email", "name", "client__name", "client__siret"]
+    list_select_related = ["client"]
+    autocomplete_fields = ["client"]
+
+
+class EndpointInline(admin.TabularInline):
+    model = Endpoint.privileges.through
+    extra = 0
+    verbose_name = _("endpoint")
+    verbose_name_plural = _("endpoints accordés par ce privilège")
+    autocomplete_fields = ["endpoint"]
+
+
+@admin.register(Privilege)
+class PrivilegeAdmin(admin.ModelAdmin):
+    list_display = ["code", "label", "endpoint_list"]
+    search_fields = ["code", "label"]
+    inlines = [EndpointInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("endpoints")
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["code"] if obj else []
+
+    @admin.display(description=_("endpoints"))
+    def endpoint_list(self, obj):
+        return ", ".join(e.path for e in obj.endpoints.all())
+
+
+@admin.register(Endpoint)
+class EndpointAdmin(admin.ModelAdmin):
+    list_display = ["path", "label", "privilege_list"]
+    list_filter = ["privileges"]
+    search_fields = ["path", "label"]
+    filter_horizontal = ["privileges"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("privileges")
+
+    def get_readonly_fields(self, request, obj=None):
+        # The paths are the reference list of the availability statistics: fixed by the catalogue migration.
+        return ["path"] if obj else []
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("privilèges"))
+    def privilege_list(self, obj):
+        return ", ".join(p.code for p in obj.privileges.all())
+
+
+# ------------------------------------------------------------------------------
+# Tokens: filters
+# ------------------------------------------------------------------------------
+class StatusFilter(admin.SimpleListFilter):
+    title = _("statut")
+    parameter_name = "statut"
+
+    def lookups(self, request, model_admin):
+        return TokenStatus.choices
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value in TokenStatus.values:
+            if STATUS_FIELD not in queryset.query.annotations:
+                queryset = with_status(queryset)
+            return queryset.filter(**{STATUS_FIELD: value})
+        return queryset
+
+
+class ExpiryWindowFilter(admin.SimpleListFilter):
+    """Calendar windows (TIME_ZONE days) as indexed ranges on expires_at."""
+
+    title = _("échéance")
+    parameter_name = "echeance"
+    WINDOWS = (15, 30, 60, 90)
+
+    def lookups(self, request, model_admin):
+        return [
+            *((str(days), _("≤ %(days)d jours") % {"days": days}) for days in self.WINDOWS),
+            ("expired", _("expirés")),
+        ]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        now = timezone.now()
+        if value == "expired":
+            return queryset.filter(expires_at__lte=now)
+        if value in {str(d) for d in self.WINDOWS}:
+            end = validity.start_of_day(validity.today() + dt.timedelta(days=int(value) + 1))
+            return queryset.filter(expires_at__gt=now, expires_at__lt=end)
+        return queryset
+
+
+# ------------------------------------------------------------------------------
+# Tokens: forms
+# ------------------------------------------------------------------------------
+def _check_contacts(client, contacts) -> None:
+    if client is not None and any(c.client_id != client.pk for c in contacts or ()):
+        raise ValidationError({"contacts": _("Les contacts doivent appartenir au client du jeton.")})
+
+
+class TokenIssueForm(forms.ModelForm):
+    """Add form: the data token_issue needs. Saving goes through the service, not ModelForm.save()."""
+
+    issued_at = forms.SplitDateTimeField(
+        label=_("émis le"),
+        widget=AdminSplitDateTime,
+        initial=timezone.now,
+        help_text=_("Le jeton expire 18 mois plus tard."),
+    )
+    origin = forms.ChoiceField(
+        label=_("origine"),
+        required=False,
+        choices=[("", _("selon la date d'émission")), *Origin.choices],
+        help_text=_("Vide : demarches-simplifiees.fr avant septembre 2019, api.gouv.fr ensuite."),
+    )
+    new_contacts = forms.CharField(
+        label=_("nouveaux contacts"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("Adresses e-mail, une par ligne : ajoutées aux contacts (demandeurs) du client."),
+    )
+
+    class Meta:
+        model = Token
+        fields = ["client", "label", "privileges", "issued_at", "origin", "contacts"]
+
+    def clean_new_contacts(self):
+        emails = [line.strip() for line in self.cleaned_data["new_contacts"].splitlines() if line.strip()]
+        for email in emails:
+            try:
+                validate_email(email)
+            except ValidationError as exc:
+                raise ValidationError(_("Adresse e-mail invalide : %(email)s") % {"email": email}) from exc
+        return emails
+
+    def clean(self):
+        cleaned = super().clean()
+        _check_contacts(cleaned.get("client"), cleaned.get("contacts"))
+        return cleaned
+
+
+class TokenChangeForm(forms.ModelForm):
+    class Meta:
+        model = Token
+        fields = ["label", "contacts", "privileges"]
+
+    def clean(self):
+        cleaned = super().clean()
+        _check_contacts(self.instance.client, cleaned.get("contacts"))
+        return cleaned
+
+
+class RevokeForm(forms.Form):
+    reason = forms.CharField(
+        label=_("motif de la révocation"),
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text=_("Conservé dans le journal des jetons."),
+    )
+
+    def clean_reason(self):
+        reason = self.cleaned_data["reason"].strip()
+        if not reason:
+            raise ValidationError(_("Un motif est requis."))
+        return reason
+
+
+# ------------------------------------------------------------------------------
+# Tokens
+# ------------------------------------------------------------------------------
+CSV_COLUMNS = [
+    _("identifiant public"),
+    _("client"),
+    _("SIRET"),
+    _("libellé"),
+    _("préfixe"),
+    _("privilèges"),
+    _("origine"),
+    _("émis le"),
+    _("expire le"),
+    _("jours restants"),
+    _("statut"),
+    _("contacts"),
+]
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+@admin.register(Token)
+class TokenAdmin(admin.ModelAdmin):
+    form = TokenChangeForm
+    add_form = TokenIssueForm
+    list_display = [
+        "client",
+        "label",
+        "secret_prefix",
+        "origin",
+        "issued_at",
+        "expires_at",
+        "days_left_display",
+        "status_display",
+        "privilege_list",
+    ]
+    list_display_links = ["label"]
+    list_select_related = ["client"]
+    list_filter = [StatusFilter, "origin", ExpiryWindowFilter]
+    search_fields = ["client__siret", "client__name", "label", "secret_prefix", "contacts__email"]
+    search_help_text = _("SIRET, nom du client, libellé, préfixe (ou jeton complet), e-mail d'un contact")
+    filter_horizontal = ["privileges"]
+    autocomplete_fields = ["client", "contacts"]
+    actions = ["revoke_tokens", "export_csv"]
+    list_per_page = 50
+    add_fieldsets = [
+        (None, {"fields": ["client", "label", "privileges"]}),
+        (_("Validité"), {"fields": ["issued_at", "origin"]}),
+        (_("Contacts"), {"fields": ["contacts", "new_contacts"]}),
+    ]
+    fieldsets = [
+        (None, {"fields": ["public_id", "client", "label", "privileges", "contacts"]}),
+        (
+            _("Validité"),
+            {
+                "fields": [
+                    "issued_at",
+                    "expires_at",
+                    "days_left_display",
+                    "status_display",
+                    "origin",
+                    "secret_prefix",
+                    "last_used_at",
+                ]
+            },
+        ),
+        (
+            _("Révocation et renouvellement"),
+            {"fields": ["revoked_at", "revoked_by", "revocation_reason", "renewed_by", "renews_display"]},
+        ),
+    ]
+    change_readonly_fields = [
+        "public_id",
+        "client",
+        "issued_at",
+        "expires_at",
+        "days_left_display",
+        "status_display",
+        "origin",
+        "secret_prefix",
+        "last_used_at",
+        "revoked_at",
+        "revoked_by",
+        "revocation_reason",
+        "renewed_by",
+        "renews_display",
+    ]
+
+    # --- queryset -------------------------------------------------------------
+    def get_queryset(self, request):
+        qs = (
+            super()
+            .get_queryset(request)
+            .select_related("client", "renewed_by")
+            .prefetch_related("privileges")
+        )
+        return with_status(qs)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if term.startswith(settings.TOKEN_SECRET_PREFIX) and len(term) > 32:
+            # A whole secret pasted in the search box: find its token by digest, never store or echo it.
+            return queryset.filter(secret_digest=credentials.digest(term)), False
+        return super().get_search_results(request, queryset, search_term)
+
+    # --- columns --------------------------------------------------------------
+    @admin.display(description=_("jours restants"), ordering="expires_at")
+    def days_left_display(self, obj):
+        return validity.days_left(obj.expires_at)
+
+    @admin.display(description=_("statut"), ordering=STATUS_FIELD)
+    def status_display(self, obj):
+        status = getattr(obj, STATUS_FIELD, None) or obj.status_at()
+        return TokenStatus(status).label
+
+    @admin.display(description=_("privilèges"))
+    def privilege_list(self, obj):
+        return ", ".join(p.code for p in obj.privileges.all())
+
+    @admin.display(description=_("remplace"))
+    def renews_display(self, obj):
+        previous = Token.objects.filter(renewed_by=obj).first()
+        if previous is None:
+            return "—"
+        url = reverse("admin:tokens_token_change", args=[previous.pk])
+        return format_html('<a href="{}">{}</a>', url, previous)
+
+    # --- add: through token_issue, secret shown once ---------------------------
+    def get_fieldsets(self, request, obj=None):
+        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.change_readonly_fields if obj else []
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the registry keeps its history: revoke instead
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save()
+            if form.changed_data:
+                TokenEvent.objects.create(
+                    token=obj,
+                    kind=TokenEvent.Kind.UPDATED,
+                    actor=request.user,
+                    data={"fields": form.changed_data},
+                )
+            return
+        data = form.cleaned_data
+        contacts = list(data.get("contacts") or [])
+        if data.get("new_contacts"):
+            contacts += contacts_get_or_create(
+                client=data["client"], contacts=[ContactData(email=e) for e in data["new_contacts"]]
+            )
+        issued = token_issue(
+            client=data["client"],
+            privileges=list(data["privileges"]),
+            issued_at=data["issued_at"],
+            origin=data.get("origin") or None,
+            label=data.get("label", ""),
+            contacts=list(dict.fromkeys(contacts)),
+            by=request.user,
+        )
+        # The form's unsaved instance becomes the issued token, for the admin log and the response.
+        obj.__dict__.update({k: v for k, v in issued.token.__dict__.items() if k != "_state"})
+        obj._state.adding = False
+        obj._state.db = issued.token._state.db
+        request._tokenmgr_issued_secret = issued.secret
+
+    def save_related(self, request, form, formsets, change):
+        if change:
+            super().save_related(request, form, formsets, change)
+        # on add, token_issue already set privileges and contacts
+
+    def response_add(self, request, obj, post_url_continue=None):
+        secret = getattr(request, "_tokenmgr_issued_secret", None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        del request._tokenmgr_issued_secret
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Jeton émis"),
+            "token": obj,
+            "secret": secret,
+            "days_left": validity.days_left(obj.expires_at),
+            "change_url": reverse("admin:tokens_token_change", args=[obj.pk]),
+            "add_url": reverse("admin:tokens_token_add"),
+        }
+        response = TemplateResponse(request, "admin/tokens/token/issued.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    # --- actions --------------------------------------------------------------
+    @admin.action(description=_("Révoquer les jetons sélectionnés"), permissions=["change"])
+    def revoke_tokens(self, request, queryset):
+        form = RevokeForm(request.POST if "confirm" in request.POST else None)
+        if form.is_valid():
+            revoked, already = 0, []
+            for token in queryset.select_related(None).order_by("pk"):
+                try:
+                    token_revoke(token=token, by=request.user, reason=form.cleaned_data["reason"])
+                except ValidationError as exc:
+                    if getattr(exc, "code", None) != "already_revoked":
+                        raise
+                    already.append(token)
+                else:
+                    revoked += 1
+            if revoked:
+                self.message_user(
+                    request,
+                    ngettext("%(n)d jeton révoqué.", "%(n)d jetons révoqués.", revoked) % {"n": revoked},
+                    messages.SUCCESS,
+                )
+            if already:
+                self.message_user(
+                    request,
+                    _("Déjà révoqués, laissés tels quels : %(tokens)s")
+                    % {"tokens": ", ".join(str(t) for t in already)},
+                    messages.WARNING,
+                )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Révoquer des jetons"),
+            "tokens": queryset,
+            "form": form,
+            "action_name": "revoke_tokens",
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "select_across": request.POST.get("select_across", "0"),
+            "index": request.POST.get("index", "0"),
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/tokens/token/revoke_confirmation.html", context)
+
+    @admin.action(description=_("Exporter les jetons sélectionnés (CSV)"), permissions=["view"])
+    def export_csv(self, request, queryset):
+        queryset = queryset.prefetch_related(
+            "privileges", Prefetch("contacts", queryset=Contact.objects.order_by("email"))
+        ).order_by("expires_at", "pk")
+        writer = csv.writer(_Echo())
+        today = validity.today()
+        tz = validity.local_tz()
+
+        def rows():
+            yield "\ufeff" + writer.writerow([str(c) for c in CSV_COLUMNS])
+            for token in queryset.iterator(chunk_size=500):
+                yield writer.writerow(
+                    [
+                        token.public_id,
+                        token.client.name,
+                        token.client.siret,
+                        token.label,
+                        token.secret_prefix,
+                        " ".join(p.code for p in token.privileges.all()),
+                        token.origin,
+                        token.issued_at.astimezone(tz).isoformat(),
+                        token.expires_at.astimezone(tz).isoformat(),
+                        validity.days_left(token.expires_at, today),
+                        getattr(token, STATUS_FIELD),
+                        " ".join(c.email for c in token.contacts.all()),
+                    ]
+                )
+
+        stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="jetons-{stamp}.csv"'
+        return response
+
+
+# ------------------------------------------------------------------------------
+# Audit log (read-only)
+# ------------------------------------------------------------------------------
+@admin.register(TokenEvent)
+class TokenEventAdmin(admin.ModelAdmin):
+    list_display = ["at", "kind", "token_link", "actor", "reason"]
+    list_filter = ["kind", "at"]
+    search_fields = ["token__label", "token__secret_prefix", "token__client__siret", "token__client__name"]
+    list_select_related = ["token__client", "actor"]
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description=_("jeton"), ordering="token")
+    def token_link(self, obj):
+        url = reverse("admin:tokens_token_change", args=[obj.token_id])
+        return format_html('<a href="{}">{}</a>', url, obj.token)
+
 
 from .admin_requests import *  # noqa: E402,F403
