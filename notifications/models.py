@@ -1,0 +1,68 @@
+"""Renewal reminders: one table that is both the ledger (what was decided) and the outbox (what is to be sent).
+
+A row is unique per (token, threshold, expires_at): a second sweep, a second beat or a redelivered task hits the
+constraint instead of sending twice. A new expiry (token renewed in place) starts a fresh series.
+"""
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from tokens.models import Origin, Token
+
+
+class ReminderStatus(models.TextChoices):
+    PENDING = "pending", _("à envoyer")
+    SENT = "sent", _("envoyé")
+    FAILED = "failed", _("en échec")
+    CANCELLED = "cancelled", _("annulé")
+
+
+class ReminderQuerySet(models.QuerySet):
+    def pending_due(self, now):
+        return self.filter(status=ReminderStatus.PENDING, next_attempt_at__lte=now)
+
+
+class Reminder(models.Model):
+    token = models.ForeignKey(
+        Token, on_delete=models.CASCADE, related_name="reminders", verbose_name=_("jeton")
+    )
+    threshold = models.PositiveSmallIntegerField(_("seuil (jours)"))
+    expires_at = models.DateTimeField(_("expiration visée"))
+    route = models.CharField(_("parcours"), max_length=32, choices=Origin.choices)
+    status = models.CharField(
+        _("état"), max_length=16, choices=ReminderStatus.choices, default=ReminderStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(_("tentatives"), default=0)
+    last_error = models.TextField(_("dernière erreur"), blank=True)
+    next_attempt_at = models.DateTimeField(_("prochaine tentative"), default=timezone.now)
+    sent_at = models.DateTimeField(_("envoyé le"), null=True, blank=True)
+    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
+    recipients = models.JSONField(_("destinataires"), default=list, blank=True)
+    created_at = models.DateTimeField(_("créé le"), default=timezone.now)
+    updated_at = models.DateTimeField(_("modifié le"), default=timezone.now)
+
+    objects = ReminderQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("rappel de renouvellement")
+        verbose_name_plural = _("rappels de renouvellement")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["token", "threshold", "expires_at"], name="reminder_once_per_expiry"
+            ),
+        ]
+        indexes = [
+            # The delivery claim: pending rows by due time; partial, so it stays tiny.
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                name="reminder_pending_due_idx",
+                condition=Q(status="pending"),
+            ),
+            models.Index(fields=["status", "threshold"], name="reminder_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"J-{self.threshold} — {self.token_id} ({self.get_status_display()})"

@@ -1,9 +1,28 @@
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tokenmgr.settings")
 
 app = Celery("tokenmgr")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def setup_periodic_tasks(sender: Celery, **kwargs) -> None:
+    """Beat schedule, in code. crontab() hours are read in CELERY_TIMEZONE, which is TIME_ZONE."""
+    from django.conf import settings
+
+    # Reminders (issue 3): the daily sweep, and a frequent pass that picks up retries whose backoff elapsed.
+    sender.add_periodic_task(
+        crontab(hour=settings.REMINDER_SWEEP_HOUR, minute=0),
+        sender.signature("notifications.sweep_reminders"),
+        name="reminders: daily sweep",
+    )
+    sender.add_periodic_task(
+        float(settings.REMINDER_DELIVERY_INTERVAL),
+        sender.signature("notifications.deliver_reminders"),
+        name="reminders: deliver due retries",
+    )

@@ -179,6 +179,16 @@ TOKEN_LAST_USED_RESOLUTION = env.int("TOKEN_LAST_USED_RESOLUTION", default=300)
 # ------------------------------------------------------------------------------
 # Notifications (issue 3)
 # ------------------------------------------------------------------------------
+# Thresholds: REMINDER_DAYS (Domain). Sweep: daily at REMINDER_SWEEP_HOUR in TIME_ZONE (notifications/tasks.py).
+REMINDER_SWEEP_BATCH = env.int("REMINDER_SWEEP_BATCH", default=2000)
+REMINDER_DELIVERY_BATCH = env.int("REMINDER_DELIVERY_BATCH", default=100)
+# Failed sends retry after base, base*factor, base*factor², … seconds (capped), then become `failed`.
+REMINDER_MAX_ATTEMPTS = env.int("REMINDER_MAX_ATTEMPTS", default=6)
+REMINDER_RETRY_BASE_SECONDS = env.int("REMINDER_RETRY_BASE_SECONDS", default=60)
+REMINDER_RETRY_FACTOR = env.int("REMINDER_RETRY_FACTOR", default=5)
+REMINDER_RETRY_MAX_SECONDS = env.int("REMINDER_RETRY_MAX_SECONDS", default=6 * 3600)
+# Beat also picks up retries that became due, every this many seconds.
+REMINDER_DELIVERY_INTERVAL = env.int("REMINDER_DELIVERY_INTERVAL", default=120)
 
 # ------------------------------------------------------------------------------
 # Access requests (issue 4)

@@ -1,0 +1,25 @@
+"""CONTRACT §3: run the daily sweep for a day, deliver what it queued, print the counts."""
+
+import datetime as dt
+
+from django.core.management.base import BaseCommand, CommandError
+
+from notifications import services
+
+
+class Command(BaseCommand):
+    help = "Envoie les rappels de renouvellement dus (le même balayage que Celery beat), puis les délivre."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--today", help="jour du balayage, AAAA-MM-JJ (défaut : aujourd'hui)")
+
+    def handle(self, *args, today=None, **options):
+        try:
+            day = dt.date.fromisoformat(today) if today else None
+        except ValueError as exc:
+            raise CommandError(f"--today: date invalide {today!r} (attendu AAAA-MM-JJ)") from exc
+        sweep = services.reminders_sweep(today=day)
+        delivery = services.reminders_deliver(today=day)
+        self.stdout.write(
+            f"queued: {sweep.queued}\nsent: {delivery.sent}\nskipped: {delivery.skipped}\nfailed: {delivery.failed}"
+        )

@@ -1,0 +1,153 @@
+"""The reminder rule (CONTRACT §2), as the sweep applies it in the database."""
+
+import datetime as dt
+
+import pytest
+import time_machine
+from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from notifications import services
+from notifications.models import Reminder, ReminderStatus
+from tokens.services import token_revoke
+
+from .conftest import at
+
+
+@pytest.mark.parametrize(
+    ("days_left", "expected"),
+    [(-3, None), (0, None), (1, 15), (14, 15), (15, 15), (16, 30), (30, 30), (31, 60), (60, 60), (61, 90), (90, 90), (91, None)],
+)
+def test_threshold_for(settings, days_left, expected):
+    settings.REMINDER_DAYS = [90, 60, 30, 15]
+    assert services.threshold_for(days_left) == expected
+
+
+S, P, F, C = ReminderStatus.SENT, ReminderStatus.PENDING, ReminderStatus.FAILED, ReminderStatus.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("days_left", "existing", "expected"),
+    [
+        (91, [], None),
+        (90, [], 90),
+        (89, [(90, S)], None),
+        (75, [(90, P)], None),
+        (60, [(90, S)], 60),
+        (45, [(90, S)], 60),
+        (45, [(90, S), (60, S)], None),
+        (45, [(60, F)], None),  # the failed row holds the constraint: re-queue it from the admin
+        (31, [(30, S)], None),  # a smaller threshold already sent covers a bigger one
+        (30, [(90, S), (60, S)], 30),
+        (20, [], 30),  # catch-up: only the tightest due
+        (15, [(90, S), (60, S), (30, S)], 15),
+        (10, [(15, S)], None),
+        (10, [(15, P)], None),
+        (10, [(15, C)], None),
+        (10, [(30, F)], 15),
+        (1, [], 15),
+        (0, [], None),
+        (-1, [], None),
+    ],
+)
+def test_rule_table(token_factory, today, days_left, existing, expected):
+    token = token_factory(days_left).token
+    for threshold, status in existing:
+        Reminder.objects.create(
+            token=token, threshold=threshold, expires_at=token.expires_at, route=token.origin, status=status
+        )
+    result = services.reminders_sweep(today=today)
+    new = Reminder.objects.filter(token=token).exclude(threshold__in=[t for t, _ in existing])
+    assert result.queued == (0 if expected is None else 1)
+    assert [r.threshold for r in new] == ([] if expected is None else [expected])
+    if expected:
+        assert new[0].status == ReminderStatus.PENDING
+        assert new[0].expires_at == token.expires_at
+        assert new[0].route == token.origin
+
+
+def test_rows_of_a_previous_expiry_do_not_count(token_factory, today):
+    token = token_factory(10).token
+    Reminder.objects.create(
+        token=token, threshold=15, expires_at=token.expires_at - dt.timedelta(days=548), route="api_gouv", status=S
+    )
+    assert services.reminders_sweep(today=today).queued == 1
+
+
+def test_catch_up_after_missed_days_sends_only_the_tightest(token_factory, today):
+    token = token_factory(100).token
+    # Sweeps ran up to 100 days before expiry, then nothing for 75 days: 25 days left.
+    day = today + dt.timedelta(days=75)
+    with time_machine.travel(at(day), tick=False):
+        services.reminders_sweep(today=day)
+        services.reminders_deliver()
+    assert list(Reminder.objects.filter(token=token).values_list("threshold", "status")) == [(30, S)]
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].extra_headers["X-Reminder-Threshold"] == "30"
+
+
+def test_same_day_rerun_sends_nothing(token_factory, today):
+    for days in (90, 60, 45, 30, 15, 3):
+        token_factory(days)
+    assert services.reminders_sweep(today=today).queued == 6
+    assert services.reminders_deliver().sent == 6
+    assert services.reminders_sweep(today=today).queued == 0
+    assert services.reminders_deliver().sent == 0
+    assert len(mail.outbox) == 6
+
+
+def test_sweep_pages_with_constant_queries_per_batch(token_factory, today):
+    for days in range(1, 26):
+        token_factory(days, contacts=0)
+    with CaptureQueriesContext(connection) as small:
+        assert services.reminders_sweep(today=today, batch_size=5).queued == 25
+    Reminder.objects.all().delete()
+    with CaptureQueriesContext(connection) as big:
+        assert services.reminders_sweep(today=today, batch_size=100).queued == 25
+    # Per batch: one SELECT of due tokens + one INSERT (plus savepoints); 5 batches of 5 then an empty page.
+    selects = [q for q in small.captured_queries if q["sql"].startswith("SELECT")]
+    inserts = [q for q in small.captured_queries if q["sql"].startswith("INSERT")]
+    assert len(selects) == 6 and len(inserts) == 5
+    assert len([q for q in big.captured_queries if q["sql"].startswith(("SELECT", "INSERT"))]) == 2
+
+
+def test_sweep_uses_an_indexed_range_on_expires_at(token_factory, today):
+    sql, params = services.due_tokens(today=today).query.sql_with_params()
+    assert '"expires_at" >=' in sql and '"expires_at" <' in sql
+
+
+# -- suppression ------------------------------------------------------------------------------------------------------
+def test_revoked_expired_superseded_tokens_get_nothing(token_factory, today):
+    revoked = token_factory(30).token
+    token_revoke(token=revoked, by=None, reason="fuite")
+    token_factory(0)  # expires later today
+    old = token_factory(30).token
+    new = token_factory(500).token
+    old.renewed_by = new
+    old.save(update_fields=["renewed_by"])
+    assert services.reminders_sweep(today=today).queued == 0
+    assert not Reminder.objects.exists()
+
+
+@pytest.mark.parametrize("change", ["revoke", "supersede", "expire", "new_expiry"])
+def test_pending_row_of_a_token_gone_ineligible_is_cancelled(token_factory, today, change):
+    token = token_factory(15).token
+    assert services.reminders_sweep(today=today).queued == 1
+    if change == "revoke":
+        token_revoke(token=token, by=None, reason="fuite")
+    elif change == "supersede":
+        token.renewed_by = token_factory(540).token
+        token.save(update_fields=["renewed_by"])
+    elif change == "new_expiry":
+        token.expires_at += dt.timedelta(days=200)
+        token.save(update_fields=["expires_at"])
+    if change == "expire":
+        with time_machine.travel(token.expires_at + dt.timedelta(minutes=1), tick=False):
+            result = services.reminders_deliver()
+    else:
+        result = services.reminders_deliver()
+    assert (result.sent, result.skipped) == (0, 1)
+    reminder = Reminder.objects.get()
+    assert reminder.status == ReminderStatus.CANCELLED and reminder.last_error
+    assert mail.outbox == []
