@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -28,7 +29,41 @@ PROCESSES = {
 }
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _web_is_up() -> bool:
+    host, _, port = ADDR.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _banner() -> str:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tokenmgr.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from tokens.management.commands import load_demo_data as demo
+
+    base = f"http://{ADDR}"
+    return (
+        f"tokenmgr prêt : {base}/\n"
+        f"  Connexion admin : {base}/admin/ — {demo.ADMIN_USERNAME} / {demo.ADMIN_PASSWORD}\n"
+        f"  Connexion intégrateur : {base}/connexion/ — {demo.INTEGRATOR_USERNAME} / {demo.INTEGRATOR_PASSWORD}\n"
+        f"  API : {base}/v2/privileges?token=… — Ctrl-C arrête le web, le worker et beat."
+    )
+
+
 def main() -> int:
+    # Ctrl-C reaches this process through the terminal's process group; a plain kill (SIGTERM/SIGHUP) must stop
+    # everything too. The children run in their own sessions and are stopped here, never left behind.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("DEBUG", "1")
     (ROOT / "var" / "broker" / "queue").mkdir(parents=True, exist_ok=True)
@@ -43,6 +78,7 @@ def main() -> int:
         flush=True,
     )
     status = 0
+    announced = False
     try:
         while True:
             for name, proc in procs.items():
@@ -53,10 +89,15 @@ def main() -> int:
                     )
                     status = proc.returncode or 1
                     raise KeyboardInterrupt
+            if not announced and _web_is_up():
+                announced = True
+                print(_banner(), flush=True)
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not abort the clean-up
         for proc in procs.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
