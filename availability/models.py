@@ -1,0 +1,173 @@
+"""Call counters, their retention state, and incidents.
+
+Counters, not calls: `(endpoint, bucket, status) -> count` at three resolutions, all written by the same ingest
+transaction (see services.counters_add): minutes (epoch minutes, UTC), hours (epoch hours, UTC) and days (TIME_ZONE
+calendar days). `rollup_counters` later drops minute and hour rows beyond their retention and records how far back
+each resolution is still complete (`RetentionMark`), so that reads stay exact and cost O(days), not O(calls).
+"""
+
+import markdown
+import nh3
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext_lazy as _
+
+from tokens.models import Endpoint
+
+
+class MinuteCounter(models.Model):
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+", db_index=False)
+    minute = models.BigIntegerField(_("minute (époque UTC)"))
+    status = models.SmallIntegerField(_("code HTTP"))
+    count = models.BigIntegerField(_("appels"), default=0)
+
+    class Meta:
+        verbose_name = _("compteur par minute")
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "minute", "status"], name="minutecounter_key"),
+        ]
+        indexes = [models.Index(fields=["minute"], name="minutecounter_minute_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint_id}@{self.minute}:{self.status}={self.count}"
+
+
+class HourCounter(models.Model):
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+", db_index=False)
+    hour = models.IntegerField(_("heure (époque UTC)"))
+    status = models.SmallIntegerField(_("code HTTP"))
+    count = models.BigIntegerField(_("appels"), default=0)
+
+    class Meta:
+        verbose_name = _("compteur par heure")
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "hour", "status"], name="hourcounter_key"),
+        ]
+        indexes = [models.Index(fields=["hour"], name="hourcounter_hour_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint_id}@{self.hour}h:{self.status}={self.count}"
+
+
+class DayCounter(models.Model):
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+", db_index=False)
+    day = models.DateField(_("jour (TIME_ZONE)"))
+    status = models.SmallIntegerField(_("code HTTP"))
+    count = models.BigIntegerField(_("appels"), default=0)
+
+    class Meta:
+        verbose_name = _("compteur par jour")
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "day", "status"], name="daycounter_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint_id}@{self.day}:{self.status}={self.count}"
+
+
+class EndpointActivity(models.Model):
+    """Time of the latest call seen per endpoint (the real-time page shows it)."""
+
+    endpoint = models.OneToOneField(Endpoint, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    last_call_at = models.DateTimeField(_("dernier appel"))
+
+    class Meta:
+        verbose_name = _("activité d'un endpoint")
+
+    def __str__(self) -> str:
+        return f"{self.endpoint_id}: {self.last_call_at}"
+
+
+class RetentionMark(models.Model):
+    """Rows of `resolution` are complete for buckets >= `complete_from` (older ones were pruned by the rollup)."""
+
+    class Resolution(models.TextChoices):
+        MINUTE = "minute", _("minute")
+        HOUR = "hour", _("heure")
+
+    resolution = models.CharField(max_length=8, choices=Resolution.choices, primary_key=True)
+    complete_from = models.BigIntegerField(_("complet depuis (époque, dans l'unité)"))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("rétention")
+
+    def __str__(self) -> str:
+        return f"{self.resolution} >= {self.complete_from}"
+
+
+class IngestBatch(models.Model):
+    """A batch received on POST /api/watchdoge/calls with an Idempotency-Key: a retry is not counted twice."""
+
+    key = models.CharField(max_length=128, unique=True)
+    token_id = models.BigIntegerField(null=True)
+    accepted = models.IntegerField(default=0)
+    rejected = models.IntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("lot d'appels reçu")
+        permissions = [("ingest_calls", _("Peut envoyer des appels (POST /api/watchdoge/calls)"))]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class IncidentQuerySet(models.QuerySet):
+    def ongoing(self, now=None):
+        now = now or timezone.now()
+        return self.filter(Q(ends_at__isnull=True) | Q(ends_at__gt=now), starts_at__lte=now)
+
+    def upcoming(self, now=None):
+        return self.filter(starts_at__gt=now or timezone.now())
+
+    def past(self, now=None):
+        return self.filter(ends_at__lte=now or timezone.now())
+
+
+class Incident(models.Model):
+    title = models.CharField(_("titre"), max_length=255)
+    endpoints = models.ManyToManyField(
+        Endpoint, related_name="incidents", blank=True, verbose_name=_("endpoints concernés")
+    )
+    starts_at = models.DateTimeField(_("début"))
+    ends_at = models.DateTimeField(
+        _("fin"), null=True, blank=True, help_text=_("Vide tant qu'il est en cours.")
+    )
+    planned = models.BooleanField(_("maintenance programmée"), default=False)
+    description = models.TextField(_("description (Markdown)"), blank=True)
+    created_at = models.DateTimeField(_("créé le"), default=timezone.now)
+    updated_at = models.DateTimeField(_("modifié le"), auto_now=True)
+
+    objects = IncidentQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("incident")
+        verbose_name_plural = _("incidents")
+        ordering = ["-starts_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__isnull=True) | Q(ends_at__gte=models.F("starts_at")),
+                name="incident_ends_after_start",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def state(self, now=None) -> str:
+        now = now or timezone.now()
+        if self.starts_at > now:
+            return "upcoming"
+        if self.ends_at is not None and self.ends_at <= now:
+            return "past"
+        return "ongoing"
+
+    @property
+    def description_html(self) -> str:
+        """Markdown rendered, then sanitised by an allow-list (nh3): raw HTML, scripts and JS links are dropped."""
+        html = markdown.markdown(self.description, extensions=["extra", "sane_lists"], output_format="html")
+        return mark_safe(nh3.clean(html, url_schemes={"http", "https", "mailto"}))  # noqa: S308 (sanitised)

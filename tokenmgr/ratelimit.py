@@ -61,3 +61,26 @@ def too_many(quota: Quota):
 def client_ip(request) -> str:
     """The peer address. Behind a proxy, set it from X-Forwarded-For in the proxy, not here (spoofable)."""
     return request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
+def limited(scope: str, setting: str):
+    """Decorate a view: count the request per client IP against `settings.<setting>` per minute, answer 429 beyond,
+    and put the RateLimit-* headers on every response the view returns (errors included)."""
+    from functools import wraps
+
+    from django.conf import settings
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            quota = hit(scope, client_ip(request), getattr(settings, setting))
+            if quota.exceeded:
+                return too_many(quota)
+            response = view(request, *args, **kwargs)
+            for name, value in quota.headers().items():
+                response[name] = value
+            return response
+
+        return wrapper
+
+    return decorator

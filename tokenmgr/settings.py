@@ -197,6 +197,23 @@ REMINDER_DELIVERY_INTERVAL = env.int("REMINDER_DELIVERY_INTERVAL", default=120)
 # ------------------------------------------------------------------------------
 # Availability (issue 6)
 # ------------------------------------------------------------------------------
+# Counters are written at minute, hour and day resolution; `rollup_counters` drops minute rows older than
+# AVAILABILITY_MINUTE_RETENTION_DAYS and hour rows older than AVAILABILITY_HOUR_RETENTION_DAYS (day rows are kept).
+AVAILABILITY_MINUTE_RETENTION_DAYS = max(2, env.int("AVAILABILITY_MINUTE_RETENTION_DAYS", default=35))
+AVAILABILITY_HOUR_RETENTION_DAYS = max(
+    AVAILABILITY_MINUTE_RETENTION_DAYS, env.int("AVAILABILITY_HOUR_RETENTION_DAYS", default=400)
+)
+AVAILABILITY_INGEST_CHUNK_LINES = env.int("AVAILABILITY_INGEST_CHUNK_LINES", default=200_000)
+AVAILABILITY_INGEST_MAX_ERRORS_SHOWN = env.int("AVAILABILITY_INGEST_MAX_ERRORS_SHOWN", default=1000)
+# Real-time status: DOWN when >= RATIO of the last WINDOW minutes' calls are unavailable, UNKNOWN without calls.
+AVAILABILITY_STATUS_WINDOW_MINUTES = env.int("AVAILABILITY_STATUS_WINDOW_MINUTES", default=15)
+AVAILABILITY_DOWN_RATIO = env.float("AVAILABILITY_DOWN_RATIO", default=0.5)
+AVAILABILITY_PAST_INCIDENTS_SHOWN = env.int("AVAILABILITY_PAST_INCIDENTS_SHOWN", default=50)
+# Browser / proxy caching of provider_availabilities (seconds).
+AVAILABILITY_STATS_MAX_AGE = env.int("AVAILABILITY_STATS_MAX_AGE", default=60)
+RATELIMIT_STATUS_PER_IP = env.int("RATELIMIT_STATUS_PER_IP", default=1000)
+RATELIMIT_INCIDENTS_PER_IP = env.int("RATELIMIT_INCIDENTS_PER_IP", default=1000)
+RATELIMIT_INGEST_PER_IP = env.int("RATELIMIT_INGEST_PER_IP", default=600)
 
 # ------------------------------------------------------------------------------
 # Rate limits (requests per minute)

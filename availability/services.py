@@ -1,0 +1,274 @@
+"""Writes of the availability app: call ingestion into counters, and the rollup of old fine-grained counters."""
+
+import datetime as dt
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from tokens import validity
+
+from .models import DayCounter, EndpointActivity, HourCounter, MinuteCounter, RetentionMark
+from .selectors import endpoint_ids
+
+UNAVAILABLE_STATUSES = frozenset({500, 502, 503, 504})
+
+# (endpoint_id, epoch minute, status) -> count
+MinuteKey = tuple[int, int, int]
+
+
+class LineError(ValueError):
+    pass
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    rejected: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)  # kept only up to `max_errors`
+
+
+class CallParser:
+    """Validates one JSON Lines record and turns it into (endpoint_id, epoch second, status)."""
+
+    def __init__(self, ids: dict[str, int] | None = None):
+        self.ids = ids if ids is not None else endpoint_ids()
+        self.tz = validity.local_tz()
+
+    def parse(self, line: bytes | str) -> tuple[int, float, int]:
+        try:
+            record = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            raise LineError("JSON invalide") from None
+        if type(record) is not dict:
+            raise LineError("un objet JSON est attendu")
+        endpoint = record.get("endpoint")
+        endpoint_id = self.ids.get(endpoint) if type(endpoint) is str else None
+        if endpoint_id is None:
+            raise LineError(f"endpoint inconnu : {str(endpoint)[:100]!r}")
+        status = record.get("status")
+        if type(status) is not int or not 100 <= status <= 599:
+            raise LineError(f"code HTTP invalide : {str(status)[:20]!r} (entier de 100 à 599 attendu)")
+        stamp = record.get("timestamp")
+        if type(stamp) is not str or len(stamp) < 16 or stamp[10] not in "Tt ":
+            raise LineError(f"horodatage invalide : {str(stamp)[:40]!r} (ISO 8601 attendu)")
+        try:
+            moment = dt.datetime.fromisoformat(stamp)
+            if moment.tzinfo is None:  # no offset: read in TIME_ZONE, as import_tokens does
+                moment = moment.replace(tzinfo=self.tz)
+            seconds = moment.timestamp()
+        except (ValueError, OverflowError):
+            raise LineError(f"horodatage invalide : {stamp[:40]!r} (ISO 8601 attendu)") from None
+        return endpoint_id, seconds, status
+
+
+def calls_ingest(
+    *,
+    lines: Iterable[bytes | str],
+    on_error: Callable[[int, str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    chunk_lines: int | None = None,
+    max_errors: int = 0,
+) -> IngestResult:
+    """Stream JSON Lines records into the counters, aggregating in memory per chunk (constant memory).
+
+    Blank lines are ignored; each bad line is reported through `on_error(line_number, reason)` and skipped.
+    Each chunk is committed in its own transaction (all of its counters or none).
+    """
+    chunk_lines = chunk_lines or settings.AVAILABILITY_INGEST_CHUNK_LINES
+    parser = CallParser()
+    parse = parser.parse
+    result = IngestResult()
+    counts: dict[MinuteKey, int] = defaultdict(int)
+    last_calls: dict[int, float] = {}
+    in_chunk = 0
+    number = 0
+    for number, line in enumerate(lines, start=1):  # noqa: B007 (number used after the loop)
+        if not line.strip():
+            continue
+        try:
+            endpoint_id, seconds, status = parse(line)
+        except LineError as exc:
+            result.rejected += 1
+            if len(result.errors) < max_errors:
+                result.errors.append((number, str(exc)))
+            if on_error is not None:
+                on_error(number, str(exc))
+            continue
+        counts[(endpoint_id, int(seconds // 60), status)] += 1
+        if seconds > last_calls.get(endpoint_id, -1e18):
+            last_calls[endpoint_id] = seconds
+        result.accepted += 1
+        in_chunk += 1
+        if in_chunk >= chunk_lines:
+            counters_add(counts=counts, last_calls=last_calls)
+            counts, last_calls, in_chunk = defaultdict(int), {}, 0
+            if progress is not None:
+                progress(number, result.rejected)
+    if counts:
+        counters_add(counts=counts, last_calls=last_calls)
+    if progress is not None:
+        progress(number, result.rejected)
+    return result
+
+
+def counters_add(*, counts: dict[MinuteKey, int], last_calls: dict[int, float] | None = None) -> None:
+    """Add minute counts (and the hour and day counts derived from them) in one transaction.
+
+    Upserts increment (`count = count + EXCLUDED.count`), so concurrent ingests never lose an update; rows are
+    written in key order so that concurrent transactions lock them in the same order (no deadlock), and a
+    deadlock or serialization failure anyway retries the whole chunk, which is safe since it committed nothing.
+    """
+    tz = validity.local_tz()
+    hours: dict[tuple[int, int, int], int] = defaultdict(int)
+    days: dict[tuple[int, dt.date, int], int] = defaultdict(int)
+    day_of_hour: dict[int, dt.date] = {}
+    for (endpoint_id, minute, status), n in counts.items():
+        hour = minute // 60
+        hours[(endpoint_id, hour, status)] += n
+        # Day of the minute in TIME_ZONE; cached per (hour, quarter) since some zones have :30/:45 offsets.
+        slot = minute // 15
+        day = day_of_hour.get(slot)
+        if day is None:
+            day = day_of_hour[slot] = dt.datetime.fromtimestamp(slot * 900, tz).date()
+        days[(endpoint_id, day, status)] += n
+    for attempt in range(3):
+        try:
+            with transaction.atomic():
+                _upsert(MinuteCounter, "minute", "bigint", counts)
+                _upsert(HourCounter, "hour", "integer", hours)
+                _upsert(DayCounter, "day", "date", days)
+                if last_calls:
+                    _touch_activity(last_calls)
+            return
+        except DatabaseError as exc:
+            if attempt == 2 or getattr(getattr(exc, "__cause__", None), "sqlstate", None) not in (
+                "40P01",  # deadlock_detected
+                "40001",  # serialization_failure
+            ):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def _upsert(model, column: str, pg_type: str, counts: dict) -> None:
+    if not counts:
+        return
+    table = model._meta.db_table
+    rows = sorted(counts.items())
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cols = list(zip(*((e, b, s, n) for (e, b, s), n in rows), strict=True))
+            cursor.execute(
+                f"""INSERT INTO {table} (endpoint_id, {column}, status, "count")
+                SELECT * FROM unnest(%s::bigint[], %s::{pg_type}[], %s::smallint[], %s::bigint[]) ORDER BY 1, 2, 3
+                ON CONFLICT (endpoint_id, {column}, status)
+                DO UPDATE SET "count" = {table}."count" + EXCLUDED."count" """,  # noqa: S608 (identifiers are ours)
+                [list(c) for c in cols],
+            )
+        else:
+            adapt = connection.ops.adapt_datefield_value if pg_type == "date" else (lambda v: v)
+            cursor.executemany(
+                f"""INSERT INTO {table} (endpoint_id, {column}, status, "count") VALUES (%s, %s, %s, %s)
+                ON CONFLICT (endpoint_id, {column}, status)
+                DO UPDATE SET "count" = "count" + excluded."count" """,  # noqa: S608
+                [(e, adapt(b), s, n) for (e, b, s), n in rows],
+            )
+
+
+def _touch_activity(last_calls: dict[int, float]) -> None:
+    table = EndpointActivity._meta.db_table
+    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+    adapt = connection.ops.adapt_datetimefield_value
+    rows = [
+        (e, adapt(dt.datetime.fromtimestamp(s, dt.UTC).replace(microsecond=0)))
+        for e, s in sorted(last_calls.items())
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"""INSERT INTO {table} (endpoint_id, last_call_at) VALUES (%s, %s)
+            ON CONFLICT (endpoint_id) DO UPDATE SET last_call_at = {greatest}({table}.last_call_at, excluded.last_call_at)""",  # noqa: S608
+            rows,
+        )
+
+
+def counters_rollup(*, now: dt.datetime | None = None, batch: int = 50_000) -> dict[str, int]:
+    """Drop minute and hour counters beyond their retention; the coarser counters already hold their sums.
+
+    Records first how far back each resolution stays complete (RetentionMark), then deletes in batches, so that a
+    reader never uses a resolution where rows are missing. Safe to run twice or concurrently.
+    """
+    now = now or timezone.now()
+    epoch_minute = int(now.timestamp() // 60)
+    minute_from = epoch_minute - settings.AVAILABILITY_MINUTE_RETENTION_DAYS * 1440
+    hour_from = epoch_minute // 60 - settings.AVAILABILITY_HOUR_RETENTION_DAYS * 24
+    deleted = {}
+    for resolution, model, column, cutoff in (
+        (RetentionMark.Resolution.MINUTE, MinuteCounter, "minute", minute_from),
+        (RetentionMark.Resolution.HOUR, HourCounter, "hour", hour_from),
+    ):
+        with transaction.atomic():
+            mark, created = RetentionMark.objects.select_for_update().get_or_create(
+                resolution=resolution, defaults={"complete_from": cutoff}
+            )
+            if not created and mark.complete_from < cutoff:
+                mark.complete_from = cutoff
+                mark.save(update_fields=["complete_from", "updated_at"])
+        total = 0
+        while True:
+            ids = list(model.objects.filter(**{f"{column}__lt": cutoff}).values_list("pk", flat=True)[:batch])
+            if not ids:
+                break
+            total += model.objects.filter(pk__in=ids).delete()[0]
+        deleted[column] = total
+    return deleted
+
+
+def calls_batch_ingest(
+    *, lines: Iterable[bytes | str], token_id: int | None, idempotency_key: str = ""
+) -> tuple[IngestResult, bool]:
+    """POST /api/watchdoge/calls: one transaction for the whole batch; with an idempotency key, a batch already
+    received (same key) is not counted again and its first result is returned. Returns (result, replayed)."""
+    from django.db import IntegrityError
+
+    from .models import IngestBatch
+
+    max_errors = settings.AVAILABILITY_INGEST_MAX_ERRORS_SHOWN
+    parser = CallParser()
+    result = IngestResult()
+    counts: dict[MinuteKey, int] = defaultdict(int)
+    last_calls: dict[int, float] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            endpoint_id, seconds, status = parser.parse(line)
+        except LineError as exc:
+            result.rejected += 1
+            if len(result.errors) < max_errors:
+                result.errors.append((number, str(exc)))
+            continue
+        counts[(endpoint_id, int(seconds // 60), status)] += 1
+        last_calls[endpoint_id] = max(seconds, last_calls.get(endpoint_id, seconds))
+        result.accepted += 1
+    if idempotency_key:
+        try:
+            with transaction.atomic():
+                IngestBatch.objects.create(
+                    key=idempotency_key,
+                    token_id=token_id,
+                    accepted=result.accepted,
+                    rejected=result.rejected,
+                    errors=[list(e) for e in result.errors],
+                )
+                counters_add(counts=counts, last_calls=last_calls)
+        except IntegrityError:
+            first = IngestBatch.objects.get(key=idempotency_key)
+            return IngestResult(first.accepted, first.rejected, [tuple(e) for e in first.errors]), True
+    else:
+        counters_add(counts=counts, last_calls=last_calls)
+    return result, False
