@@ -32,7 +32,9 @@ def _mail_settings(settings):
 def make_token(*, today: dt.date, days_left: int, origin: str = "api_gouv", contacts=1, **kwargs):
     """A token issued through the service, its expiry moved to `today + days_left` (10:30 local)."""
     issued = issue_token(origin=origin, contacts=contacts, **kwargs)
-    expires_at = validity.start_of_day(today + dt.timedelta(days=days_left)) + dt.timedelta(hours=10, minutes=30)
+    expires_at = validity.start_of_day(today + dt.timedelta(days=days_left)) + dt.timedelta(
+        hours=10, minutes=30
+    )
     Token.objects.filter(pk=issued.token.pk).update(expires_at=expires_at)
     issued.token.refresh_from_db()
     return issued

@@ -17,7 +17,20 @@ from .conftest import at
 
 @pytest.mark.parametrize(
     ("days_left", "expected"),
-    [(-3, None), (0, None), (1, 15), (14, 15), (15, 15), (16, 30), (30, 30), (31, 60), (60, 60), (61, 90), (90, 90), (91, None)],
+    [
+        (-3, None),
+        (0, None),
+        (1, 15),
+        (14, 15),
+        (15, 15),
+        (16, 30),
+        (30, 30),
+        (31, 60),
+        (60, 60),
+        (61, 90),
+        (90, 90),
+        (91, None),
+    ],
 )
 def test_threshold_for(settings, days_left, expected):
     settings.REMINDER_DAYS = [90, 60, 30, 15]
@@ -70,7 +83,11 @@ def test_rule_table(token_factory, today, days_left, existing, expected):
 def test_rows_of_a_previous_expiry_do_not_count(token_factory, today):
     token = token_factory(10).token
     Reminder.objects.create(
-        token=token, threshold=15, expires_at=token.expires_at - dt.timedelta(days=548), route="api_gouv", status=S
+        token=token,
+        threshold=15,
+        expires_at=token.expires_at - dt.timedelta(days=548),
+        route="api_gouv",
+        status=S,
     )
     assert services.reminders_sweep(today=today).queued == 1
 

@@ -1,0 +1,251 @@
+"""Delivery: recipients, email content and headers, failures with backoff, the command, the check, the admin."""
+
+import datetime as dt
+import smtplib
+
+import pytest
+import time_machine
+from django.core import mail
+from django.core.mail.backends.base import BaseEmailBackend
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from notifications import checks, services
+from notifications.models import Reminder, ReminderStatus
+from tests.factories import ClientFactory, ContactFactory, UserFactory
+from tokenmgr.celery import app as celery_app
+from tokens.models import Contact
+
+from .conftest import at
+
+ROUTE_PATHS = {"api_gouv": "/jetons/{}/renouveler/", "demarches_simplifiees": "/migration/{}/"}
+
+
+class RefusingBackend(BaseEmailBackend):
+    def open(self):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    def send_messages(self, messages):
+        raise smtplib.SMTPServerDisconnected("down")
+
+
+def deliver_one(token_factory, today, days_left, **kwargs):
+    issued = token_factory(days_left, **kwargs)
+    services.reminders_sweep(today=today)
+    result = services.reminders_deliver()
+    return issued, result
+
+
+def text_of(message) -> str:
+    return message.body + "".join(content for content, _ in message.alternatives)
+
+
+# -- recipients -------------------------------------------------------------------------------------------------------
+def test_all_contacts_in_to_deduplicated_case_insensitively(token_factory, today):
+    client = ClientFactory()
+    contacts = [
+        ContactFactory(client=client, email="Alice@Example.org", role=Contact.Role.REQUESTER),
+        ContactFactory(client=client, email="alice@example.ORG", role=Contact.Role.TECHNICAL),
+        ContactFactory(client=client, email="bob@example.org", role=Contact.Role.BUSINESS),
+    ]
+    issued, result = deliver_one(token_factory, today, 30, client=client, contacts=contacts)
+    assert result.sent == 1
+    (message,) = mail.outbox
+    assert message.to == ["Alice@Example.org", "bob@example.org"]
+    assert message.cc == [] and message.bcc == []
+    assert Reminder.objects.get().recipients == ["Alice@Example.org", "bob@example.org"]
+
+
+def test_no_contact_goes_to_admins_with_a_note(token_factory, today):
+    issued, result = deliver_one(token_factory, today, 30, contacts=0)
+    (message,) = mail.outbox
+    assert message.to == ["admin@example.gouv.fr"]
+    assert "aucun contact joignable" in message.body
+    assert "aucun contact joignable" in message.alternatives[0][0]
+    assert "sesame=" not in text_of(message)  # admins get the plain link, no login as a contact
+
+
+def test_no_contact_and_no_admins_is_failed_not_dropped(token_factory, today, settings):
+    settings.ADMINS = []
+    issued, result = deliver_one(token_factory, today, 30, contacts=0)
+    assert mail.outbox == []
+    reminder = Reminder.objects.get()
+    assert reminder.status == ReminderStatus.FAILED and "ADMINS" in reminder.last_error
+
+
+# -- content ----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("route", ["api_gouv", "demarches_simplifiees"])
+@pytest.mark.parametrize("threshold", [90, 60, 30, 15])
+def test_email_for_every_threshold_and_route(token_factory, today, route, threshold):
+    issued, result = deliver_one(token_factory, today, threshold, origin=route, label="Jeton marchés publics")
+    token = issued.token
+    (message,) = mail.outbox
+    assert message.extra_headers["X-Reminder-Threshold"] == str(threshold)
+    assert message.extra_headers["X-Reminder-Route"] == route
+    assert message.extra_headers["X-Token-Id"] == str(token.public_id)
+    assert message.message()["Message-ID"] == Reminder.objects.get().message_id
+    html = message.alternatives[0]
+    assert html[1] == "text/html"
+    expiry = today + dt.timedelta(days=threshold)
+    months = {3: "mars", 4: "avril", 5: "mai", 6: "juin", 7: "juillet"}
+    french_date = f"{expiry.day} {months[expiry.month]} {expiry.year}"
+    path = ROUTE_PATHS[route].format(token.public_id)
+    for part in (message.body, html[0]):
+        assert french_date in part
+        assert f"{threshold} jours" in part
+        assert token.client.name in part
+        assert "Jeton marchés publics" in part
+        assert token.secret_prefix in part
+        assert "entreprises" in part and "etablissements" in part
+        assert f"https://jetons.example.gouv.fr{path}" in part
+    assert french_date in message.subject and "Jeton marchés publics" in message.subject
+    if route == "api_gouv":
+        assert "pré-rempli" in message.body
+    else:
+        assert "demarches-simplifiees.fr" in message.body and "n'est plus utilisée" in message.body
+        assert "nouvelle demande" in message.body
+
+
+def test_the_two_routes_link_to_different_paths(token_factory, today):
+    a = token_factory(30, origin="api_gouv").token
+    b = token_factory(30, origin="demarches_simplifiees").token
+    assert (
+        reverse("token_renew", kwargs={"public_id": a.public_id}).rsplit("/", 3)[0]
+        != reverse("token_legacy_renew", kwargs={"public_id": b.public_id}).rsplit("/", 3)[0]
+    )
+
+
+def test_no_secret_in_any_email(db, settings):
+    from tests.notifications.conftest import make_token
+
+    day = dt.date(2026, 5, 4)
+    secrets = []
+    with time_machine.travel(at(day), tick=False):
+        for i, days in enumerate((90, 60, 30, 15, 7, 1)):
+            issued = make_token(
+                today=day, days_left=days, contacts=i % 3, origin=("api_gouv", "demarches_simplifiees")[i % 2]
+            )
+            secrets.append(issued.secret)
+        services.reminders_sweep(today=day)
+        assert services.reminders_deliver().sent == 6
+    assert len(mail.outbox) == 6
+    for message in mail.outbox:
+        raw = message.message().as_string()
+        dump = raw + text_of(message) + message.subject
+        for secret in secrets:
+            assert secret not in dump
+            assert secret[12:] not in dump  # not even the part after the display prefix
+
+
+# -- failures ---------------------------------------------------------------------------------------------------------
+def test_smtp_down_keeps_rows_pending_with_bounded_backoff_then_failed(token_factory, today, settings):
+    settings.EMAIL_BACKEND = "tests.notifications.test_delivery.RefusingBackend"
+    settings.REMINDER_MAX_ATTEMPTS = 4
+    token_factory(30)
+    services.reminders_sweep(today=today)
+    now = timezone.now()
+    delays = []
+    with time_machine.travel(now, tick=False) as traveller:
+        for attempt in range(1, 5):
+            result = services.reminders_deliver()
+            assert (result.sent, result.failed) == (0, 1)
+            reminder = Reminder.objects.get()
+            assert reminder.attempts == attempt and "Connection refused" in reminder.last_error
+            assert reminder.sent_at is None
+            if attempt < 4:
+                assert reminder.status == ReminderStatus.PENDING
+                delays.append(reminder.next_attempt_at - now)
+                assert services.reminders_deliver().failed == 0  # not due before its backoff
+                now = reminder.next_attempt_at
+                traveller.move_to(now)
+    assert delays == [dt.timedelta(minutes=1), dt.timedelta(minutes=5), dt.timedelta(minutes=25)]
+    assert Reminder.objects.get().status == ReminderStatus.FAILED
+    assert services.retry_delay(20) == dt.timedelta(seconds=settings.REMINDER_RETRY_MAX_SECONDS)
+    # Re-queued from the admin, then sent once SMTP is back.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert services.reminders_requeue(reminder_ids=[Reminder.objects.get().pk]) == 1
+    assert services.reminders_deliver().sent == 1
+    assert Reminder.objects.get().status == ReminderStatus.SENT
+    assert len(mail.outbox) == 1
+
+
+# -- command, check, beat, admin --------------------------------------------------------------------------------------
+def test_command_sweeps_and_delivers(token_factory, today, capsys):
+    token_factory(30)
+    token_factory(15)
+    token_factory(100)
+    call_command("send_renewal_reminders", "--today", today.isoformat())
+    out = capsys.readouterr().out
+    assert "sent: 2" in out and "skipped: 0" in out and "failed: 0" in out
+    call_command("send_renewal_reminders", "--today", today.isoformat())
+    assert "sent: 0" in capsys.readouterr().out
+    assert len(mail.outbox) == 2
+
+
+def test_command_rejects_a_bad_date(db):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError):
+        call_command("send_renewal_reminders", "--today", "2026-02-30")
+
+
+def test_system_check_passes_and_fails_without_templates(settings):
+    assert checks.check_reminder_templates() == []
+    settings.REMINDER_DAYS = [120, 90, 60, 30, 15, 7]
+    assert checks.check_reminder_templates() == []
+    errors = checks.check_reminder_templates(thresholds=[90, 7], prefix="emails/nothing_here")
+    assert {e.id for e in errors} == {"notifications.E001"}
+    assert len(errors) == 4
+
+
+def test_beat_runs_the_sweep_daily_at_the_configured_hour(settings):
+    from django.conf import settings as conf
+
+    schedule = celery_app.conf.beat_schedule
+    entry = schedule["reminders: daily sweep"]
+    assert entry["task"] == "notifications.sweep_reminders"
+    assert entry["schedule"].hour == {conf.REMINDER_SWEEP_HOUR}
+    assert entry["schedule"].minute == {0}
+    assert celery_app.conf.timezone == conf.TIME_ZONE
+    assert schedule["reminders: deliver due retries"]["task"] == "notifications.deliver_reminders"
+
+
+def test_tasks_are_thin_and_idempotent(token_factory, today, django_capture_on_commit_callbacks, monkeypatch):
+    from notifications import tasks
+
+    assert tasks.sweep_reminders.acks_late and tasks.deliver_reminders.acks_late
+    token_factory(30)
+    delayed = []
+    monkeypatch.setattr(tasks.deliver_reminders, "delay", lambda: delayed.append(1))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.sweep_reminders(today.isoformat()) == 1
+        assert tasks.sweep_reminders(today.isoformat()) == 0
+    assert delayed == [1]
+    assert tasks.deliver_reminders() == 1
+    assert tasks.deliver_reminders() == 0
+
+
+def test_admin_lists_filters_searches_and_requeues(token_factory, today, client):
+    issued = token_factory(30)
+    services.reminders_sweep(today=today)
+    reminder = Reminder.objects.get()
+    reminder.status = ReminderStatus.FAILED
+    reminder.save()
+    admin = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(admin)
+    url = reverse("admin:notifications_reminder_changelist")
+    for query in (
+        "",
+        "?status__exact=failed",
+        "?threshold=30",
+        f"?q={issued.token.secret_prefix}",
+        f"?q={issued.token.client.name}",
+    ):
+        response = client.get(url + query)
+        assert response.status_code == 200
+        assert issued.token.secret_prefix in response.content.decode()
+    response = client.post(url, {"action": "requeue", "_selected_action": [reminder.pk]}, follow=True)
+    assert response.status_code == 200
+    reminder.refresh_from_db()
+    assert reminder.status == ReminderStatus.PENDING and reminder.attempts == 0
