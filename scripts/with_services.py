@@ -61,12 +61,20 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
 
 
 class Services:
+    """Throw-away PostgreSQL and Redis; each can be stopped and started again on the same port and data."""
+
     def __init__(self, pg: bool, redis: bool) -> None:
         self.want_pg, self.want_redis = pg, redis
         self.base: Path | None = None
-        self.pg_data: Path | None = None
+        self.pg_base: Path | None = None
+        self.pg_port = 0
+        self.redis_port = 0
         self.redis_proc: subprocess.Popen | None = None
         self.env: dict[str, str] = {}
+
+    @property
+    def pg_data(self) -> Path | None:
+        return self.pg_base / "pg" if self.pg_base else None
 
     def start(self) -> None:
         run_dir = ROOT / "var" / "services"
@@ -74,122 +82,102 @@ class Services:
         self.base = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=run_dir))
         self.base.chmod(0o777)
         if self.want_pg:
-            self._start_pg()
+            self._init_pg()
+            self.pg_start()
+            self._pg_run("createdb", "tokenmgr")
+            self.env.update(
+                DATABASE_URL=f"postgres://postgres@127.0.0.1:{self.pg_port}/tokenmgr",
+                PGPORT=str(self.pg_port),
+                TOKENMGR_PG_DATA=str(self.pg_data),
+                TOKENMGR_PG_BINDIR=str(pg_bindir()),
+            )
         if self.want_redis:
-            self._start_redis()
+            self.redis_port = free_port()
+            self.redis_start()
+            self.env.update(
+                REDIS_URL=f"redis://127.0.0.1:{self.redis_port}/0",
+                CELERY_BROKER_URL=f"redis://127.0.0.1:{self.redis_port}/1",
+                REDIS_PORT=str(self.redis_port),
+            )
 
-    def _start_pg(self) -> None:
-        bindir = pg_bindir()
-        base = self.base
-        if not postgres_can_use(base):
-            base = Path(tempfile.mkdtemp(prefix="tokenmgr-pg-"))
-            base.chmod(0o777)
-        self.pg_data = base / "pg"
-        port = free_port()
+    # PostgreSQL -------------------------------------------------------------------------------------------------
+    def _init_pg(self) -> None:
+        self.pg_base = self.base
+        if not postgres_can_use(self.base):
+            self.pg_base = Path(tempfile.mkdtemp(prefix="tokenmgr-pg-"))
+            self.pg_base.chmod(0o777)
+        self.pg_port = free_port()
+        initdb = [str(pg_bindir() / "initdb"), "-D", str(self.pg_data), "-U", "postgres", "-A", "trust"]
+        initdb += ["-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]
+        subprocess.run(as_postgres(initdb), check=True, stdout=subprocess.DEVNULL)
+
+    def _pg_run(self, tool: str, *args: str) -> None:
         subprocess.run(
-            as_postgres(
-                [
-                    str(bindir / "initdb"),
-                    "-D",
-                    str(self.pg_data),
-                    "-U",
-                    "postgres",
-                    "-A",
-                    "trust",
-                    "-E",
-                    "UTF8",
-                    "--locale=C.UTF-8",
-                    "--no-sync",
-                ]
-            ),
+            [str(pg_bindir() / tool), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres", *args],
             check=True,
-            stdout=subprocess.DEVNULL,
         )
+
+    def pg_start(self) -> None:
         opts = (
-            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB"
+            f"-p {self.pg_port} -k {self.pg_base} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=256MB"
         )
-        subprocess.run(
-            as_postgres(
-                [
-                    str(bindir / "pg_ctl"),
-                    "-D",
-                    str(self.pg_data),
-                    "-o",
-                    opts,
-                    "-l",
-                    str(base / "pg.log"),
-                    "-w",
-                    "start",
-                ]
-            ),
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        subprocess.run(
-            [
-                str(bindir / "createdb") if Path(bindir / "createdb").exists() else "createdb",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-U",
-                "postgres",
-                "tokenmgr",
-            ],
-            check=True,
-        )
-        self.env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:{port}/tokenmgr"
-        self.env["PGPORT"] = str(port)
-        self.env["TOKENMGR_PG_DATA"] = str(self.pg_data)
-        self.env["TOKENMGR_PG_BINDIR"] = str(bindir)
+        ctl = [
+            str(pg_bindir() / "pg_ctl"),
+            "-D",
+            str(self.pg_data),
+            "-o",
+            opts,
+            "-l",
+            str(self.pg_base / "pg.log"),
+        ]
+        subprocess.run(as_postgres([*ctl, "-w", "start"]), check=True, stdout=subprocess.DEVNULL)
 
-    def _start_redis(self) -> None:
+    def pg_stop(self, mode: str = "fast") -> None:
+        if self.pg_data and (self.pg_data / "postmaster.pid").exists():
+            subprocess.run(
+                as_postgres([str(pg_bindir() / "pg_ctl"), "-D", str(self.pg_data), "-m", mode, "-w", "stop"]),
+                check=False,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+
+    # Redis ------------------------------------------------------------------------------------------------------
+    def redis_start(self) -> None:
         server = shutil.which("redis-server") or "/usr/bin/redis-server"
         if not Path(server).exists():
             sys.exit("with_services: redis-server not found; install the redis-server package")
-        port = free_port()
         self.redis_proc = subprocess.Popen(
             [
                 server,
                 "--port",
-                str(port),
+                str(self.redis_port),
                 "--bind",
                 "127.0.0.1",
                 "--save",
                 "",
                 "--appendonly",
                 "no",
-                "--dir",
-                str(self.base),
-                "--logfile",
-                str(self.base / "redis.log"),
-            ],
+            ]
+            + ["--dir", str(self.base), "--logfile", str(self.base / "redis.log")],
             stdout=subprocess.DEVNULL,
             start_new_session=True,
         )
-        wait_port(port)
-        self.env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        self.env["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{port}/1"
-        self.env["REDIS_PORT"] = str(port)
+        wait_port(self.redis_port)
 
-    def stop(self) -> None:
+    def redis_stop(self) -> None:
         if self.redis_proc and self.redis_proc.poll() is None:
             self.redis_proc.terminate()
             try:
                 self.redis_proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.redis_proc.kill()
-        if self.pg_data and (self.pg_data / "postmaster.pid").exists():
-            subprocess.run(
-                as_postgres(
-                    [str(pg_bindir() / "pg_ctl"), "-D", str(self.pg_data), "-m", "immediate", "-w", "stop"]
-                ),
-                check=False,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        for path in {self.base, self.pg_data.parent if self.pg_data else None}:
+                self.redis_proc.wait()
+
+    def stop(self) -> None:
+        self.redis_stop()
+        self.pg_stop(mode="immediate")
+        for path in {self.base, self.pg_base}:
             if path:
                 shutil.rmtree(path, ignore_errors=True)
 

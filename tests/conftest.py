@@ -18,3 +18,19 @@ def issued(db):
     from tests.factories import issue_token
 
     return issue_token()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the `report` lines of the fault and e2e tests (works under xdist: user_properties travel back)."""
+    seen = set()
+    for reports in terminalreporter.stats.values():
+        for rep in reports:
+            props = dict(getattr(rep, "user_properties", []) or [])
+            if (
+                "report" in props
+                and rep.nodeid not in seen
+                and getattr(rep, "when", "") in ("teardown", "call")
+            ):
+                seen.add(rep.nodeid)
+                terminalreporter.write_sep("-", f"report: {rep.nodeid}")
+                terminalreporter.write_line(props["report"])
