@@ -62,6 +62,8 @@ def _banner() -> str:
 def main() -> int:
     # Ctrl-C reaches this process through the terminal's process group; a plain kill (SIGTERM/SIGHUP) must stop
     # everything too. The children run in their own sessions and are stopped here, never left behind.
+    # SIGINT is set explicitly: a parent that started us with SIGINT ignored (e.g. a `&` job) must not disable Ctrl-C.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
