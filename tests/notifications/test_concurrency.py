@@ -1,0 +1,45 @@
+"""Three sweeps at once on PostgreSQL, each on its own connection: every reminder is queued, and sent, once."""
+
+import threading
+
+import pytest
+import time_machine
+from django.core import mail
+from django.db import connection, connections
+
+from notifications import services
+from notifications.models import Reminder
+
+from .conftest import TODAY, at, make_token
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_sweeps_and_deliveries_queue_and_send_each_reminder_once():
+    assert connection.vendor == "postgresql"
+    with time_machine.travel(at(TODAY), tick=False):
+        for i in range(60):
+            make_token(today=TODAY, days_left=1 + i % 90, contacts=1)
+        barrier = threading.Barrier(3)
+        queued, sent, errors = [], [], []
+
+        def work():
+            try:
+                barrier.wait()
+                queued.append(services.reminders_sweep(today=TODAY, batch_size=7).queued)
+                barrier.wait()
+                sent.append(services.reminders_deliver(batch_size=5).sent)
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=work) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert not errors
+    assert sum(queued) == 60 and Reminder.objects.count() == 60
+    assert sum(sent) == 60
+    assert len(mail.outbox) == 60
+    assert len({m.extra_headers["X-Token-Id"] for m in mail.outbox}) == 60
