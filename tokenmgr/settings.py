@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "tokens",
     "notifications",
     "availability",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -216,6 +217,18 @@ AVAILABILITY_STATS_MAX_AGE = env.int("AVAILABILITY_STATS_MAX_AGE", default=60)
 RATELIMIT_STATUS_PER_IP = env.int("RATELIMIT_STATUS_PER_IP", default=1000)
 RATELIMIT_INCIDENTS_PER_IP = env.int("RATELIMIT_INCIDENTS_PER_IP", default=1000)
 RATELIMIT_INGEST_PER_IP = env.int("RATELIMIT_INGEST_PER_IP", default=600)
+
+# ------------------------------------------------------------------------------
+# Portal (issue 5)
+# ------------------------------------------------------------------------------
+PORTAL_PAGE_SIZE = env.int("PORTAL_PAGE_SIZE", default=50)
+RATELIMIT_VERIFY_PER_IP = env.int("RATELIMIT_VERIFY_PER_IP", default=30)
+RATELIMIT_VERIFY_PER_USER = env.int("RATELIMIT_VERIFY_PER_USER", default=30)
+WEBHOOK_TIMEOUT_SECONDS = env.int("WEBHOOK_TIMEOUT_SECONDS", default=10)
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
+WEBHOOK_BACKOFF_BASE_SECONDS = env.int("WEBHOOK_BACKOFF_BASE_SECONDS", default=30)
+# Tests only: accept http:// and loopback targets (local receiver). Never in production.
+WEBHOOK_ALLOW_LOOPBACK = env.bool("WEBHOOK_ALLOW_LOOPBACK", default=False)
 
 # ------------------------------------------------------------------------------
 # Rate limits (requests per minute)

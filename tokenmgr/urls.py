@@ -8,6 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("", include("portal.urls")),  # before api.urls: ninja answers "/" (api-root) otherwise
     path("", api.urls),
     path("", include("availability.urls")),
     path("", include("notifications.urls")),

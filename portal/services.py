@@ -1,0 +1,133 @@
+"""Every write of the portal: one transaction each, with its audit event."""
+
+import hashlib
+import hmac
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from tokens.models import Client, Token, TokenEvent
+from tokens.services import token_revoke
+
+from . import webhooks
+from .models import CalendarFeed, ReminderOptOut, WebhookEndpoint
+
+DECLINE_AUDIT = "reminders_declined"
+UNDECLINE_AUDIT = "reminders_resumed"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decline renewal ("ce jeton n'est plus utilisé")
+# ---------------------------------------------------------------------------------------------------------------
+@transaction.atomic
+def token_reminders_decline(*, token: Token, by) -> ReminderOptOut:
+    """Stop the reminders of a token its holders no longer use. The token keeps working until its expiry."""
+    token = Token.objects.select_for_update().get(pk=token.pk)
+    if not token.is_usable():
+        raise ValidationError(_("Ce jeton n'est plus actif."), code="not_usable")
+    if ReminderOptOut.objects.filter(token=token).exists():
+        raise ValidationError(_("Le renouvellement de ce jeton est déjà décliné."), code="already_declined")
+    opt_out = ReminderOptOut.objects.create(token=token, by=by)
+    TokenEvent.objects.create(
+        token=token, kind=TokenEvent.Kind.UPDATED, actor=by, data={"action": DECLINE_AUDIT}
+    )
+    return opt_out
+
+
+@transaction.atomic
+def token_reminders_resume(*, token: Token, by) -> None:
+    """Undo a decline: possible until the token's expiry."""
+    token = Token.objects.select_for_update().get(pk=token.pk)
+    if not token.is_usable():
+        raise ValidationError(_("Ce jeton a expiré ou a été révoqué : le choix ne peut plus être annulé."))
+    deleted, _rows = ReminderOptOut.objects.filter(token=token).delete()
+    if not deleted:
+        raise ValidationError(_("Le renouvellement de ce jeton n'était pas décliné."), code="not_declined")
+    TokenEvent.objects.create(
+        token=token, kind=TokenEvent.Kind.UPDATED, actor=by, data={"action": UNDECLINE_AUDIT}
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Revocation from the portal
+# ---------------------------------------------------------------------------------------------------------------
+@transaction.atomic
+def token_revoke_by_holder(*, token: Token, by, reason: str) -> Token:
+    """Revoke (tokens.services.token_revoke) and tell the client's webhooks, in one transaction."""
+    token = token_revoke(token=token, by=by, reason=reason)
+    webhooks.webhook_emit(
+        client=token.client,
+        event_type="token.revoked",
+        payload={"token": webhooks.token_payload(token), "reason": token.revocation_reason},
+    )
+    return token
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Calendar feed
+# ---------------------------------------------------------------------------------------------------------------
+def calendar_key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@transaction.atomic
+def calendar_feed_regenerate(*, user) -> str:
+    """A new private ICS key for `user` (the previous address stops working). Returns the key, shown once."""
+    key = secrets.token_urlsafe(32)
+    CalendarFeed.objects.update_or_create(
+        user=user,
+        defaults={
+            "key_digest": calendar_key_digest(key),
+            "created_at": timezone.now(),
+            "last_fetched_at": None,
+        },
+    )
+    return key
+
+
+@transaction.atomic
+def calendar_feed_revoke(*, user) -> None:
+    CalendarFeed.objects.filter(user=user).delete()
+
+
+def calendar_feed_for_key(*, key: str) -> CalendarFeed | None:
+    if not key or len(key) > 100:
+        return None
+    wanted = calendar_key_digest(key)
+    feed = CalendarFeed.objects.filter(key_digest=wanted).select_related("user").first()
+    if feed is None or not hmac.compare_digest(feed.key_digest, wanted) or not feed.user.is_active:
+        return None
+    return feed
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Webhook endpoints
+# ---------------------------------------------------------------------------------------------------------------
+@transaction.atomic
+def webhook_endpoint_register(
+    *, client: Client, url: str, by, description: str = ""
+) -> tuple[WebhookEndpoint, str]:
+    """Register an HTTPS URL for `client`; returns the endpoint and its signing secret (shown once)."""
+    webhooks.validate_webhook_url(url)
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    endpoint = WebhookEndpoint.objects.create(
+        client=client, url=url, secret=secret, description=description, created_by=by
+    )
+    return endpoint, secret
+
+
+@transaction.atomic
+def webhook_endpoint_rotate_secret(*, endpoint: WebhookEndpoint, by) -> str:
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(secret=secret)
+    return secret
+
+
+@transaction.atomic
+def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, by) -> None:
+    WebhookEndpoint.objects.filter(pk=endpoint.pk, disabled_at__isnull=True).update(
+        disabled_at=timezone.now()
+    )

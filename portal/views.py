@@ -1,0 +1,445 @@
+"""Integrator pages: parse input, call one selector or service, render."""
+
+import datetime as dt
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from tokenmgr import ratelimit
+from tokens import validity
+from tokens.models import Token
+from tokens.selectors import TokenCheck, token_by_secret, token_check
+
+from . import ics, selectors, services
+from .forms import DashboardFilterForm, RevokeForm, VerifyForm, WebhookForm
+from .models import CalendarFeed, WebhookDelivery, WebhookEndpoint
+from .webhooks import webhook_emit
+
+
+def _token_or_404(request, public_id) -> Token:
+    try:
+        return selectors.token_for_user(request.user, public_id)
+    except Token.DoesNotExist:
+        raise Http404 from None
+
+
+def _crumbs(*items) -> list[tuple[str, str | None]]:
+    return [(_("Tableau de bord"), reverse("portal_dashboard")), *items]
+
+
+def _optional_url(name: str, **kwargs) -> str | None:
+    try:
+        return reverse(name, kwargs=kwargs)
+    except NoReverseMatch:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Dashboard
+# ---------------------------------------------------------------------------------------------------------------
+COLUMNS = [
+    ("client", _lazy("Client")),
+    ("label", _lazy("Libellé")),
+    ("prefix", _lazy("Préfixe")),
+    (None, _lazy("Privilèges")),
+    ("origin", _lazy("Origine")),
+    ("issued", _lazy("Émis le")),
+    ("expires", _lazy("Expire le")),
+    ("days", _lazy("Jours restants")),
+    ("status", _lazy("Statut")),
+    (None, _lazy("Prochain rappel")),
+    (None, _lazy("Demande en cours")),
+]
+
+
+def _columns(current: str, base_query: str) -> list[dict]:
+    columns = []
+    prefix = f"?{base_query}&" if base_query else "?"
+    for key, label in COLUMNS:
+        col = {"label": label, "url": None, "aria_sort": None, "hint": ""}
+        if key:
+            sort_key = "expires" if key == "days" else key
+            if current == sort_key:
+                col["aria_sort"], target = "ascending", f"-{sort_key}"
+                col["hint"] = _("trié par ordre croissant, activer pour trier par ordre décroissant")
+            elif current == f"-{sort_key}":
+                col["aria_sort"], target = "descending", sort_key
+                col["hint"] = _("trié par ordre décroissant, activer pour trier par ordre croissant")
+            else:
+                target = sort_key
+                col["hint"] = _("activer pour trier")
+            col["url"] = f"{prefix}sort={target}"
+        columns.append(col)
+    # "Expire le" and "Jours restants" sort alike: only the first shows the state.
+    if columns[7]["aria_sort"]:
+        columns[7]["aria_sort"] = None
+    return columns
+
+
+@login_required
+@require_GET
+def dashboard(request):
+    now = timezone.now()
+    clients = list(selectors.user_clients(request.user))
+    form = DashboardFilterForm(request.GET or None, clients=clients)
+    filters = form.filters()
+    qs = selectors.dashboard_tokens(request.user, filters, now=now).prefetch_related("privileges")
+    page = Paginator(qs, settings.PORTAL_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = selectors.dashboard_rows(list(page.object_list), today=validity.local_date(now))
+    query = request.GET.copy()
+    query.pop("page", None)
+    sort_query = query.copy()
+    sort_query.pop("sort", None)
+    return render(
+        request,
+        "portal/dashboard.html",
+        {
+            "clients": clients,
+            "form": form,
+            "filters": filters,
+            "page": page,
+            "rows": rows,
+            "counts": selectors.dashboard_counts(request.user, now=now),
+            "columns": _columns(filters.sort, sort_query.urlencode()),
+            "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),
+            "query": query.urlencode(),
+            "sort_query": sort_query.urlencode(),
+            "filtered": any(
+                [
+                    filters.client,
+                    filters.status,
+                    filters.within is not None,
+                    filters.origin,
+                    filters.privilege,
+                    filters.q,
+                ]
+            ),
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Token page and its actions
+# ---------------------------------------------------------------------------------------------------------------
+@login_required
+@require_GET
+def token_detail(request, public_id):
+    token = _token_or_404(request, public_id)
+    today = validity.today()
+    ledger = selectors.reminder_rows_by_token([token.pk]).get(token.pk, [])
+    declined = bool(selectors.reminders_declined_token_ids([token.pk]))
+    steps = selectors.reminder_plan(token, ledger, today=today, declined=declined)
+    privileges = list(token.privileges.all())
+    timeline = [selectors.TimelineEntry(validity.local_date(token.issued_at), "issued", _("Émission"))]
+    for step in steps:
+        if step.state != "none":
+            timeline.append(
+                selectors.TimelineEntry(
+                    step.day, "reminder", _("Rappel J-%(n)s") % {"n": step.threshold}, step.state, step
+                )
+            )
+    if token.revoked_at:
+        timeline.append(
+            selectors.TimelineEntry(validity.local_date(token.revoked_at), "revoked", _("Révocation"))
+        )
+    timeline.append(selectors.TimelineEntry(validity.local_date(token.expires_at), "expiry", _("Expiration")))
+    timeline.sort(key=lambda e: e.day)
+    usable = token.is_usable()
+    requests = selectors.requests_by_token([token.pk], pending_only=False).get(token.pk, [])
+    for req in requests:
+        req.portal_url = _optional_url("access_request_detail", public_id=getattr(req, "public_id", None))
+    active = usable and token.renewed_by_id is None
+    return render(
+        request,
+        "portal/token_detail.html",
+        {
+            "token": token,
+            "breadcrumbs": _crumbs((token.label or token.secret_prefix, None)),
+            "today": today,
+            "days_left": (validity.local_date(token.expires_at) - today).days,
+            "days_ago": (today - validity.local_date(token.expires_at)).days,
+            "privileges": privileges,
+            "contacts": list(token.contacts.all()),
+            "timeline": timeline,
+            "reminders_sent": ledger,
+            "ledger_enabled": selectors.reminder_model() is not None,
+            "requests": requests,
+            "requests_enabled": selectors.access_request_model() is not None,
+            "predecessors": selectors.token_predecessors(token),
+            "declined": declined,
+            "opt_out": getattr(token, "reminder_opt_out", None) if declined else None,
+            "events": list(token.events.select_related("actor")[:20]),
+            "usable": usable,
+            "active": active,
+            "renew_url": _optional_url("token_renew", public_id=token.public_id) if active else None,
+            "extend_url": _optional_url("token_extend", public_id=token.public_id) if active else None,
+        },
+    )
+
+
+@login_required
+@require_POST
+def token_decline(request, public_id):
+    token = _token_or_404(request, public_id)
+    try:
+        services.token_reminders_decline(token=token, by=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(
+            request,
+            _(
+                "C'est noté : plus aucun rappel pour ce jeton. Vous pouvez annuler ce choix jusqu'à son expiration."
+            ),
+        )
+    return redirect("portal_token", public_id=token.public_id)
+
+
+@login_required
+@require_POST
+def token_resume(request, public_id):
+    token = _token_or_404(request, public_id)
+    try:
+        services.token_reminders_resume(token=token, by=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, _("Les rappels de renouvellement reprennent pour ce jeton."))
+    return redirect("portal_token", public_id=token.public_id)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def token_revoke(request, public_id):
+    token = _token_or_404(request, public_id)
+    if token.revoked_at is not None:
+        messages.info(request, _("Ce jeton est déjà révoqué."))
+        return redirect("portal_token", public_id=token.public_id)
+    form = RevokeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.token_revoke_by_holder(token=token, by=request.user, reason=form.cleaned_data["reason"])
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, _("Le jeton a été révoqué."))
+            return redirect("portal_token", public_id=token.public_id)
+    crumbs = _crumbs(
+        (token.label or token.secret_prefix, reverse("portal_token", args=[token.public_id])),
+        (_("Révoquer"), None),
+    )
+    return render(request, "portal/token_revoke.html", {"token": token, "form": form, "breadcrumbs": crumbs})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Check a token
+# ---------------------------------------------------------------------------------------------------------------
+OUTCOME_TEXT = {
+    TokenCheck.MISSING: _lazy("Aucun jeton saisi."),
+    TokenCheck.INVALID: _lazy("Ce jeton n'est pas reconnu."),
+    TokenCheck.EXPIRED: _lazy("Ce jeton a expiré : il ne fonctionne plus."),
+    TokenCheck.REVOKED: _lazy("Ce jeton a été révoqué : il ne fonctionne plus."),
+}
+
+
+@sensitive_post_parameters("secret")
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def verify(request):
+    form = VerifyForm(request.POST or None)
+    context = {"form": form, "breadcrumbs": _crumbs((_("Vérifier un jeton"), None))}
+    if request.method == "POST":
+        quota = ratelimit.tightest(
+            ratelimit.hit("portal-verify-ip", ratelimit.client_ip(request), settings.RATELIMIT_VERIFY_PER_IP),
+            ratelimit.hit("portal-verify-user", str(request.user.pk), settings.RATELIMIT_VERIFY_PER_USER),
+        )
+        if quota.exceeded:
+            context["rate_limited"] = quota
+            response = render(request, "portal/verify.html", context, status=429)
+            response["Retry-After"] = str(quota.reset)
+            return response
+        if form.is_valid():
+            secret = form.cleaned_data["secret"]
+            result = token_check(secret=secret, now=timezone.now(), touch=False)
+            token = token_by_secret(secret=secret) if result.outcome is not TokenCheck.INVALID else None
+            own = token is not None and token.client.members.filter(pk=request.user.pk).exists()
+            context.update(
+                {
+                    "checked": True,
+                    "ok": result.outcome is TokenCheck.OK,
+                    "outcome_text": OUTCOME_TEXT.get(result.outcome, ""),
+                    "privileges": result.privileges,
+                    "token": token if own else None,
+                    "expires_at": token.expires_at
+                    if token is not None and result.outcome is TokenCheck.OK
+                    else None,
+                    "days_left": validity.days_left(token.expires_at) if token is not None else None,
+                }
+            )
+            form = VerifyForm()  # never echo the secret back
+            context["form"] = form
+    return render(request, "portal/verify.html", context)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Calendar
+# ---------------------------------------------------------------------------------------------------------------
+@login_required
+@require_http_methods(["GET", "POST"])
+def calendar_settings(request):
+    new_url = None
+    if request.method == "POST":
+        action = request.POST.get("action")
+        if action == "generate":
+            key = services.calendar_feed_regenerate(user=request.user)
+            new_url = request.build_absolute_uri(reverse("portal_calendar_feed", kwargs={"key": key}))
+            messages.success(
+                request, _("Nouvelle adresse créée. L'ancienne, s'il y en avait une, ne fonctionne plus.")
+            )
+        elif action == "revoke":
+            services.calendar_feed_revoke(user=request.user)
+            messages.success(request, _("L'adresse du calendrier a été révoquée."))
+            return redirect("portal_calendar")
+    feed = CalendarFeed.objects.filter(user=request.user).first()
+    response = render(
+        request,
+        "portal/calendar.html",
+        {"feed": feed, "new_url": new_url, "breadcrumbs": _crumbs((_("Calendrier"), None))},
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_GET
+def calendar_feed(request, key):
+    feed = services.calendar_feed_for_key(key=key)
+    if feed is None:
+        raise Http404
+    now = timezone.now()
+    horizon = validity.start_of_day(validity.local_date(now) - dt.timedelta(days=31))
+    tokens = (
+        Token.objects.for_user(feed.user)
+        .filter(revoked_at__isnull=True, expires_at__gte=horizon)
+        .select_related("client")
+        .prefetch_related("privileges")
+        .order_by("expires_at", "id")
+    )
+    CalendarFeed.objects.filter(pk=feed.pk).update(last_fetched_at=now)
+    body = ics.calendar_for_tokens(tokens, now=now, host=request.get_host().split(":")[0])
+    response = HttpResponse(body, content_type="text/calendar; charset=utf-8")
+    response["Content-Disposition"] = 'inline; filename="jetons.ics"'
+    response["Cache-Control"] = "private, max-age=600"
+    response["X-Robots-Tag"] = "noindex"
+    return response
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Webhooks
+# ---------------------------------------------------------------------------------------------------------------
+def _endpoint_or_404(request, pk) -> WebhookEndpoint:
+    return get_object_or_404(
+        WebhookEndpoint.objects.select_related("client").filter(client__members=request.user), pk=pk
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def webhook_list(request):
+    clients = list(selectors.user_clients(request.user))
+    form = WebhookForm(request.POST or None, clients=clients)
+    if request.method == "POST" and form.is_valid():
+        try:
+            endpoint, secret = services.webhook_endpoint_register(
+                client=form.cleaned_data["client"],
+                url=form.cleaned_data["url"],
+                description=form.cleaned_data["description"],
+                by=request.user,
+            )
+        except ValidationError as exc:
+            form.add_error("url", exc)
+        else:
+            return _show_secret(request, endpoint, secret)
+    endpoints = (
+        WebhookEndpoint.objects.filter(client__in=clients)
+        .select_related("client")
+        .order_by("client__name", "id")
+    )
+    return render(
+        request,
+        "portal/webhooks.html",
+        {
+            "form": form,
+            "endpoints": endpoints,
+            "clients": clients,
+            "breadcrumbs": _crumbs((_("Webhooks"), None)),
+        },
+    )
+
+
+def _show_secret(request, endpoint, secret):
+    response = render(
+        request,
+        "portal/webhook_secret.html",
+        {
+            "endpoint": endpoint,
+            "secret": secret,
+            "breadcrumbs": _crumbs((_("Webhooks"), reverse("portal_webhooks")), (endpoint.url, None)),
+        },
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_GET
+def webhook_detail(request, pk):
+    endpoint = _endpoint_or_404(request, pk)
+    deliveries = (
+        WebhookDelivery.objects.filter(endpoint=endpoint)
+        .select_related("event")
+        .prefetch_related("attempt_log")
+        .order_by("-created_at", "-id")[:50]
+    )
+    crumbs = _crumbs((_("Webhooks"), reverse("portal_webhooks")), (endpoint.url, None))
+    return render(
+        request,
+        "portal/webhook_detail.html",
+        {"endpoint": endpoint, "deliveries": deliveries, "breadcrumbs": crumbs},
+    )
+
+
+@login_required
+@require_POST
+def webhook_action(request, pk):
+    endpoint = _endpoint_or_404(request, pk)
+    action = request.POST.get("action")
+    if action == "disable":
+        services.webhook_endpoint_disable(endpoint=endpoint, by=request.user)
+        messages.success(request, _("Le webhook est désactivé : il ne recevra plus d'événement."))
+        return redirect("portal_webhooks")
+    if not endpoint.is_active:
+        raise Http404
+    if action == "rotate":
+        secret = services.webhook_endpoint_rotate_secret(endpoint=endpoint, by=request.user)
+        return _show_secret(request, endpoint, secret)
+    if action == "ping":
+        webhook_emit(
+            client=endpoint.client, event_type="ping", payload={"message": "ping"}, endpoint=endpoint
+        )
+        messages.success(request, _("Événement de test envoyé : voyez les livraisons ci-dessous."))
+        return redirect("portal_webhook", pk=endpoint.pk)
+    messages.error(request, _("Action inconnue."))
+    return redirect("portal_webhook", pk=endpoint.pk)
