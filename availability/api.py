@@ -144,7 +144,7 @@ def _param(request, name: str) -> str | None:
                 "name": "period",
                 "in": "query",
                 "required": False,
-                "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,8}[yMwdhms]$", "default": "6M"},
+                "schema": {"type": "string", "pattern": periods.openapi_pattern(), "default": "6M"},
                 "example": "6M",
             },
             {

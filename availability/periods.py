@@ -67,3 +67,35 @@ def window_start(text: str, now: dt.datetime) -> dt.datetime:
     if start is None or start < limit:
         raise PeriodError(f"`period` ne peut pas dépasser {MAX_PERIOD} (10 ans).")
     return start
+
+
+# Largest N per unit that is within MAX_PERIOD whatever `now` is (10 y is 3652 to 3653 days, ±1 h of DST).
+SAFE_MAX = {
+    "y": 10,
+    "M": 120,
+    "w": 521,
+    "d": 3652,
+    "h": 3652 * 24 - 1,
+    "m": (3652 * 24 - 1) * 60,
+    "s": (3652 * 24 - 1) * 3600,
+}
+
+
+def _up_to(n: int) -> str:
+    """A regex matching the decimal integers 1..n without leading zero."""
+    digits = str(n)
+    alternatives = [
+        f"[1-9][0-9]{{{length - 1}}}" if length > 1 else "[1-9]" for length in range(1, len(digits))
+    ]
+    for i, d in enumerate(digits):
+        low = 1 if i == 0 else 0
+        if int(d) - 1 >= low:
+            rest = len(digits) - i - 1
+            alternatives.append(f"{digits[:i]}[{low}-{int(d) - 1}]" + (f"[0-9]{{{rest}}}" if rest else ""))
+    alternatives.append(digits)
+    return "|".join(alternatives)
+
+
+def openapi_pattern() -> str:
+    """The periods always accepted, as one regular expression for the OpenAPI document."""
+    return "^(?:" + "|".join(f"(?:{_up_to(n)}){unit}" for unit, n in SAFE_MAX.items()) + ")$"

@@ -143,3 +143,22 @@ def test_default_period_is_six_months(stats):
     days = stats().json()["days_availability"]
     assert next(iter(days)) == "2026-05-27"
     assert list(days)[-1] == "2026-11-27"
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        NOW,
+        paris(2026, 3, 28, 12, 0),
+        paris(2026, 3, 29, 12, 0),
+        paris(2026, 10, 25, 2, 30),
+        paris(2028, 2, 29, 0, 0),
+    ],
+)
+def test_documented_pattern_is_always_accepted(now):
+    import re
+
+    pattern = re.compile(periods.openapi_pattern())
+    for unit, n in periods.SAFE_MAX.items():
+        assert pattern.fullmatch(f"{n}{unit}") and not pattern.fullmatch(f"{n + 1}{unit}")
+        periods.window_start(f"{n}{unit}", now)  # never rejected

@@ -1,0 +1,123 @@
+import io
+import json
+import threading
+from collections import Counter
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from availability.models import DayCounter, EndpointActivity, HourCounter, MinuteCounter
+from availability.services import calls_ingest
+
+from .conftest import EP, line, paris
+
+
+def run_command(path_or_dash, capsys, monkeypatch=None, stdin: bytes | None = None):
+    if stdin is not None:
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    code = 0
+    try:
+        call_command("ingest_calls", path_or_dash)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def totals():
+    return (
+        sum(MinuteCounter.objects.values_list("count", flat=True)),
+        sum(HourCounter.objects.values_list("count", flat=True)),
+        sum(DayCounter.objects.values_list("count", flat=True)),
+    )
+
+
+@pytest.mark.django_db
+def test_bad_lines_are_reported_and_skipped(tmp_path, capsys):
+    lines = [
+        line(paris(2026, 11, 27, 10, 15, 3)),  # 1 ok
+        "{not json",  # 2
+        json.dumps({"timestamp": "2026-11-27T10:15:03+01:00", "endpoint": "api/v9/nope", "status": 200}),  # 3
+        json.dumps({"timestamp": "2026-11-27T10:15:03+01:00", "endpoint": EP, "status": "200"}),  # 4
+        json.dumps({"timestamp": "2026-11-27T10:15:03+01:00", "endpoint": EP, "status": 99}),  # 5
+        json.dumps({"timestamp": "2026-11-27T10:15:03+01:00", "endpoint": EP, "status": True}),  # 6
+        json.dumps({"timestamp": "27/11/2026 10:15", "endpoint": EP, "status": 200}),  # 7
+        json.dumps({"timestamp": "2026-02-30T10:15:03+01:00", "endpoint": EP, "status": 200}),  # 8
+        "",  # 9 blank: ignored
+        "[1, 2]",  # 10
+        json.dumps({"timestamp": "2026-11-27T10:16:00Z", "endpoint": EP, "status": 503, "extra": 1}),  # 11 ok
+        json.dumps({"endpoint": EP, "status": 200}),  # 12 no timestamp
+    ]
+    path = tmp_path / "calls.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    code, out, err = run_command(str(path), capsys)
+    assert code == 1
+    reported = [int(row.split()[1]) for row in err.strip().splitlines()]
+    assert reported == [2, 3, 4, 5, 6, 7, 8, 10, 12]
+    assert "2 appels comptés, 9 lignes rejetées" in out
+    assert totals() == (2, 2, 2)
+    assert EndpointActivity.objects.get().last_call_at.isoformat() == "2026-11-27T10:16:00+00:00"
+
+
+@pytest.mark.django_db
+def test_clean_file_exits_zero_from_stdin(capsys, monkeypatch):
+    data = "\n".join(line(paris(2026, 11, 27, 10, m)) for m in range(5)).encode()
+    code, out, err = run_command("-", capsys, monkeypatch, stdin=data)
+    assert (code, err) == (0, "")
+    assert totals() == (5, 5, 5)
+
+
+@pytest.mark.django_db
+def test_missing_file(capsys):
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError):
+        call_command("ingest_calls", "/nonexistent/calls.jsonl")
+
+
+@pytest.mark.django_db
+def test_chunks_accumulate_and_reingest_adds(ingest):
+    records = [(paris(2026, 11, 27, 10, m % 3), 200 + (m % 2) * 302) for m in range(10)]
+    ingest(*records, chunk_lines=3)
+    assert totals() == (10, 10, 10)
+    assert MinuteCounter.objects.count() == 6  # 3 minutes × 2 statuses: upserts merged the chunks
+    ingest(*records, chunk_lines=4)
+    assert totals() == (20, 20, 20)
+    assert set(MinuteCounter.objects.values_list("count", flat=True)) <= {2, 4}
+
+
+@pytest.mark.django_db
+def test_naive_timestamp_read_in_time_zone(ingest):
+    ingest(("2026-11-27T00:30:00", 200))
+    assert DayCounter.objects.get().day.isoformat() == "2026-11-27"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_ingests_lose_nothing():
+    """Four threads (four PostgreSQL connections) upsert the same keys at once, in several chunks each."""
+    records = [line(paris(2026, 11, 27, 10, m % 7), (200, 404, 502)[m % 3]) for m in range(600)]
+    errors = []
+    barrier = threading.Barrier(4)
+
+    def worker():
+        try:
+            barrier.wait()
+            calls_ingest(lines=records, chunk_lines=50)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert totals() == (2400, 2400, 2400)
+    assert MinuteCounter.objects.count() == 21
+    expected = Counter((json.loads(r)["timestamp"], json.loads(r)["status"]) for r in records)
+    assert sorted(MinuteCounter.objects.values_list("count", flat=True)) == sorted(
+        4 * n for n in expected.values()
+    )
