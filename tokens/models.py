@@ -342,7 +342,9 @@ class AccessRequest(models.Model):
     )
     # Snapshot {"requester": {"name", "email", "phone"}, "technical": {...}, "business": {...}}.
     contacts = models.JSONField(_("contacts"), default=dict, blank=True)
-    expected_volume = models.PositiveIntegerField(_("volumétrie attendue (appels/min)"), null=True, blank=True)
+    expected_volume = models.PositiveIntegerField(
+        _("volumétrie attendue (appels/min)"), null=True, blank=True
+    )
     token = models.ForeignKey(
         Token,
         on_delete=models.PROTECT,
@@ -382,7 +384,9 @@ class AccessRequest(models.Model):
         verbose_name = _("demande d'accès")
         verbose_name_plural = _("demandes d'accès")
         ordering = ["-created_at", "-id"]
-        permissions = [("instruct_accessrequest", _("Peut instruire (valider, refuser) les demandes d'accès"))]
+        permissions = [
+            ("instruct_accessrequest", _("Peut instruire (valider, refuser) les demandes d'accès"))
+        ]
         indexes = [models.Index(fields=["state", "kind", "submitted_at"], name="accessrequest_queue_idx")]
 
     def __str__(self) -> str:
@@ -436,7 +440,9 @@ class AccessRequestMessage(models.Model):
     """The thread between the applicant's side and the instructors."""
 
     access_request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="messages")
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     from_instructor = models.BooleanField(default=False)
     body = models.TextField(_("message"))
     at = models.DateTimeField(default=timezone.now)

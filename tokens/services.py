@@ -1,16 +1,33 @@
 """Every write on tokens, as typed keyword-only functions (one transaction each, with its audit event)."""
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from . import credentials, validity
-from .models import Client, Contact, Origin, Privilege, Token, TokenEvent
+from .models import (
+    AccessRequest,
+    AccessRequestEvent,
+    AccessRequestMessage,
+    Client,
+    Contact,
+    Origin,
+    Privilege,
+    Token,
+    TokenEvent,
+)
 from .siret import validate_siret
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -129,3 +146,732 @@ def token_revoke(*, token: Token, by, reason: str) -> Token:
     token.save(update_fields=["revoked_at", "revoked_by", "revocation_reason"])
     TokenEvent.objects.create(token=token, kind=TokenEvent.Kind.REVOKED, actor=by, reason=reason)
     return token
+
+
+# ==============================================================================
+# Access requests (issue 4): one transition = one service = one transaction with its audit event;
+# notification emails are sent after commit.
+# ==============================================================================
+
+INSTRUCT_PERMISSION = "tokens.instruct_accessrequest"
+
+
+class AccessRequestError(Exception):
+    """A domain rule refused the operation; `message` is French and fit to show to the user."""
+
+    def __init__(self, message: str, code: str = "invalid"):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+class TransitionNotAllowed(AccessRequestError):
+    pass
+
+
+@dataclass(frozen=True)
+class AccessRequestData:
+    """The editable content of a request. `legal_basis_document`: an upload, a stored name (pre-fill) or None (keep)."""
+
+    label: str = ""
+    privileges: Sequence[Privilege] = ()
+    project_description: str = ""
+    legal_basis_nature: str = ""
+    legal_basis_text: str = ""
+    legal_basis_url: str = ""
+    legal_basis_document: object | None = None
+    contacts: dict = field(default_factory=dict)
+    expected_volume: int | None = None
+
+
+_TRANSITIONS = {
+    "submit": (AccessRequest.State.DRAFT, AccessRequest.State.CHANGES_REQUESTED),
+    "update": (AccessRequest.State.DRAFT, AccessRequest.State.CHANGES_REQUESTED),
+    "abandon": (AccessRequest.State.DRAFT, AccessRequest.State.CHANGES_REQUESTED),
+    "request_changes": (AccessRequest.State.SUBMITTED,),
+    "validate": (AccessRequest.State.SUBMITTED,),
+    "refuse": (AccessRequest.State.SUBMITTED,),
+    "message": AccessRequest.OPEN_STATES,
+}
+_ACTION_LABELS = {
+    "submit": "soumettre",
+    "update": "modifier",
+    "abandon": "abandonner",
+    "request_changes": "demander des modifications sur",
+    "validate": "valider",
+    "refuse": "refuser",
+    "message": "écrire au sujet de",
+}
+
+
+def _lock_for(access_request: AccessRequest, action: str) -> AccessRequest:
+    locked = AccessRequest.objects.select_for_update().get(pk=access_request.pk)
+    if locked.state not in _TRANSITIONS[action]:
+        raise TransitionNotAllowed(
+            f"Impossible de {_ACTION_LABELS[action]} une demande à l'état « {locked.get_state_display()} ».",
+            code="transition_not_allowed",
+        )
+    return locked
+
+
+def _require_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise AccessRequestError("Un motif est obligatoire.", code="reason_required")
+    return reason
+
+
+def is_instructor(user) -> bool:
+    return bool(user and user.is_active and user.is_staff and user.has_perm(INSTRUCT_PERMISSION))
+
+
+def _require_instructor(user) -> None:
+    if not is_instructor(user):
+        raise AccessRequestError(
+            "Seuls les instructeurs peuvent décider d'une demande.", code="not_instructor"
+        )
+
+
+def _event(access_request, kind, *, by, from_state="", reason="", data=None) -> AccessRequestEvent:
+    return AccessRequestEvent.objects.create(
+        access_request=access_request,
+        kind=kind,
+        actor=by,
+        from_state=from_state,
+        to_state=access_request.state,
+        reason=reason,
+        data=data or {},
+    )
+
+
+# ------------------------------------------------------------------------------
+# Emails (templates/emails/request_<name>_subject.txt | _body.txt | _body.html)
+# ------------------------------------------------------------------------------
+
+
+def _absolute(path: str) -> str:
+    return settings.SITE_URL + path
+
+
+def _dedupe(emails: Iterable[str]) -> list[str]:
+    seen: dict[str, str] = {}
+    for email in emails:
+        email = (email or "").strip()
+        if email and email.lower() not in seen:
+            seen[email.lower()] = email
+    return list(seen.values())
+
+
+def instructor_emails() -> list[str]:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+    from django.db.models import Q
+
+    perm = Permission.objects.filter(
+        codename="instruct_accessrequest", content_type__app_label="tokens"
+    ).first()
+    users = get_user_model().objects.filter(is_active=True, is_staff=True).exclude(email="")
+    users = users.filter(Q(is_superuser=True) | Q(user_permissions=perm) | Q(groups__permissions=perm))
+    return _dedupe(users.distinct().values_list("email", flat=True))
+
+
+def _request_mail(name: str, *, to: Sequence[str], access_request: AccessRequest, **extra) -> None:
+    """Render and send after commit; a failed send is logged, it never undoes the transition."""
+    recipients = _dedupe(to)
+    if not recipients:
+        return
+    context = {
+        "access_request": access_request,
+        "client": access_request.client,
+        "request_url": _absolute(reverse("request_detail", args=[access_request.public_id])),
+        "admin_url": _absolute(reverse("admin:tokens_accessrequest_change", args=[access_request.pk])),
+        "site_url": settings.SITE_URL,
+        **extra,
+    }
+    subject = " ".join(render_to_string(f"emails/request_{name}_subject.txt", context).split())
+    text = render_to_string(f"emails/request_{name}_body.txt", context)
+    html = render_to_string(f"emails/request_{name}_body.html", context)
+
+    def send() -> None:
+        message = EmailMultiAlternatives(subject=subject, body=text, to=recipients)
+        message.attach_alternative(html, "text/html")
+        message.extra_headers["X-Access-Request-Id"] = str(access_request.public_id)
+        try:
+            message.send()
+        except Exception:
+            logger.exception("access request email %s failed for %s", name, access_request.public_id)
+
+    transaction.on_commit(send)
+
+
+def _applicant_email(access_request: AccessRequest) -> list[str]:
+    return [access_request.applicant.email or access_request.applicant.username]
+
+
+# ------------------------------------------------------------------------------
+# Writes
+# ------------------------------------------------------------------------------
+
+
+def _apply_data(access_request: AccessRequest, data: AccessRequestData) -> None:
+    access_request.label = data.label.strip()
+    access_request.project_description = data.project_description.strip()
+    access_request.legal_basis_nature = data.legal_basis_nature
+    access_request.legal_basis_text = data.legal_basis_text.strip()
+    access_request.legal_basis_url = data.legal_basis_url.strip()
+    if data.legal_basis_document is not None:
+        access_request.legal_basis_document = data.legal_basis_document or ""
+    access_request.contacts = {
+        role: {k: (data.contacts.get(role) or {}).get(k, "").strip() for k in ("name", "email", "phone")}
+        for role in AccessRequest.CONTACT_ROLES
+    }
+    access_request.expected_volume = data.expected_volume
+
+
+@transaction.atomic
+def access_request_create(
+    *,
+    client: Client,
+    kind: str,
+    applicant,
+    data: AccessRequestData,
+    token: Token | None = None,
+    prefilled_from: AccessRequest | None = None,
+) -> AccessRequest:
+    """A draft request. Renewal/extension need a live token of the client; one open request per token."""
+    if kind not in AccessRequest.Kind.values:
+        raise AccessRequestError(f"Type de demande inconnu : {kind}.", code="unknown_kind")
+    if kind != AccessRequest.Kind.NEW and token is None:
+        raise AccessRequestError(
+            "Un renouvellement ou une extension porte sur un jeton.", code="token_required"
+        )
+    if token is not None:
+        token = Token.objects.select_for_update().get(pk=token.pk)
+        if token.client_id != client.pk:
+            raise AccessRequestError("Ce jeton n'appartient pas à cette organisation.", code="wrong_client")
+        if token.revoked_at is not None:
+            raise AccessRequestError("Ce jeton est révoqué.", code="token_revoked")
+        if token.renewed_by_id is not None:
+            raise AccessRequestError(
+                "Ce jeton a déjà été remplacé par un nouveau jeton.", code="token_superseded"
+            )
+        if AccessRequest.objects.open().filter(token=token).exists():
+            raise AccessRequestError("Une demande est déjà en cours pour ce jeton.", code="already_open")
+    access_request = AccessRequest(
+        client=client, kind=kind, applicant=applicant, token=token, prefilled_from=prefilled_from
+    )
+    _apply_data(access_request, data)
+    access_request.save()
+    access_request.privileges.set(data.privileges)
+    _event(
+        access_request,
+        AccessRequestEvent.Kind.CREATED,
+        by=applicant,
+        data={
+            "privileges": sorted(p.code for p in data.privileges),
+            "token": str(token.public_id) if token else None,
+            "prefilled_from": str(prefilled_from.public_id) if prefilled_from else None,
+        },
+    )
+    return access_request
+
+
+@transaction.atomic
+def access_request_update(*, access_request: AccessRequest, by, data: AccessRequestData) -> AccessRequest:
+    locked = _lock_for(access_request, "update")
+    before = access_request_snapshot(locked)
+    _apply_data(locked, data)
+    locked.updated_at = timezone.now()
+    locked.save()
+    locked.privileges.set(data.privileges)
+    after = access_request_snapshot(locked)
+    changed = sorted(k for k in after if after[k] != before.get(k))
+    _event(locked, AccessRequestEvent.Kind.UPDATED, by=by, from_state=locked.state, data={"fields": changed})
+    return locked
+
+
+@transaction.atomic
+def access_request_submit(*, access_request: AccessRequest, by) -> AccessRequest:
+    locked = _lock_for(access_request, "submit")
+    missing = access_request_missing(locked)
+    if missing:
+        raise AccessRequestError("La demande est incomplète : " + ", ".join(missing) + ".", code="incomplete")
+    from_state = locked.state
+    locked.state = AccessRequest.State.SUBMITTED
+    locked.submitted_at = locked.updated_at = timezone.now()
+    locked.save(update_fields=["state", "submitted_at", "updated_at"])
+    resubmission = from_state == AccessRequest.State.CHANGES_REQUESTED
+    _event(
+        locked,
+        AccessRequestEvent.Kind.SUBMITTED,
+        by=by,
+        from_state=from_state,
+        data={"resubmission": resubmission},
+    )
+    _request_mail("submitted", to=_applicant_email(locked), access_request=locked, resubmission=resubmission)
+    _request_mail("to_instruct", to=instructor_emails(), access_request=locked, resubmission=resubmission)
+    return locked
+
+
+@transaction.atomic
+def access_request_request_changes(*, access_request: AccessRequest, by, reason: str) -> AccessRequest:
+    _require_instructor(by)
+    reason = _require_reason(reason)
+    locked = _lock_for(access_request, "request_changes")
+    locked.state = AccessRequest.State.CHANGES_REQUESTED
+    locked.updated_at = timezone.now()
+    locked.save(update_fields=["state", "updated_at"])
+    _event(locked, AccessRequestEvent.Kind.CHANGES_REQUESTED, by=by, from_state="submitted", reason=reason)
+    _request_mail("changes_requested", to=_applicant_email(locked), access_request=locked, reason=reason)
+    return locked
+
+
+@transaction.atomic
+def access_request_refuse(*, access_request: AccessRequest, by, reason: str) -> AccessRequest:
+    """Refusal never touches the token the request was about."""
+    _require_instructor(by)
+    reason = _require_reason(reason)
+    locked = _lock_for(access_request, "refuse")
+    locked.state = AccessRequest.State.REFUSED
+    locked.decided_at = locked.updated_at = timezone.now()
+    locked.decided_by = by
+    locked.save(update_fields=["state", "decided_at", "decided_by", "updated_at"])
+    _event(locked, AccessRequestEvent.Kind.REFUSED, by=by, from_state="submitted", reason=reason)
+    _request_mail("refused", to=_applicant_email(locked), access_request=locked, reason=reason)
+    return locked
+
+
+@transaction.atomic
+def access_request_abandon(*, access_request: AccessRequest, by) -> AccessRequest:
+    """The applicant gives up a draft (or a request sent back for changes); the token is left alone."""
+    locked = _lock_for(access_request, "abandon")
+    from_state = locked.state
+    locked.state = AccessRequest.State.ABANDONED
+    locked.updated_at = timezone.now()
+    locked.save(update_fields=["state", "updated_at"])
+    _event(locked, AccessRequestEvent.Kind.ABANDONED, by=by, from_state=from_state)
+    _request_mail("abandoned", to=_applicant_email(locked), access_request=locked)
+    return locked
+
+
+def _contacts_from_snapshot(access_request: AccessRequest) -> list[Contact]:
+    role_map = {
+        "requester": Contact.Role.REQUESTER,
+        "technical": Contact.Role.TECHNICAL,
+        "business": Contact.Role.BUSINESS,
+    }
+    data = [
+        ContactData(email=c["email"], name=c.get("name", ""), phone=c.get("phone", ""), role=role_map[role])
+        for role in AccessRequest.CONTACT_ROLES
+        if (c := access_request.contact(role)).get("email")
+    ]
+    contacts = contacts_get_or_create(client=access_request.client, contacts=data)
+    for contact, wanted in zip(contacts, data, strict=True):
+        if (wanted.name and contact.name != wanted.name) or (wanted.phone and contact.phone != wanted.phone):
+            contact.name = wanted.name or contact.name
+            contact.phone = wanted.phone or contact.phone
+            contact.save(update_fields=["name", "phone"])
+    return contacts
+
+
+@transaction.atomic
+def access_request_validate(
+    *, access_request: AccessRequest, by, revoke_previous: bool = False, revoke_reason: str = ""
+) -> Token:
+    """Issue the grant: a new api_gouv token, 18 months from now, from the request's snapshot.
+
+    The token the request renews/extends/replaces is superseded (its reminders stop) and keeps working until its own
+    expiry, unless `revoke_previous` (with a reason). The new token's secret is generated at pick-up, never here.
+    """
+    _require_instructor(by)
+    locked = _lock_for(access_request, "validate")
+    if revoke_previous:
+        revoke_reason = _require_reason(revoke_reason)
+        if locked.token is None:
+            raise AccessRequestError("Cette demande ne remplace aucun jeton.", code="nothing_to_revoke")
+    previous = locked.token
+    if previous is not None:
+        previous = Token.objects.select_for_update().get(pk=previous.pk)
+        if previous.renewed_by_id is not None:
+            raise AccessRequestError("Le jeton concerné a déjà été remplacé.", code="token_superseded")
+    privileges = list(locked.privileges.all())
+    if not privileges:
+        raise AccessRequestError("La demande ne comporte aucun privilège.", code="no_privilege")
+    now = timezone.now()
+    issued = token_issue(
+        client=locked.client,
+        privileges=privileges,
+        issued_at=now,
+        origin=Origin.API_GOUV,
+        label=locked.label or (previous.label if previous else "") or f"Demande {str(locked.public_id)[:8]}",
+        contacts=_contacts_from_snapshot(locked),
+        by=by,
+        replaces=previous,
+    )
+    new = issued.token  # issued.secret is thrown away: nobody ever sees it.
+    new.pickup_pending_since = now
+    new.save(update_fields=["pickup_pending_since"])
+    if revoke_previous and previous is not None and previous.revoked_at is None:
+        token_revoke(token=previous, by=by, reason=revoke_reason)
+    if previous is not None:
+        previous.refresh_from_db()
+        locked.token = previous
+    locked.state = AccessRequest.State.VALIDATED
+    locked.issued_token = new
+    locked.decided_at = locked.updated_at = now
+    locked.decided_by = by
+    locked.save(update_fields=["state", "issued_token", "decided_at", "decided_by", "updated_at"])
+    _event(
+        locked,
+        AccessRequestEvent.Kind.VALIDATED,
+        by=by,
+        from_state="submitted",
+        reason=revoke_reason if revoke_previous else "",
+        data={
+            "token": str(new.public_id),
+            "replaces": str(previous.public_id) if previous else None,
+            "previous_revoked": bool(revoke_previous and previous),
+        },
+    )
+    recipients = _applicant_email(locked) + [
+        locked.contact(r).get("email", "") for r in AccessRequest.CONTACT_ROLES
+    ]
+    _request_mail(
+        "validated",
+        to=recipients,
+        access_request=locked,
+        token=new,
+        pickup_url=_absolute(reverse("token_detail", args=[new.public_id])),
+    )
+    return new
+
+
+@transaction.atomic
+def access_request_message_post(
+    *, access_request: AccessRequest, by, body: str, from_instructor: bool
+) -> AccessRequestMessage:
+    body = (body or "").strip()
+    if not body:
+        raise AccessRequestError("Le message est vide.", code="empty_message")
+    if from_instructor:
+        _require_instructor(by)
+    locked = AccessRequest.objects.select_for_update().get(pk=access_request.pk)
+    message = AccessRequestMessage.objects.create(
+        access_request=locked, author=by, from_instructor=from_instructor, body=body
+    )
+    _event(
+        locked, AccessRequestEvent.Kind.MESSAGE, by=by, from_state=locked.state, data={"message": message.pk}
+    )
+    to = _applicant_email(locked) if from_instructor else instructor_emails()
+    _request_mail("message", to=to, access_request=locked, message=message, from_instructor=from_instructor)
+    return message
+
+
+# ------------------------------------------------------------------------------
+# Token pick-up: the secret is generated when it is shown, shown once, never stored.
+# ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def token_secret_reveal(*, token: Token, by) -> str:
+    """First and only display of a validated token's secret: a fresh secret replaces the throw-away one."""
+    token = Token.objects.select_for_update().get(pk=token.pk)
+    if token.pickup_pending_since is None:
+        raise AccessRequestError(
+            "Le secret de ce jeton a déjà été récupéré ; en cas de perte, régénérez-le.",
+            code="already_revealed",
+        )
+    if not token.is_usable():
+        raise AccessRequestError("Ce jeton n'est plus utilisable.", code="token_unusable")
+    secret = credentials.generate_secret()
+    token.secret_prefix = credentials.display_prefix(secret)
+    token.secret_digest = credentials.digest(secret)
+    token.pickup_pending_since = None
+    token.save(update_fields=["secret_prefix", "secret_digest", "pickup_pending_since"])
+    TokenEvent.objects.create(
+        token=token, kind=TokenEvent.Kind.REVEALED, actor=by, data={"prefix": token.secret_prefix}
+    )
+    return secret
+
+
+@transaction.atomic
+def token_secret_regenerate(*, token: Token, by, reason: str = "") -> str:
+    """A lost secret: a new one, same validity; the old secret stops working at once."""
+    token = Token.objects.select_for_update().get(pk=token.pk)
+    if token.pickup_pending_since is not None:
+        raise AccessRequestError("Le secret de ce jeton n'a pas encore été récupéré.", code="pickup_pending")
+    if not token.is_usable():
+        raise AccessRequestError("Ce jeton n'est plus utilisable.", code="token_unusable")
+    old_prefix = token.secret_prefix
+    secret = credentials.generate_secret()
+    token.secret_prefix = credentials.display_prefix(secret)
+    token.secret_digest = credentials.digest(secret)
+    token.save(update_fields=["secret_prefix", "secret_digest"])
+    TokenEvent.objects.create(
+        token=token,
+        kind=TokenEvent.Kind.REGENERATED,
+        actor=by,
+        reason=(reason or "").strip(),
+        data={"old_prefix": old_prefix, "prefix": token.secret_prefix},
+    )
+    return secret
+
+
+# ------------------------------------------------------------------------------
+# Accounts (legacy route: account creation with a verified email)
+# ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def client_memberships_claim(*, user) -> list[Client]:
+    """Join every client listing the user's (verified) email as a contact: contacts are co-holders."""
+    email = (user.email or "").strip()
+    if not email:
+        return []
+    clients = list(Client.objects.filter(contacts__email__iexact=email).exclude(members=user).distinct())
+    for client in clients:
+        client.members.add(user)
+    return clients
+
+
+@transaction.atomic
+def user_signup(*, email: str, password: str, first_name: str = "", last_name: str = ""):
+    """Create an account whose email was just verified (signed link or magic link), then claim memberships."""
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    email = email.strip()
+    if (
+        User.objects.filter(username__iexact=email).exists()
+        or User.objects.filter(email__iexact=email).exists()
+    ):
+        raise AccessRequestError(
+            "Un compte existe déjà pour cette adresse ; connectez-vous.", code="user_exists"
+        )
+    user = User.objects.create_user(
+        username=email, email=email, password=password, first_name=first_name, last_name=last_name
+    )
+    client_memberships_claim(user=user)
+    return user
+
+
+@transaction.atomic
+def user_account_complete(*, user, password: str, first_name: str = "", last_name: str = ""):
+    """A user created by a magic link (no password yet) finishes their account."""
+    user.set_password(password)
+    user.first_name = first_name.strip() or user.first_name
+    user.last_name = last_name.strip() or user.last_name
+    user.save(update_fields=["password", "first_name", "last_name"])
+    return user
+
+
+# ------------------------------------------------------------------------------
+# Reads used by the request pages and the admin (pre-fill, completeness, diff)
+# ------------------------------------------------------------------------------
+
+
+def access_request_snapshot(access_request: AccessRequest) -> dict:
+    """The comparable content of a request (what the diff and the audit compare)."""
+    return {
+        "label": access_request.label,
+        "privileges": sorted(p.code for p in access_request.privileges.all()) if access_request.pk else [],
+        "project_description": access_request.project_description,
+        "legal_basis_nature": access_request.legal_basis_nature,
+        "legal_basis_text": access_request.legal_basis_text,
+        "legal_basis_url": access_request.legal_basis_url,
+        "legal_basis_document": access_request.legal_basis_document.name or "",
+        "expected_volume": access_request.expected_volume,
+        **{
+            f"{role}_{k}": access_request.contact(role).get(k, "")
+            for role in AccessRequest.CONTACT_ROLES
+            for k in ("name", "email", "phone")
+        },
+    }
+
+
+def _token_snapshot(token: Token) -> dict:
+    snapshot = {"label": token.label, "privileges": sorted(p.code for p in token.privileges.all())}
+    for role in AccessRequest.CONTACT_ROLES:
+        contact = token.contacts.filter(role=role).order_by("id").first()
+        for k in ("name", "email", "phone"):
+            snapshot[f"{role}_{k}"] = getattr(contact, k, "") if contact else ""
+    return snapshot
+
+
+def access_request_missing(access_request: AccessRequest) -> list[str]:
+    """What is still missing before submission (French field names)."""
+    missing = []
+    if not access_request.privileges.exists():
+        missing.append("au moins un privilège")
+    if not access_request.project_description.strip():
+        missing.append("la description du projet")
+    if not access_request.legal_basis_nature:
+        missing.append("la nature du cadre juridique")
+    if not access_request.legal_basis_text.strip():
+        missing.append("le cadre juridique")
+    if not access_request.legal_basis_url and not access_request.legal_basis_document:
+        missing.append("le lien vers le texte ou le document PDF")
+    labels = {
+        "requester": "du demandeur",
+        "technical": "du contact technique",
+        "business": "du contact métier",
+    }
+    for role in AccessRequest.CONTACT_ROLES:
+        contact = access_request.contact(role)
+        if not contact.get("name") or not contact.get("email"):
+            missing.append(f"le nom et l'e-mail {labels[role]}")
+    if access_request.expected_volume is None:
+        missing.append("la volumétrie attendue")
+    return missing
+
+
+def token_last_validated_request(*, token: Token) -> AccessRequest | None:
+    """The validated request that issued this token (or, failing that, the last one validated about it)."""
+    issuing = AccessRequest.objects.filter(issued_token=token, state=AccessRequest.State.VALIDATED).first()
+    if issuing is not None:
+        return issuing
+    return (
+        AccessRequest.objects.filter(token=token, state=AccessRequest.State.VALIDATED)
+        .order_by("-decided_at", "-id")
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class Prefill:
+    initial: dict
+    prefilled_from: AccessRequest | None
+
+
+def access_request_prefill(*, token: Token, kind: str) -> Prefill:
+    """Form initial values for a renewal/extension of `token`: from its last validated request, else the token.
+
+    An extension never copies the legal basis: the added data needs its own.
+    """
+    source = token_last_validated_request(token=token)
+    if source is not None:
+        snapshot = access_request_snapshot(source)
+        initial = {k: v for k, v in snapshot.items() if v not in (None, "")}
+        if source.legal_basis_document:
+            initial["legal_basis_document"] = source.legal_basis_document.name
+    else:
+        snapshot = _token_snapshot(token)
+        initial = {k: v for k, v in snapshot.items() if v not in (None, "")}
+    initial["privileges"] = sorted(p.code for p in token.privileges.all())
+    if kind == AccessRequest.Kind.EXTENSION:
+        for key in ("legal_basis_nature", "legal_basis_text", "legal_basis_url", "legal_basis_document"):
+            initial.pop(key, None)
+    return Prefill(initial=initial, prefilled_from=source)
+
+
+DIFF_LABELS = {
+    "label": "Intitulé du projet",
+    "project_description": "Description du projet",
+    "legal_basis_nature": "Nature du cadre juridique",
+    "legal_basis_text": "Cadre juridique",
+    "legal_basis_url": "Lien vers le texte",
+    "legal_basis_document": "Document PDF",
+    "expected_volume": "Volumétrie (appels/min)",
+    "requester_name": "Demandeur — nom",
+    "requester_email": "Demandeur — e-mail",
+    "requester_phone": "Demandeur — téléphone",
+    "technical_name": "Contact technique — nom",
+    "technical_email": "Contact technique — e-mail",
+    "technical_phone": "Contact technique — téléphone",
+    "business_name": "Contact métier — nom",
+    "business_email": "Contact métier — e-mail",
+    "business_phone": "Contact métier — téléphone",
+}
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    field: str
+    label: str
+    before: object
+    after: object
+
+    @property
+    def changed(self) -> bool:
+        return (self.before or "") != (self.after or "")
+
+
+@dataclass(frozen=True)
+class AccessRequestDiff:
+    baseline: str  # "request", "token" or "" (nothing to compare with)
+    rows: list[DiffRow]
+    privileges_added: list[str]
+    privileges_removed: list[str]
+    privileges_kept: list[str]
+
+    @property
+    def changed_rows(self) -> list[DiffRow]:
+        return [r for r in self.rows if r.changed] if self.baseline else []
+
+
+def access_request_diff(*, access_request: AccessRequest) -> AccessRequestDiff:
+    """Field by field against the request it was pre-filled from (else the token it is about)."""
+    after = access_request_snapshot(access_request)
+    if access_request.prefilled_from is not None:
+        baseline, before = "request", access_request_snapshot(access_request.prefilled_from)
+    elif access_request.token is not None and access_request.kind != AccessRequest.Kind.NEW:
+        baseline, before = "token", _token_snapshot(access_request.token)
+    else:
+        baseline, before = "", {}
+    if access_request.kind == AccessRequest.Kind.EXTENSION and access_request.token is not None:
+        # What an extension adds is measured against the token in force.
+        before_privileges = {p.code for p in access_request.token.privileges.all()}
+    else:
+        before_privileges = set(before.get("privileges", []))
+    after_privileges = set(after["privileges"])
+    rows = [
+        DiffRow(k, label, before.get(k, "") if baseline else None, after.get(k))
+        for k, label in DIFF_LABELS.items()
+    ]
+    return AccessRequestDiff(
+        baseline=baseline,
+        rows=rows,
+        privileges_added=sorted(after_privileges - before_privileges)
+        if baseline
+        else sorted(after_privileges),
+        privileges_removed=sorted(before_privileges - after_privileges),
+        privileges_kept=sorted(after_privileges & before_privileges),
+    )
+
+
+SIGNUP_SALT = "tokenmgr.signup"
+SIGNUP_MAX_AGE = 2 * 24 * 3600
+
+
+def signup_link_send(*, email: str, next_url: str = "") -> None:
+    """Email a signed link proving the address; the account is created when the link is followed."""
+    from django.core import signing
+
+    email = email.strip()
+    signed = signing.dumps({"email": email, "next": next_url}, salt=SIGNUP_SALT)
+    context = {
+        "email": email,
+        "confirm_url": _absolute(reverse("signup_confirm", args=[signed])),
+        "site_url": settings.SITE_URL,
+        "max_age_hours": SIGNUP_MAX_AGE // 3600,
+    }
+    subject = " ".join(render_to_string("emails/request_account_verify_subject.txt", context).split())
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string("emails/request_account_verify_body.txt", context),
+        to=[email],
+    )
+    message.attach_alternative(
+        render_to_string("emails/request_account_verify_body.html", context), "text/html"
+    )
+    message.send()
+
+
+def signup_link_read(*, signed: str) -> dict | None:
+    """{"email", "next"} of a valid, unexpired signup link; None otherwise."""
+    from django.core import signing
+
+    try:
+        return signing.loads(signed, salt=SIGNUP_SALT, max_age=SIGNUP_MAX_AGE)
+    except signing.BadSignature:
+        return None

@@ -6,7 +6,22 @@ from . import views
 urlpatterns = [
     path("connexion/", auth_views.LoginView.as_view(), name="login"),
     path("deconnexion/", auth_views.LogoutView.as_view(), name="logout"),
+    path("inscription/", views.signup, name="signup"),
+    path("inscription/confirmer/<str:signed>/", views.signup_confirm, name="signup_confirm"),
     # Reminder email targets (CONTRACT §2 routing): final URLs, one path per route.
     path("jetons/<uuid:public_id>/renouveler/", views.token_renew, name="token_renew"),
     path("migration/<uuid:public_id>/", views.token_legacy_renew, name="token_legacy_renew"),
+    # Token page: pick-up (secret shown once), regeneration, extension.
+    path("jetons/<uuid:public_id>/", views.token_detail, name="token_detail"),
+    path("jetons/<uuid:public_id>/secret/", views.token_reveal, name="token_reveal"),
+    path("jetons/<uuid:public_id>/regenerer/", views.token_regenerate, name="token_regenerate"),
+    path("jetons/<uuid:public_id>/etendre/", views.token_extend, name="token_extend"),
+    # Access requests.
+    path("demandes/", views.request_list, name="request_list"),
+    path("demandes/nouvelle/", views.request_new, name="request_new"),
+    path("demandes/<uuid:request_id>/", views.request_detail, name="request_detail"),
+    path("demandes/<uuid:request_id>/modifier/", views.request_edit, name="request_edit"),
+    path("demandes/<uuid:request_id>/abandonner/", views.request_abandon, name="request_abandon"),
+    path("demandes/<uuid:request_id>/messages/", views.request_message, name="request_message"),
+    path("demandes/<uuid:request_id>/document/", views.request_document, name="request_document"),
 ]
