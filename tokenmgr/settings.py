@@ -196,6 +196,8 @@ REMINDER_DELIVERY_INTERVAL = env.int("REMINDER_DELIVERY_INTERVAL", default=120)
 # ------------------------------------------------------------------------------
 # Access requests (issue 4)
 # ------------------------------------------------------------------------------
+# Legal-basis PDFs of access requests (stored under MEDIA_ROOT, served only through authorised views).
+ACCESS_REQUEST_DOCUMENT_MAX_BYTES = env.int("ACCESS_REQUEST_DOCUMENT_MAX_BYTES", default=10 * 1024 * 1024)
 
 # ------------------------------------------------------------------------------
 # Availability (issue 6)
