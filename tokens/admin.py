@@ -30,6 +30,10 @@ from .services import ContactData, contacts_get_or_create, token_issue, token_re
 
 STATUS_FIELD = "current_status"
 
+admin.site.site_header = _("tokenmgr — administration")
+admin.site.site_title = _("tokenmgr")
+admin.site.index_title = _("Registre des jetons et demandes d'accès")
+
 
 def with_status(queryset, now: dt.datetime | None = None):
     """`Token.objects.with_status()`, annotated as `current_status`.
@@ -190,19 +194,19 @@ class TokenIssueForm(forms.ModelForm):
     """Add form: the data token_issue needs. Saving goes through the service, not ModelForm.save()."""
 
     issued_at = forms.SplitDateTimeField(
-        label=_("émis le"),
+        label=_("Émis le"),
         widget=AdminSplitDateTime,
         initial=timezone.now,
         help_text=_("Le jeton expire 18 mois plus tard."),
     )
     origin = forms.ChoiceField(
-        label=_("origine"),
+        label=_("Origine"),
         required=False,
         choices=[("", _("selon la date d'émission")), *Origin.choices],
         help_text=_("Vide : demarches-simplifiees.fr avant septembre 2019, api.gouv.fr ensuite."),
     )
     new_contacts = forms.CharField(
-        label=_("nouveaux contacts"),
+        label=_("Nouveaux contacts"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text=_("Adresses e-mail, une par ligne : ajoutées aux contacts (demandeurs) du client."),
@@ -230,7 +234,7 @@ class TokenIssueForm(forms.ModelForm):
 class TokenChangeForm(forms.ModelForm):
     class Meta:
         model = Token
-        fields = ["label", "contacts", "privileges"]
+        fields = ["label", "contacts"]
 
     def clean(self):
         cleaned = super().clean()
@@ -240,7 +244,7 @@ class TokenChangeForm(forms.ModelForm):
 
 class RevokeForm(forms.Form):
     reason = forms.CharField(
-        label=_("motif de la révocation"),
+        label=_("Motif de la révocation"),
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         help_text=_("Conservé dans le journal des jetons."),
     )
@@ -306,7 +310,7 @@ class TokenAdmin(admin.ModelAdmin):
         (_("Contacts"), {"fields": ["contacts", "new_contacts"]}),
     ]
     fieldsets = [
-        (None, {"fields": ["public_id", "client", "label", "privileges", "contacts"]}),
+        (None, {"fields": ["public_id", "client", "label", "privilege_list", "contacts"]}),
         (
             _("Validité"),
             {
@@ -323,7 +327,15 @@ class TokenAdmin(admin.ModelAdmin):
         ),
         (
             _("Révocation et renouvellement"),
-            {"fields": ["revoked_at", "revoked_by", "revocation_reason", "renewed_by", "renews_display"]},
+            {
+                "fields": [
+                    "revoked_at",
+                    "revoked_by_display",
+                    "revocation_reason",
+                    "renewed_by",
+                    "renews_display",
+                ]
+            },
         ),
     ]
     change_readonly_fields = [
@@ -336,8 +348,9 @@ class TokenAdmin(admin.ModelAdmin):
         "origin",
         "secret_prefix",
         "last_used_at",
+        "privilege_list",
         "revoked_at",
-        "revoked_by",
+        "revoked_by_display",
         "revocation_reason",
         "renewed_by",
         "renews_display",
@@ -373,6 +386,10 @@ class TokenAdmin(admin.ModelAdmin):
     @admin.display(description=_("privilèges"))
     def privilege_list(self, obj):
         return ", ".join(p.code for p in obj.privileges.all())
+
+    @admin.display(description=_("révoqué par"))
+    def revoked_by_display(self, obj):
+        return obj.revoked_by or "-"
 
     @admin.display(description=_("remplace"))
     def renews_display(self, obj):
