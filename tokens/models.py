@@ -213,7 +213,12 @@ class Token(models.Model):
 
     @property
     def status(self) -> str:
-        return self.status_at()
+        """The status annotated by `with_status()` when the row came from it, else derived now."""
+        return self.__dict__.get("_status") or self.status_at()
+
+    @status.setter
+    def status(self, value: str) -> None:  # lets `with_status()` annotate rows
+        self.__dict__["_status"] = value
 
     @property
     def days_left(self) -> int:

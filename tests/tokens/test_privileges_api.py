@@ -152,3 +152,11 @@ def test_secret_stored_only_as_digest():
     assert issued.secret not in str(row)
     assert issued.secret.startswith("tkm_") and len(issued.secret) >= 4 + 43  # 256 bits, urlsafe base64
     assert row["secret_prefix"] == issued.secret[:12]
+
+
+def test_with_status_rows_load_and_filter():
+    fresh = issue_token()
+    gone = issue_token(issued_at=timezone.now() - dt.timedelta(days=600))
+    rows = {t.pk: t.status for t in Token.objects.with_status()}
+    assert rows == {fresh.token.pk: "active", gone.token.pk: "expired"}
+    assert list(Token.objects.with_status_filter("expired")) == [gone.token]
