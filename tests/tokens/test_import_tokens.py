@@ -1,0 +1,372 @@
+import datetime as dt
+import io
+import os
+import random
+import sys
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.core.validators import validate_email
+
+from tests.factories import ClientFactory, issue_token
+from tests.tokens.test_issue_token import cli
+from tokens import credentials, validity
+from tokens.importing import _SIMPLE_EMAIL, COLUMNS, fast_expiry
+from tokens.models import Client, Contact, Token, TokenEvent
+from tokens.selectors import token_by_secret
+
+pytestmark = pytest.mark.django_db
+
+PARIS = ZoneInfo("Europe/Paris")
+NOW = dt.datetime(2026, 11, 28, 15, 30, tzinfo=PARIS)
+HEADER = ",".join(COLUMNS)
+SIRET_A, SIRET_B = "73282932000074", "13002526500013"
+
+
+@pytest.fixture(autouse=True)
+def _clock():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+def row(
+    siret=SIRET_A,
+    name="Commune A",
+    label="Jeton",
+    privileges="entreprises",
+    issued_at="2025-06-01",
+    origin="",
+    contacts="",
+    secret="",
+) -> str:
+    return ",".join([siret, name, label, privileges, issued_at, origin, contacts, secret])
+
+
+def csv_file(tmp_path: Path, *rows: str, header: str = HEADER) -> Path:
+    path = tmp_path / f"tokens-{random.randrange(10**9)}.csv"
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def run(*args, **options) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("import_tokens", *map(str, args), stdout=out, stderr=err, **options)
+    except CommandError as exc:
+        return exc.returncode, out.getvalue(), err.getvalue() + str(exc)
+    return 0, out.getvalue(), err.getvalue()
+
+
+def counts() -> tuple[int, ...]:
+    return tuple(m.objects.count() for m in (Client, Contact, Token, TokenEvent))
+
+
+def read_secrets(path: Path) -> dict[int, str]:
+    result = {}
+    for line in path.read_text().splitlines():
+        number, secret = line.split(",")
+        result[int(number)] = secret
+    return result
+
+
+def test_good_file(tmp_path, client):
+    path = csv_file(
+        tmp_path,
+        row(
+            label="Legacy",
+            privileges="entreprises exercices",
+            contacts="a@example.org B@example.org",
+            secret="legacy-secret-0123456789",
+        ),
+        row(
+            siret=SIRET_B,
+            name='"DINUM, Paris"',
+            label="Nouveau",
+            issued_at="2019-05-02",
+            contacts="x@example.org",
+        ),
+        row(
+            siret=SIRET_B,
+            name="",
+            label="Deuxième",
+            privileges="attestations_agefiph",
+            issued_at="2026-01-10",
+            origin="demarches_simplifiees",
+        ),
+    )
+    secrets_out = tmp_path / "secrets.csv"
+    code, out, err = run(path, secrets_out=secrets_out)
+    assert code == 0, err
+    assert "imported: 3, duplicates: 0" in out
+    assert Client.objects.count() == 2
+    assert Client.objects.get(siret=SIRET_B).name == "DINUM, Paris"
+
+    # The existing secret keeps working; only its digest is stored.
+    legacy = Token.objects.get(label="Legacy")
+    assert legacy.secret_digest == credentials.digest("legacy-secret-0123456789")
+    assert legacy.secret_prefix == "legacy-secre"
+    response = client.get("/v2/privileges", {"token": "legacy-secret-0123456789"})
+    assert response.status_code == 200
+    assert sorted(response.json()["privileges"]) == ["entreprises", "exercices"]
+    assert sorted(legacy.contacts.values_list("email", "role")) == [
+        ("B@example.org", Contact.Role.REQUESTER),
+        ("a@example.org", Contact.Role.REQUESTER),
+    ]
+    assert legacy.origin == "api_gouv"
+    assert legacy.events.get().kind == TokenEvent.Kind.IMPORTED
+
+    # Generated secrets: written with the row's line number (header = line 1), and they work.
+    generated = read_secrets(secrets_out)
+    assert set(generated) == {3, 4}
+    assert oct(secrets_out.stat().st_mode & 0o777) == "0o600"
+    nouveau = token_by_secret(secret=generated[3])
+    assert nouveau.label == "Nouveau" and nouveau.origin == "demarches_simplifiees"
+    assert nouveau.issued_at == dt.datetime(2019, 5, 2, tzinfo=PARIS)
+    assert nouveau.expires_at == validity.expiry_for(nouveau.issued_at)
+    assert list(nouveau.contacts.values_list("email", flat=True)) == ["x@example.org"]
+    deuxieme = token_by_secret(secret=generated[4])
+    assert deuxieme.label == "Deuxième" and deuxieme.origin == "demarches_simplifiees"
+    assert deuxieme.expires_at == dt.datetime(2027, 7, 10, tzinfo=PARIS)
+    response = client.get("/v2/privileges", headers={"Authorization": f"Bearer {generated[4]}"})
+    assert response.status_code == 200 and response.json() == {"privileges": ["attestations_agefiph"]}
+    assert generated[3].startswith("tkm_") and len(generated[3]) >= 40
+    # Secrets never reach the database.
+    assert not Token.objects.filter(secret_digest__in=generated.values()).exists()
+
+
+def test_reimport_is_a_noop(tmp_path):
+    path = csv_file(tmp_path, row(secret="legacy-secret-0123456789"), row(label="Sans secret"))
+    assert run(path)[0] == 0
+    before = counts()
+    code, out, _ = run(path, secrets_out=tmp_path / "again.csv")
+    assert code == 0 and "imported: 0, duplicates: 2" in out
+    assert counts() == before
+    assert (tmp_path / "again.csv").read_text() == ""
+
+
+def test_duplicates_against_the_database_and_within_the_file(tmp_path):
+    existing = issue_token(
+        client=ClientFactory(siret=SIRET_B), label="Déjà là", issued_at=dt.datetime(2025, 6, 1, tzinfo=PARIS)
+    )
+    path = csv_file(
+        tmp_path,
+        row(siret=SIRET_B, label="Déjà là"),  # same (SIRET, label, issued_at) as a token in the database
+        row(secret=existing.secret),  # secret already known
+        row(label="Nouveau", secret="legacy-secret-aaaaaaaaaa"),
+        row(label="Autre", secret="legacy-secret-aaaaaaaaaa"),  # same secret earlier in the file
+        row(label="Répété"),
+        row(label="Répété"),  # same key earlier in the file
+        row(label="Répété", issued_at="2025-06-02"),  # another day: a different token
+    )
+    secrets_out = tmp_path / "s.csv"
+    code, out, err = run(path, secrets_out=secrets_out)
+    assert code == 0, err
+    assert "imported: 3, duplicates: 4" in out
+    assert set(read_secrets(secrets_out)) == {6, 8}
+    assert Token.objects.filter(label="Répété").count() == 2
+    assert Token.objects.get(secret_digest=credentials.digest("legacy-secret-aaaaaaaaaa")).label == "Nouveau"
+
+
+BAD_ROWS = [
+    (row(siret="7328293200007"), "14 chiffres"),
+    (row(siret="73282932000075"), "Luhn"),
+    (row(siret="35600000009076"), "La Poste"),
+    (row(privileges="entreprises inconnu"), "inconnu"),
+    (row(privileges=""), "privilège"),
+    (row(issued_at="2025-02-30"), "2025-02-30"),
+    (row(issued_at="demain"), "demain"),
+    (row(issued_at="2027-01-01"), "futur"),
+    (row(origin="legacy"), "legacy"),
+    (row(contacts="a@example.org pas-une-adresse"), "pas-une-adresse"),
+    (row(secret='"deux mots"'), "secret"),
+    (row() + ",en trop", "champ"),
+]
+
+
+@pytest.mark.parametrize(("bad", "needle"), BAD_ROWS)
+def test_each_kind_of_bad_row_is_reported_and_nothing_is_imported(tmp_path, bad, needle):
+    path = csv_file(tmp_path, row(label="ok 1"), bad, row(label="ok 2"))
+    before = counts()
+    secrets_out = tmp_path / "s.csv"
+    code, out, err = run(path, secrets_out=secrets_out)
+    assert code == 1
+    reported = [line for line in err.splitlines() if line.startswith("ligne ")]
+    assert len(reported) == 1 and reported[0].startswith("ligne 3 : ")
+    assert needle in reported[0]
+    assert "imported" not in out
+    assert counts() == before
+    assert not secrets_out.exists()
+
+
+def test_every_bad_row_is_reported(tmp_path):
+    path = csv_file(tmp_path, row(siret="123"), row(label="ok"), row(origin="x"), row(issued_at="hier"))
+    code, _, err = run(path)
+    assert code == 1
+    assert [line.split(" : ")[0] for line in err.splitlines() if line.startswith("ligne")] == [
+        "ligne 2",
+        "ligne 4",
+        "ligne 5",
+    ]
+    assert Token.objects.count() == 0
+
+
+def test_missing_column(tmp_path):
+    header = ",".join(c for c in COLUMNS if c != "privileges")
+    path = csv_file(tmp_path, "73282932000074,A,L,2025-06-01,,,", header=header)
+    code, _, err = run(path)
+    assert code == 1
+    assert "ligne 1 : " in err and "privileges" in err
+    assert Token.objects.count() == 0
+
+
+def test_columns_matched_by_name_in_any_order(tmp_path):
+    header = "secret,contacts,origin,issued_at,privileges,label,name,siret"
+    path = csv_file(
+        tmp_path,
+        f"legacy-secret-zzzzzzzzzz,c@example.org,,2025-06-01,exercices,L,Nom,{SIRET_A}",
+        header=header,
+    )
+    assert run(path)[0] == 0
+    token = Token.objects.get()
+    assert (token.client.siret, token.client.name, token.label) == (SIRET_A, "Nom", "L")
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    issue_token(
+        client=ClientFactory(siret=SIRET_A), label="Déjà", issued_at=dt.datetime(2025, 6, 1, tzinfo=PARIS)
+    )
+    path = csv_file(tmp_path, row(label="Déjà"), row(label="Nouveau"), row(label="Nouveau"))
+    before = counts()
+    code, out, _ = run(path, dry_run=True, secrets_out=tmp_path / "s.csv")
+    assert code == 0
+    assert "imported: 1, duplicates: 2" in out
+    assert counts() == before
+    assert not (tmp_path / "s.csv").exists()
+    # Errors are reported in a dry run too.
+    code, _, err = run(csv_file(tmp_path, row(siret="1")), dry_run=True)
+    assert code == 1 and "ligne 2" in err
+
+
+def test_stdin(tmp_path, monkeypatch):
+    data = "\n".join([HEADER, row(secret="legacy-secret-stdin-000"), row(label="B")]) + "\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data.encode())))
+    secrets_out = tmp_path / "s.csv"
+    code, out, _ = run("-", secrets_out=secrets_out)
+    assert code == 0 and "imported: 2, duplicates: 0" in out
+    assert set(read_secrets(secrets_out)) == {3}
+
+
+def test_iso_8601_with_and_without_offset(tmp_path):
+    path = csv_file(
+        tmp_path,
+        row(label="naive", issued_at="2025-03-30T02:30:00"),  # a wall-clock time that does not exist in Paris
+        row(label="naive winter", issued_at="2025-01-15T10:00:00"),
+        row(label="offset", issued_at="2025-01-15T10:00:00+05:00"),
+        row(label="utc", issued_at="2025-07-01T22:30:00Z"),
+    )
+    assert run(path)[0] == 0
+    by_label = {t.label: t for t in Token.objects.all()}
+    assert by_label["naive winter"].issued_at == dt.datetime(2025, 1, 15, 9, tzinfo=dt.UTC)
+    assert by_label["offset"].issued_at == dt.datetime(2025, 1, 15, 5, tzinfo=dt.UTC)
+    assert by_label["utc"].issued_at == dt.datetime(2025, 7, 1, 22, 30, tzinfo=dt.UTC)
+    # 2025-07-02 00:30 in Paris: expiry is 2027-01-02 00:30 Paris time (winter).
+    assert by_label["utc"].expires_at == dt.datetime(2027, 1, 2, 0, 30, tzinfo=PARIS)
+    for token in by_label.values():
+        assert token.expires_at == validity.expiry_for(token.issued_at)
+
+
+def test_expired_rows_are_imported(tmp_path, client):
+    path = csv_file(tmp_path, row(issued_at="2018-01-01", secret="legacy-secret-expired-00"))
+    code, out, _ = run(path)
+    assert code == 0 and "imported: 1" in out
+    token = Token.objects.get()
+    assert token.origin == "demarches_simplifiees"
+    assert token.expires_at == dt.datetime(2019, 7, 1, tzinfo=PARIS)
+    response = client.get("/v2/privileges", {"token": "legacy-secret-expired-00"})
+    assert response.status_code == 401
+
+
+def test_existing_client_and_contacts_are_reused(tmp_path):
+    existing = ClientFactory(siret=SIRET_A, name="Mairie")
+    Contact.objects.create(client=existing, email="A@example.org", role=Contact.Role.REQUESTER)
+    path = csv_file(
+        tmp_path, row(name="Autre nom", contacts="a@example.org"), row(label="2", contacts="a@EXAMPLE.org")
+    )
+    assert run(path)[0] == 0
+    assert Client.objects.get().name == "Mairie"
+    assert Contact.objects.count() == 1
+    assert all(t.contacts.get().email == "A@example.org" for t in Token.objects.all())
+
+
+def test_blank_lines_and_quoted_newlines_keep_physical_line_numbers(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "\n".join([HEADER, row(name='"Deux\nlignes"'), "", row(label="après")]) + "\n", encoding="utf-8"
+    )
+    secrets_out = tmp_path / "s.csv"
+    assert run(path, secrets_out=secrets_out)[0] == 0
+    assert set(read_secrets(secrets_out)) == {2, 5}
+
+
+def test_invalid_utf8_is_reported_with_its_line(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes((HEADER + "\n" + row() + "\n").encode() + row(name="Caf\xe9").encode("latin-1") + b"\n")
+    code, _, err = run(path)
+    assert code == 1 and "ligne 3" in err and "UTF-8" in err
+
+
+def test_fast_expiry_equals_expiry_for():
+    rng = random.Random(7)
+    start = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)
+    moments = [start + dt.timedelta(minutes=rng.randrange(12 * 366 * 24 * 60)) for _ in range(3000)]
+    # Month ends, leap days and DST days, at awkward hours.
+    for day in [
+        "2024-02-29",
+        "2024-08-31",
+        "2024-01-31",
+        "2025-03-30",
+        "2025-10-26",
+        "2024-03-31",
+        "2023-10-29",
+    ]:
+        for hour in range(24):
+            local = dt.datetime.fromisoformat(day).replace(hour=hour, minute=30, tzinfo=PARIS)
+            moments += [local.astimezone(dt.UTC), local.replace(fold=1).astimezone(dt.UTC)]
+    for moment in moments:
+        assert fast_expiry(moment) == validity.expiry_for(moment), moment
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "a@example.org",
+        "a.b+c@sub.example.fr",
+        "x_y%z-1@a-b.co",
+        "a..b@example.org",
+        ".a@example.org",
+        "a@-example.org",
+        "a@example",
+        "a@example.c",
+        "a@exa_mple.org",
+        "été@example.org",
+        "a@example.org.",
+    ],
+)
+def test_fast_email_check_is_a_subset_of_django(email):
+    if _SIMPLE_EMAIL.fullmatch(email):
+        validate_email(email)  # what the fast path accepts, Django accepts
+
+
+@pytest.mark.skipif(os.environ.get("DATABASE_URL", "").startswith("sqlite"), reason="needs a server database")
+def test_command_line_exit_status_and_stdin(tmp_path):
+    bad = "\n".join([HEADER, row(siret="123"), row(), row(privileges="nope")]) + "\n"
+    result = cli("import_tokens", "-", input=bad)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("ligne 2 : ") and lines[1].startswith("ligne 4 : ")
+    assert Token.objects.count() == 0
