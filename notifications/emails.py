@@ -6,13 +6,16 @@ emails/reminder_<route>_<threshold>_<part> (looked up first). The system check i
 """
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from email.utils import make_msgid
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.template.loader import render_to_string, select_template
+from django.dispatch import receiver
+from django.template.loader import select_template
+from django.test.signals import setting_changed
 from django.urls import reverse
 from django.utils import translation
 
@@ -61,13 +64,22 @@ def action_url(route: str, public_id) -> str:
     return settings.SITE_URL + reverse(ROUTE_URL_NAMES[route], kwargs={"public_id": public_id})
 
 
+@functools.lru_cache(maxsize=256)
+def _template(route: str, threshold: int, part: str, prefix: str):
+    """The compiled template of one part; memoised (the per-threshold override lookup misses cost an exception)."""
+    return select_template(template_names(route, threshold, part, prefix))
+
+
+@receiver(setting_changed)
+def _forget_templates(setting, **kwargs):
+    if setting in {"TEMPLATES", "REMINDER_DAYS"}:
+        _template.cache_clear()
+
+
 def render_parts(data: ReminderEmail, prefix: str = TEMPLATE_PREFIX) -> tuple[str, str, str]:
-    context = {"r": data, "site_url": settings.SITE_URL, "site_host": urlsplit(settings.SITE_URL).netloc}
+    context = {"r": data, "site_url": settings.SITE_URL}
     with translation.override("fr"):
-        rendered = [
-            select_template(template_names(data.route, data.threshold, part, prefix)).render(context)
-            for part in PARTS
-        ]
+        rendered = [_template(data.route, data.threshold, part, prefix).render(context) for part in PARTS]
     subject = " ".join(rendered[0].split())
     return subject, rendered[1].strip() + "\n", rendered[2]
 
@@ -111,8 +123,3 @@ def sample(route: str, threshold: int) -> ReminderEmail:
         action_url=url,
         personal_links=[PersonalLink("contact@example.org", url + "?sesame=x")],
     )
-
-
-def render_template_string(name: str, context: dict) -> str:
-    with translation.override("fr"):
-        return render_to_string(name, context)

@@ -7,6 +7,7 @@ pending rows with SELECT … FOR UPDATE SKIP LOCKED, so several workers never se
 
 import contextlib
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass
 
@@ -278,6 +279,46 @@ def _record_failure(reminder: Reminder, error: str, now: dt.datetime, result: De
         logger.warning("reminder %s attempt %d failed: %s", reminder.pk, reminder.attempts, error)
 
 
+OUTCOME_FIELDS = (
+    "status",
+    "attempts",
+    "last_error",
+    "next_attempt_at",
+    "sent_at",
+    "message_id",
+    "recipients",
+    "updated_at",
+)
+
+
+def _save_outcomes(reminders: list[Reminder]) -> None:
+    """Write the batch's outcomes in one statement (UPDATE … FROM VALUES on PostgreSQL; bulk_update elsewhere)."""
+    if connection.vendor != "postgresql":
+        Reminder.objects.bulk_update(reminders, OUTCOME_FIELDS)
+        return
+    table = connection.ops.quote_name(Reminder._meta.db_table)
+    row = "(%s::bigint, %s::varchar, %s::smallint, %s::text, %s::timestamptz, %s::timestamptz, %s::varchar, %s::jsonb, %s::timestamptz)"
+    params: list = []
+    for r in reminders:
+        params += [
+            r.pk,
+            r.status,
+            r.attempts,
+            r.last_error,
+            r.next_attempt_at,
+            r.sent_at,
+            r.message_id,
+            json.dumps(r.recipients),
+            r.updated_at,
+        ]
+    sets = ", ".join(f"{f} = v.{f}" for f in OUTCOME_FIELDS)
+    values = ", ".join([row] * len(reminders))
+    columns = ", ".join(OUTCOME_FIELDS)
+    sql = f"UPDATE {table} AS r SET {sets} FROM (VALUES {values}) AS v(id, {columns}) WHERE r.id = v.id"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
 def _deliver_batch(reminders: list[Reminder], now: dt.datetime, today: dt.date, conn) -> DeliveryResult:
     result = DeliveryResult()
     tokens = [r.token for r in reminders]
@@ -338,19 +379,7 @@ def _deliver_batch(reminders: list[Reminder], now: dt.datetime, today: dt.date, 
             conn.close()
     for reminder in reminders:
         reminder.updated_at = now
-    Reminder.objects.bulk_update(
-        reminders,
-        [
-            "status",
-            "attempts",
-            "last_error",
-            "next_attempt_at",
-            "sent_at",
-            "message_id",
-            "recipients",
-            "updated_at",
-        ],
-    )
+    _save_outcomes(reminders)
     return result
 
 

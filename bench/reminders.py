@@ -1,0 +1,294 @@
+"""Reminder sweep and delivery on 1,000,000 tokens (issue 3).
+
+    python bench/run_all.py reminders          (or standalone: python bench/reminders.py; DATABASE_URL on PostgreSQL)
+
+Builds BENCH_REMINDER_TOKENS tokens (default 1,000,000) with INSERT … SELECT generate_series, expiries spread over the
+18 months after the bench day D (2031-06-02, far from any other benchmark's tokens), 2 % revoked, 3 % superseded,
+1-2 contacts and privileges each. The ledger is filled as if the daily sweeps of every day before D had run (steady
+state). Then it times, on the same warm database:
+- baseline: one raw SQL SELECT of exactly the rows due on D (rule of CONTRACT §2, anti-join on the ledger);
+- the sweep of D (reminders_sweep: keyset batches, rule in SQL, INSERT … ON CONFLICT DO NOTHING), its query count;
+- delivery of what it queued to an aiosmtpd sink running in another process (mails/s).
+"""
+
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import Row, django_setup, log, register, report  # noqa: E402
+
+DAY = dt.date(2031, 6, 2)
+TARGET_SWEEP_S = 5.0
+TARGET_RATIO = 3.0
+TARGET_MAILS_PER_S = 300
+SINK = r"""
+import asyncio, signal, sys
+from aiosmtpd.controller import Controller
+class Count:
+    n = 0
+    async def handle_DATA(self, server, session, envelope):
+        Count.n += 1
+        return "250 OK"
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+c = Controller(Count(), hostname="127.0.0.1", port=int(sys.argv[1]))
+c.start()
+print("ready", flush=True)
+signal.sigwait({signal.SIGTERM, signal.SIGINT})
+c.stop()
+print(Count.n, flush=True)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def build(n_tokens: int) -> None:
+    """Clients, contacts, tokens, their contacts and privileges, set-based; then the steady-state ledger."""
+    from django.db import connection
+
+    from tokens import validity
+
+    n_clients = max(1, n_tokens // 20)
+    start = validity.start_of_day(DAY)
+    span_s = int((validity.start_of_day(DAY.replace(year=DAY.year + 1, month=12)) - start).total_seconds())
+    with connection.cursor() as c:
+        c.execute("SELECT coalesce(max(id), 0) FROM tokens_client")
+        c0 = c.fetchone()[0]
+        c.execute("SELECT coalesce(max(id), 0) FROM tokens_token")
+        t0 = c.fetchone()[0]
+        c.execute("SELECT coalesce(max(id), 0) FROM tokens_contact")
+        k0 = c.fetchone()[0]
+        log(f"building {n_clients:,} clients, {n_tokens:,} tokens")
+        c.execute(
+            "INSERT INTO tokens_client (id, name, siret, created_at) "
+            "SELECT %s + g, 'Bench client ' || g, lpad((900000000000 + %s + g)::text, 14, '9'), now() "
+            "FROM generate_series(1, %s) g",
+            [c0, c0, n_clients],
+        )
+        # Two contacts per client: requester + technical (the same address for 10 %: deduplicated at send time).
+        c.execute(
+            "INSERT INTO tokens_contact (id, client_id, email, name, phone, role) "
+            "SELECT %s + 2 * g - 1 + r, %s + g, "
+            "CASE WHEN r = 1 AND g %% 10 = 0 THEN 'Contact0.' || g || '@bench.example.org' "
+            "ELSE 'contact' || r || '.' || g || '@bench.example.org' END, "
+            "'Contact ' || r, '', CASE r WHEN 0 THEN 'requester' ELSE 'technical' END "
+            "FROM generate_series(1, %s) g, generate_series(0, 1) r",
+            [k0, c0, n_clients],
+        )
+        c.execute(
+            "INSERT INTO tokens_token (id, public_id, client_id, label, issued_at, expires_at, origin, secret_prefix, "
+            "secret_digest, revoked_at, revocation_reason, renewed_by_id, created_at) "
+            "SELECT %s + g, md5(g::text || 'bench')::uuid, %s + 1 + (g %% %s), 'Jeton ' || g, "
+            "e - interval '18 months', e, CASE WHEN g %% 3 = 0 THEN 'demarches_simplifiees' ELSE 'api_gouv' END, "
+            "'tkm_' || substr(md5(g::text), 1, 8), md5(g::text || 'digest') || md5(g::text), "
+            "CASE WHEN g %% 50 = 7 THEN e - interval '200 days' END, '', NULL, now() "
+            "FROM (SELECT g, %s::timestamptz + make_interval(secs => (g::bigint * %s / %s)) AS e "
+            "      FROM generate_series(1, %s) g) s",
+            [t0, c0, n_clients, start, span_s, n_tokens, n_tokens],
+        )
+        # 3 % superseded: point at the next token (a renewal already issued).
+        c.execute(
+            "UPDATE tokens_token SET renewed_by_id = id + 1 WHERE id > %s AND id < %s AND (id - %s) %% 33 = 5",
+            [t0, t0 + n_tokens, t0],
+        )
+        c.execute(
+            "INSERT INTO tokens_token_contacts (token_id, contact_id) "
+            "SELECT t.id, %s + 2 * (t.client_id - %s) - 1 + r FROM tokens_token t, generate_series(0, 1) r "
+            "WHERE t.id > %s AND (r = 0 OR t.id %% 2 = 0)",
+            [k0, c0, t0],
+        )
+        c.execute(
+            "INSERT INTO tokens_token_privileges (token_id, privilege_id) "
+            "SELECT t.id, p.id FROM tokens_token t JOIN tokens_privilege p "
+            "ON p.code IN ('entreprises', CASE WHEN t.id %% 2 = 0 THEN 'etablissements' ELSE 'entreprises' END) "
+            "WHERE t.id > %s",
+            [t0],
+        )
+        # Steady state: what the daily sweeps up to D-1 sent (threshold t once days left on D-1 was <= t).
+        prev = DAY - dt.timedelta(days=1)
+        c.execute(
+            "INSERT INTO notifications_reminder (token_id, threshold, expires_at, route, status, attempts, "
+            "last_error, next_attempt_at, sent_at, message_id, recipients, created_at, updated_at) "
+            "SELECT t.id, th, t.expires_at, t.origin, 'sent', 1, '', now(), now(), '', '[]', now(), now() "
+            "FROM tokens_token t, unnest(%s::int[]) th "
+            "WHERE t.id > %s AND t.expires_at >= %s AND t.expires_at < %s "
+            "AND ((t.expires_at AT TIME ZONE %s)::date - %s::date) <= th",
+            [
+                sorted(_days()),
+                t0,
+                validity.start_of_day(DAY),
+                validity.start_of_day(prev + dt.timedelta(days=max(_days()) + 1)),
+                validity.local_tz().key,
+                prev,
+            ],
+        )
+        log(f"ledger: {c.rowcount:,} reminders already sent before {DAY}")
+        for table in ("tokens_client", "tokens_contact", "tokens_token"):
+            c.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+            )
+        for table in (
+            "tokens_client",
+            "tokens_contact",
+            "tokens_token",
+            "tokens_token_contacts",
+            "tokens_token_privileges",
+            "notifications_reminder",
+        ):
+            c.execute(f"VACUUM ANALYZE {table}")
+
+
+def _days() -> list[int]:
+    from django.conf import settings
+
+    return list(settings.REMINDER_DAYS)
+
+
+def baseline_sql() -> tuple[str, list]:
+    """The rows due on DAY, as one hand-written SELECT: the floor any sweep has to pay."""
+    from tokens import validity
+
+    steps = sorted(_days())
+    bounds = [validity.start_of_day(DAY + dt.timedelta(days=t + 1)) for t in steps]
+    case = "CASE " + " ".join(f"WHEN t.expires_at < %s THEN {t}" for t in steps) + " END"
+    sql = (
+        f"SELECT t.id, t.expires_at, t.origin, d.th FROM tokens_token t "
+        f"CROSS JOIN LATERAL (SELECT {case} AS th) d "
+        "WHERE t.revoked_at IS NULL AND t.renewed_by_id IS NULL AND t.expires_at >= %s AND t.expires_at < %s "
+        "AND NOT EXISTS (SELECT 1 FROM notifications_reminder r WHERE r.token_id = t.id "
+        "AND r.expires_at = t.expires_at AND r.threshold <= d.th AND r.status IN ('pending', 'sent'))"
+    )
+    return sql, [*bounds, validity.start_of_day(DAY + dt.timedelta(days=1)), bounds[-1]]
+
+
+def _deliver_in_child(_):
+    from django.db import connections
+
+    from notifications import services
+
+    try:
+        return services.reminders_deliver(today=DAY)
+    finally:
+        connections.close_all()
+
+
+@register("reminders")
+def run() -> list[Row]:
+    django_setup()
+    from django.conf import settings
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from notifications import services
+    from notifications.models import Reminder, ReminderStatus
+
+    n_tokens = int(os.environ.get("BENCH_REMINDER_TOKENS", "1000000"))
+    t = time.perf_counter()
+    build(n_tokens)
+    log(f"built in {time.perf_counter() - t:.1f}s")
+
+    sql, params = baseline_sql()
+    with connection.cursor() as c:
+        c.execute(sql, params)  # warm-up
+        t = time.perf_counter()
+        c.execute(sql, params)
+        due = c.fetchall()
+        baseline_s = time.perf_counter() - t
+    log(f"baseline: {len(due):,} due rows in {baseline_s:.3f}s")
+
+    with CaptureQueriesContext(connection) as queries:
+        t = time.perf_counter()
+        result = services.reminders_sweep(today=DAY)
+        sweep_s = time.perf_counter() - t
+    log(
+        f"sweep: {result.queued:,} queued in {sweep_s:.3f}s, {len(queries)} queries, {result.batches} batches"
+    )
+    assert result.queued == len(due), (result.queued, len(due))
+    again = services.reminders_sweep(today=DAY).queued
+    assert again == 0, again
+
+    # Delivery to a real SMTP server in another process.
+    port = free_port()
+    sink = subprocess.Popen(
+        [sys.executable, "-c", SINK, str(port)], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert sink.stdout.readline().strip() == "ready"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    profiler = None
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    workers = int(os.environ.get("BENCH_DELIVERY_WORKERS", "2"))
+    t = time.perf_counter()
+    if workers > 1 and not profiler:
+        # Several delivery workers at once, as several Celery workers would (SKIP LOCKED shares the rows).
+        import multiprocessing
+
+        from django.db import connections
+
+        connections.close_all()
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_deliver_in_child, range(workers))
+        delivery = services.DeliveryResult()
+        for part in parts:
+            delivery += part
+    else:
+        delivery = services.reminders_deliver(today=DAY)
+    deliver_s = time.perf_counter() - t
+    if profiler:
+        profiler.disable()
+        import pstats
+
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(35)
+    sink.terminate()
+    received = int(sink.communicate(timeout=30)[0].strip().splitlines()[-1])
+    log(
+        f"delivery: {delivery.sent:,} sent ({received:,} received) in {deliver_s:.2f}s, {delivery.failed} failed"
+    )
+    assert received == delivery.sent == result.queued
+    assert Reminder.objects.filter(status=ReminderStatus.PENDING).count() == 0
+
+    return [
+        Row(
+            "reminders: sweep of one day (1M tokens)",
+            sweep_s,
+            baseline=baseline_s,
+            target=TARGET_SWEEP_S,
+            unit="s",
+            higher_is_better=False,
+        ),
+        Row(
+            "reminders: sweep / raw SQL of the due rows",
+            sweep_s / baseline_s,
+            target=TARGET_RATIO,
+            higher_is_better=False,
+        ),
+        Row("reminders: sweep queries", len(queries)),
+        Row("reminders: rows queued", result.queued, baseline=len(due)),
+        Row(
+            "reminders: delivery to SMTP",
+            delivery.sent / deliver_s,
+            target=TARGET_MAILS_PER_S,
+            unit="mails/s",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    rows = run()
+    report(rows)
+    sys.exit(1 if any(r.ok is False for r in rows) else 0)
