@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -33,18 +34,40 @@ class IngestResult:
     errors: list[tuple[int, str]] = field(default_factory=list)  # kept only up to `max_errors`
 
 
+SECONDS = frozenset(f"{n:02d}" for n in range(60))
+BATCH_LINES = 1000
+
+
 class CallParser:
-    """Validates one JSON Lines record and turns it into (endpoint_id, epoch second, status)."""
+    """Validates JSON Lines records and turns each into (endpoint_id, epoch second, status)."""
 
     def __init__(self, ids: dict[str, int] | None = None):
         self.ids = ids if ids is not None else endpoint_ids()
         self.tz = validity.local_tz()
+        self.minute_bases: dict[str, float] = {}  # "YYYY-MM-DDTHH:MM" + offset -> epoch of its second 00
+        # Lines are decoded in batches, joined with a random sentinel that no line can contain: the batch is
+        # trusted only if sentinels and values alternate exactly (so each line was exactly one JSON value).
+        self.sentinel = "sep-" + secrets.token_hex(16)
+        self.joiner = f',"{self.sentinel}",'.encode()
 
     def parse(self, line: bytes | str) -> tuple[int, float, int]:
         try:
             record = json.loads(line)
         except (ValueError, UnicodeDecodeError):
             raise LineError("JSON invalide") from None
+        return self.check(record)
+
+    def decode_batch(self, lines: list[bytes]) -> list | None:
+        """The decoded values of `lines` (bytes, non-blank) in one json.loads, or None to decode line by line."""
+        try:
+            values = json.loads(b"[" + self.joiner.join(lines) + b"]")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if len(values) != 2 * len(lines) - 1 or any(v != self.sentinel for v in values[1::2]):
+            return None
+        return values[::2]
+
+    def check(self, record) -> tuple[int, float, int]:
         if type(record) is not dict:
             raise LineError("un objet JSON est attendu")
         endpoint = record.get("endpoint")
@@ -57,14 +80,65 @@ class CallParser:
         stamp = record.get("timestamp")
         if type(stamp) is not str or len(stamp) < 16 or stamp[10] not in "Tt ":
             raise LineError(f"horodatage invalide : {str(stamp)[:40]!r} (ISO 8601 attendu)")
+        # Fast path for YYYY-MM-DDTHH:MM:SS[.fff][offset]: one full parse per distinct minute and offset.
+        if len(stamp) >= 20 and stamp[16] == ":" and stamp[17:19] in SECONDS:
+            rest = stamp[19:]
+            if rest[:1] == ".":
+                i = 1
+                while i < len(rest) and rest[i] in "0123456789":
+                    i += 1
+                rest = rest[i:] if i > 1 else "!"  # "!" : a dot without digits, left to the full parse
+            key = stamp[:16] + rest
+            base = self.minute_bases.get(key)
+            if base is None:
+                base = self._seconds(stamp, stamp[:17] + "00" + rest)
+                if len(self.minute_bases) > 100_000:
+                    self.minute_bases.clear()
+                self.minute_bases[key] = base
+            return endpoint_id, base + int(stamp[17:19]), status
+        return endpoint_id, self._seconds(stamp, stamp), status
+
+    def _seconds(self, stamp: str, text: str) -> float:
         try:
-            moment = dt.datetime.fromisoformat(stamp)
+            dt.datetime.fromisoformat(stamp)  # the line itself must be valid
+            moment = dt.datetime.fromisoformat(text)
             if moment.tzinfo is None:  # no offset: read in TIME_ZONE, as import_tokens does
                 moment = moment.replace(tzinfo=self.tz)
             seconds = moment.timestamp()
         except (ValueError, OverflowError):
             raise LineError(f"horodatage invalide : {stamp[:40]!r} (ISO 8601 attendu)") from None
-        return endpoint_id, seconds, status
+        return seconds
+
+
+def _batches(lines: Iterable[bytes | str], size: int):
+    """(first line number, [non-blank lines as bytes with their numbers]) batches, streaming."""
+    batch: list[tuple[int, bytes]] = []
+    for number, line in enumerate(lines, start=1):
+        if isinstance(line, str):
+            line = line.encode()
+        line = line.strip()
+        if not line:
+            continue
+        batch.append((number, line))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _records(parser: CallParser, lines: Iterable[bytes | str]):
+    """(line number, value or LineError) for each non-blank line, decoding in batches when the batch is clean."""
+    for batch in _batches(lines, BATCH_LINES):
+        values = parser.decode_batch([line for _, line in batch])
+        if values is not None:
+            yield from zip((n for n, _ in batch), values, strict=True)
+            continue
+        for number, line in batch:
+            try:
+                yield number, json.loads(line)
+            except (ValueError, UnicodeDecodeError):
+                yield number, LineError("JSON invalide")
 
 
 def calls_ingest(
@@ -82,17 +156,17 @@ def calls_ingest(
     """
     chunk_lines = chunk_lines or settings.AVAILABILITY_INGEST_CHUNK_LINES
     parser = CallParser()
-    parse = parser.parse
+    check = parser.check
     result = IngestResult()
     counts: dict[MinuteKey, int] = defaultdict(int)
     last_calls: dict[int, float] = {}
     in_chunk = 0
     number = 0
-    for number, line in enumerate(lines, start=1):  # noqa: B007 (number used after the loop)
-        if not line.strip():
-            continue
+    for number, value in _records(parser, lines):
         try:
-            endpoint_id, seconds, status = parse(line)
+            if type(value) is LineError:
+                raise value
+            endpoint_id, seconds, status = check(value)
         except LineError as exc:
             result.rejected += 1
             if len(result.errors) < max_errors:
@@ -242,11 +316,11 @@ def calls_batch_ingest(
     result = IngestResult()
     counts: dict[MinuteKey, int] = defaultdict(int)
     last_calls: dict[int, float] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, value in _records(parser, lines):
         try:
-            endpoint_id, seconds, status = parser.parse(line)
+            if type(value) is LineError:
+                raise value
+            endpoint_id, seconds, status = parser.check(value)
         except LineError as exc:
             result.rejected += 1
             if len(result.errors) < max_errors:

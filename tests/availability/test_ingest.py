@@ -121,3 +121,50 @@ def test_concurrent_ingests_lose_nothing():
     assert sorted(MinuteCounter.objects.values_list("count", flat=True)) == sorted(
         4 * n for n in expected.values()
     )
+
+
+@pytest.mark.django_db
+def test_batch_decoding_never_misaligns_lines(ingest):
+    """A line holding two records plus two lines merging into one value keep the count: still all rejected."""
+    rec = line(paris(2026, 11, 27, 10, 0))
+    result = ingest(f"{rec}, {rec}", '{"c": [' + rec, rec + "]}", rec, max_errors=10)
+    assert (result.accepted, result.rejected) == (1, 3)
+    assert [n for n, _ in result.errors] == [1, 2, 3]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("stamp", "minute_utc"),
+    [
+        ("2026-11-27T10:15:59+01:00", "09:15"),
+        ("2026-11-27T10:15:59.999999+01:00", "09:15"),
+        ("2026-11-27T09:15:00Z", "09:15"),
+        ("2026-11-27T09:15:00.5Z", "09:15"),
+        ("2026-11-27 10:15:30+01:00", "09:15"),
+        ("2026-11-27T15:00:59+05:45", "09:15"),
+        ("2026-11-27T10:15+01:00", "09:15"),
+    ],
+)
+def test_timestamp_forms(ingest, stamp, minute_utc):
+    # the same minute seen twice with other seconds goes through the per-minute cache
+    result = ingest((stamp, 200), (stamp.replace(":59", ":01").replace(":30", ":02"), 200))
+    assert result.accepted == 2
+    (minute,) = MinuteCounter.objects.values_list("minute", flat=True)
+    assert f"{minute // 60 % 24:02d}:{minute % 60:02d}" == minute_utc
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2026-11-27T10:15:60+01:00",
+        "2026-11-27T10:15:03.+01:00",
+        "2026-11-27T10:15:0a+01:00",
+        "2026-11-27T10:15:03+25:00",
+        "2026-11-27",
+    ],
+)
+def test_bad_timestamps(ingest, stamp):
+    result = ingest(line(paris(2026, 11, 27, 10, 15, 1)), (stamp, 200), max_errors=5)
+    assert (result.accepted, result.rejected) == (1, 1)
+    assert "horodatage" in result.errors[0][1]
