@@ -209,7 +209,7 @@ class AccessRequestAdmin(admin.ModelAdmin):
         if not services.is_instructor(request.user):
             raise PermissionDenied
         spec = ACTIONS[action]
-        form = spec["form"](request.POST or None)
+        form = spec["form"](request.POST if request.method == "POST" else None)
         change_url = reverse("admin:tokens_accessrequest_change", args=[obj.pk])
         if request.method == "POST" and form.is_valid():
             try:

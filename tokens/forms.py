@@ -93,7 +93,9 @@ class AccessRequestForm(forms.Form):
                 label=_("%(role)s — nom et prénom") % {"role": role_label}, max_length=255, required=False
             )
             self.fields[f"{role}_email"] = forms.EmailField(
-                label=_("%(role)s — adresse e-mail") % {"role": role_label}, required=False
+                label=_("%(role)s — adresse e-mail") % {"role": role_label},
+                required=False,
+                error_messages={"invalid": _("Adresse e-mail invalide (exemple : prenom.nom@mairie.fr).")},
             )
             self.fields[f"{role}_phone"] = forms.CharField(
                 label=_("%(role)s — téléphone") % {"role": role_label}, max_length=32, required=False

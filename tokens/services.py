@@ -194,13 +194,13 @@ _TRANSITIONS = {
     "message": AccessRequest.OPEN_STATES,
 }
 _ACTION_LABELS = {
-    "submit": "soumettre",
-    "update": "modifier",
-    "abandon": "abandonner",
-    "request_changes": "demander des modifications sur",
-    "validate": "valider",
-    "refuse": "refuser",
-    "message": "écrire au sujet de",
+    "submit": "de soumettre",
+    "update": "de modifier",
+    "abandon": "d'abandonner",
+    "request_changes": "de demander des modifications sur",
+    "validate": "de valider",
+    "refuse": "de refuser",
+    "message": "d'écrire au sujet d'",
 }
 
 
@@ -208,7 +208,7 @@ def _lock_for(access_request: AccessRequest, action: str) -> AccessRequest:
     locked = AccessRequest.objects.select_for_update().get(pk=access_request.pk)
     if locked.state not in _TRANSITIONS[action]:
         raise TransitionNotAllowed(
-            f"Impossible de {_ACTION_LABELS[action]} une demande à l'état « {locked.get_state_display()} ».",
+            f"Impossible {_ACTION_LABELS[action]} une demande à l'état « {locked.get_state_display()} ».",
             code="transition_not_allowed",
         )
     return locked
@@ -541,7 +541,7 @@ def access_request_validate(
         to=recipients,
         access_request=locked,
         token=new,
-        pickup_url=_absolute(reverse("token_detail", args=[new.public_id])),
+        pickup_url=_absolute(reverse("token_pickup", args=[new.public_id])),
     )
     return new
 

@@ -11,8 +11,8 @@ urlpatterns = [
     # Reminder email targets (CONTRACT §2 routing): final URLs, one path per route.
     path("jetons/<uuid:public_id>/renouveler/", views.token_renew, name="token_renew"),
     path("migration/<uuid:public_id>/", views.token_legacy_renew, name="token_legacy_renew"),
-    # Token page: pick-up (secret shown once), regeneration, extension.
-    path("jetons/<uuid:public_id>/", views.token_detail, name="token_detail"),
+    # Pick-up (secret generated and shown once), regeneration, extension. The portal owns jetons/<id>/ itself.
+    path("jetons/<uuid:public_id>/recuperer/", views.token_pickup, name="token_pickup"),
     path("jetons/<uuid:public_id>/secret/", views.token_reveal, name="token_reveal"),
     path("jetons/<uuid:public_id>/regenerer/", views.token_regenerate, name="token_regenerate"),
     path("jetons/<uuid:public_id>/etendre/", views.token_extend, name="token_extend"),

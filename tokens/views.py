@@ -232,7 +232,7 @@ def _token_request_view(request, token, kind, title):
         return blocked
     if token.revoked_at is not None or token.renewed_by_id is not None:
         messages.error(request, _("Ce jeton est révoqué ou déjà remplacé : il ne peut plus être renouvelé."))
-        return redirect("token_detail", public_id=token.public_id)
+        return redirect("token_pickup", public_id=token.public_id)
     prefill = services.access_request_prefill(token=token, kind=kind)
     existing = prefill.initial.pop("legal_basis_document", "")
     base = list(token.privileges.all()) if kind == AccessRequest.Kind.EXTENSION else []
@@ -324,7 +324,7 @@ def token_legacy_renew(request, public_id):
         return blocked
     if token.revoked_at is not None or token.renewed_by_id is not None:
         messages.error(request, _("Ce jeton est révoqué ou déjà remplacé."))
-        return redirect("token_detail", public_id=public_id)
+        return redirect("token_pickup", public_id=public_id)
     if request.method == "POST":
         form = AccessRequestForm(request.POST, request.FILES, submitting=_submitting(request))
         if form.is_valid():
@@ -345,11 +345,11 @@ def token_legacy_renew(request, public_id):
 
 
 @login_required
-def token_detail(request, public_id):
+def token_pickup(request, public_id):
     token = _member_token(request, public_id)
     return render(
         request,
-        "tokens/token_detail.html",
+        "tokens/token_pickup.html",
         {
             "token": token,
             "status_label": TokenStatus(token.status).label,
@@ -379,7 +379,7 @@ def token_reveal(request, public_id):
         secret = services.token_secret_reveal(token=token, by=request.user)
     except AccessRequestError as error:
         messages.error(request, error.message)
-        return redirect("token_detail", public_id=public_id)
+        return redirect("token_pickup", public_id=public_id)
     token.refresh_from_db()
     return _secret_page(request, token, secret, regenerated=False)
 
@@ -392,14 +392,14 @@ def token_regenerate(request, public_id):
     form = RegenerateForm(request.POST)
     if not form.is_valid():
         messages.error(request, _("Cochez la case pour confirmer la régénération."))
-        return redirect("token_detail", public_id=public_id)
+        return redirect("token_pickup", public_id=public_id)
     try:
         secret = services.token_secret_regenerate(
             token=token, by=request.user, reason=form.cleaned_data["reason"]
         )
     except AccessRequestError as error:
         messages.error(request, error.message)
-        return redirect("token_detail", public_id=public_id)
+        return redirect("token_pickup", public_id=public_id)
     token.refresh_from_db()
     return _secret_page(request, token, secret, regenerated=True)
 
