@@ -182,7 +182,7 @@ TOKEN_LAST_USED_RESOLUTION = env.int("TOKEN_LAST_USED_RESOLUTION", default=300)
 # ------------------------------------------------------------------------------
 # Notifications (issue 3)
 # ------------------------------------------------------------------------------
-# Thresholds: REMINDER_DAYS (Domain). Sweep: daily at REMINDER_SWEEP_HOUR in TIME_ZONE (notifications/tasks.py).
+# Thresholds: REMINDER_DAYS (Domain). Sweep: daily at REMINDER_SWEEP_HOUR in TIME_ZONE (beat entry in tokenmgr/celery.py).
 REMINDER_SWEEP_BATCH = env.int("REMINDER_SWEEP_BATCH", default=2000)
 REMINDER_DELIVERY_BATCH = env.int("REMINDER_DELIVERY_BATCH", default=100)
 # Failed sends retry after base, base*factor, base*factor², … seconds (capped), then become `failed`.
