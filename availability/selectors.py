@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Q, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from tokens import validity
@@ -104,17 +105,14 @@ def window_tallies(*, endpoint_id: int, start: dt.datetime, end: dt.datetime) ->
         minute_ranges += [(day, x, y) for x, y in plan[0]]
         hour_ranges += [(day, x, y) for x, y in plan[1]]
     if full_days:
-        rows = (
-            DayCounter.objects.filter(
-                endpoint_id=endpoint_id, day__gte=min(full_days), day__lte=max(full_days)
-            )
-            .values_list("day", "status")
-            .annotate(n=Sum("count"))
-            .order_by()
-        )
-        for day, status, n in rows:
+        for day, total, unavailable, *reported in _day_rows(endpoint_id, min(full_days), max(full_days)):
             if day in full_days:
-                tallies[day].add(status, n)
+                tally = tallies[day]
+                tally.total += total
+                tally.unavailable += unavailable
+                for status, n in zip(REPORTED_STATUSES, reported, strict=True):
+                    if n:
+                        tally.by_status[status] = tally.by_status.get(status, 0) + n
     for model, column, ranges in (
         (MinuteCounter, "minute", minute_ranges),
         (HourCounter, "hour", hour_ranges),
@@ -129,6 +127,20 @@ def window_tallies(*, endpoint_id: int, start: dt.datetime, end: dt.datetime) ->
             for status, n in rows:
                 tallies[day].add(status, n)
     return tallies
+
+
+def _day_rows(endpoint_id: int, first: dt.date, last: dt.date):
+    """(day, total, unavailable, 404, 502, 503, 504) per day with calls in [first, last]: one row per day."""
+    return (
+        DayCounter.objects.filter(endpoint_id=endpoint_id, day__gte=first, day__lte=last)
+        .values_list("day")
+        .annotate(
+            total=Sum("count"),
+            unavailable=Coalesce(Sum("count", filter=Q(status__in=UNAVAILABLE)), 0),
+            **{f"s{s}": Coalesce(Sum("count", filter=Q(status=s)), 0) for s in REPORTED_STATUSES},
+        )
+        .order_by()
+    )
 
 
 def availability(total: int, unavailable: int) -> float | None:
