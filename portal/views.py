@@ -51,13 +51,11 @@ def _optional_url(name: str, **kwargs) -> str | None:
 # ---------------------------------------------------------------------------------------------------------------
 COLUMNS = [
     ("client", _lazy("Client")),
-    ("label", _lazy("Libellé")),
+    ("label", _lazy("Libellé (origine)")),
     ("prefix", _lazy("Préfixe")),
     (None, _lazy("Privilèges")),
-    ("origin", _lazy("Origine")),
     ("issued", _lazy("Émis le")),
-    ("expires", _lazy("Expire le")),
-    ("days", _lazy("Jours restants")),
+    ("expires", _lazy("Expire le (jours restants)")),
     ("status", _lazy("Statut")),
     (None, _lazy("Prochain rappel")),
     (None, _lazy("Demande en cours")),
@@ -70,7 +68,7 @@ def _columns(current: str, base_query: str) -> list[dict]:
     for key, label in COLUMNS:
         col = {"label": label, "url": None, "aria_sort": None, "hint": ""}
         if key:
-            sort_key = "expires" if key == "days" else key
+            sort_key = key
             if current == sort_key:
                 col["aria_sort"], target = "ascending", f"-{sort_key}"
                 col["hint"] = _("trié par ordre croissant, activer pour trier par ordre décroissant")
@@ -82,9 +80,6 @@ def _columns(current: str, base_query: str) -> list[dict]:
                 col["hint"] = _("activer pour trier")
             col["url"] = f"{prefix}sort={target}"
         columns.append(col)
-    # "Expire le" and "Jours restants" sort alike: only the first shows the state.
-    if columns[7]["aria_sort"]:
-        columns[7]["aria_sort"] = None
     return columns
 
 
