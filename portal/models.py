@@ -81,7 +81,7 @@ class WebhookEvent(models.Model):
         REMINDER_SENT = "token.reminder_sent", _("rappel envoyé")
         RENEWAL_VALIDATED = "token.renewal_validated", _("renouvellement validé")
         REVOKED = "token.revoked", _("jeton révoqué")
-        EXPIRED = "token.expired", _("jeton expiré")
+        EXPIRED = "token.expired", _("expiration du jeton")
         PING = "ping", _("test")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

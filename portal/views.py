@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _lazy
+from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -50,15 +50,15 @@ def _optional_url(name: str, **kwargs) -> str | None:
 # Dashboard
 # ---------------------------------------------------------------------------------------------------------------
 COLUMNS = [
-    ("client", _lazy("Client")),
-    ("label", _lazy("Libellé (origine)")),
-    ("prefix", _lazy("Préfixe")),
-    (None, _lazy("Privilèges")),
-    ("issued", _lazy("Émis le")),
-    ("expires", _lazy("Expire le (jours restants)")),
-    ("status", _lazy("Statut")),
-    (None, _lazy("Prochain rappel")),
-    (None, _lazy("Demande en cours")),
+    ("client", gettext_lazy("Client")),
+    ("label", gettext_lazy("Libellé (origine)")),
+    ("prefix", gettext_lazy("Préfixe")),
+    (None, gettext_lazy("Privilèges")),
+    ("issued", gettext_lazy("Émis le")),
+    ("expires", gettext_lazy("Expire le (jours restants)")),
+    ("status", gettext_lazy("Statut")),
+    (None, gettext_lazy("Prochain rappel")),
+    (None, gettext_lazy("Demande en cours")),
 ]
 
 
@@ -242,10 +242,10 @@ def token_revoke(request, public_id):
 # Check a token
 # ---------------------------------------------------------------------------------------------------------------
 OUTCOME_TEXT = {
-    TokenCheck.MISSING: _lazy("Aucun jeton saisi."),
-    TokenCheck.INVALID: _lazy("Ce jeton n'est pas reconnu."),
-    TokenCheck.EXPIRED: _lazy("Ce jeton a expiré : il ne fonctionne plus."),
-    TokenCheck.REVOKED: _lazy("Ce jeton a été révoqué : il ne fonctionne plus."),
+    TokenCheck.MISSING: gettext_lazy("Aucun jeton saisi."),
+    TokenCheck.INVALID: gettext_lazy("Ce jeton n'est pas reconnu."),
+    TokenCheck.EXPIRED: gettext_lazy("Ce jeton a expiré : il ne fonctionne plus."),
+    TokenCheck.REVOKED: gettext_lazy("Ce jeton a été révoqué : il ne fonctionne plus."),
 }
 
 
