@@ -154,7 +154,7 @@ def token_detail(request, public_id):
     usable = token.is_usable()
     requests = selectors.requests_by_token([token.pk], pending_only=False).get(token.pk, [])
     for req in requests:
-        req.portal_url = _optional_url("access_request_detail", public_id=getattr(req, "public_id", None))
+        req.portal_url = _optional_url("request_detail", request_id=getattr(req, "public_id", None))
     active = usable and token.renewed_by_id is None
     return render(
         request,
@@ -180,6 +180,8 @@ def token_detail(request, public_id):
             "active": active,
             "renew_url": _optional_url("token_renew", public_id=token.public_id) if active else None,
             "extend_url": _optional_url("token_extend", public_id=token.public_id) if active else None,
+            "pickup_url": _optional_url("token_pickup", public_id=token.public_id) if usable else None,
+            "pickup_pending": getattr(token, "pickup_pending_since", None) is not None,
         },
     )
 

@@ -98,7 +98,7 @@ def test_long_names_wrap(logged, own_client):
     own_client.save()
     issue_token(client=own_client, label="L" * 200)
     body = logged.get("/").content.decode()
-    assert 'class="tkm-wrap"' in body
+    assert 'class="tkm-wrap tkm-col-client"' in body and "très très" in body
 
 
 def test_token_page_shows_everything(logged, own):
@@ -192,3 +192,16 @@ def test_language_switch_to_english(logged):
     body = logged.get("/").content.decode()
     assert "Dashboard" in body or "Tableau de bord" in body  # English when the catalogue is compiled
     assert 'lang="en"' in body
+
+
+def test_token_page_links_to_requests_and_pickup(logged, own, member):
+    from tokens.models import AccessRequest
+
+    req = AccessRequest.objects.create(
+        client=own.token.client, kind="renewal", applicant=member, token=own.token, state="submitted"
+    )
+    body = logged.get(reverse("portal_token", args=[own.token.public_id])).content.decode()
+    assert reverse("request_detail", args=[req.public_id]) in body
+    assert reverse("token_extend", args=[own.token.public_id]) in body
+    dashboard = logged.get("/").content.decode()
+    assert "fr-badge--new" in dashboard  # pending request badge
