@@ -16,11 +16,13 @@ only for the rows actually imported, when `--secrets-out` is written. No plain s
 """
 
 import base64
+import contextlib
 import csv
 import datetime as dt
 import hashlib
 import hmac
 import io
+import operator
 import os
 import re
 import secrets as secrets_module
@@ -245,7 +247,7 @@ class RowValidator:
                 f"colonne(s) manquante(s) : {', '.join(missing)} (en-tête attendu : {','.join(COLUMNS)})."
             )
         self.width = len(names)
-        self.index = [names.index(c) for c in COLUMNS]
+        self._pick = operator.itemgetter(*(names.index(c) for c in COLUMNS))
         self.now = now
         self.catalogue = dict(Privilege.objects.values_list("code", "id"))
         self.secret_prefix = settings.TOKEN_SECRET_PREFIX
@@ -290,10 +292,12 @@ class RowValidator:
     def validate(self, line: int, fields: list[str]) -> StagedRow:
         if len(fields) != self.width:
             raise InvalidValue(f"{len(fields)} champ(s) au lieu de {self.width}.")
-        siret, name, label, privileges, issued_at, origin, contacts, secret = (fields[i] for i in self.index)
+        siret, name, label, privileges, issued_at, origin, contacts, secret = self._pick(fields)
         siret = self._siret(siret)
-        name = check_text(name, what="nom", max_length=NAME_MAX)
-        label = check_text(label, what="libellé", max_length=LABEL_MAX)
+        name, label = name.strip(), label.strip()
+        if len(name) > NAME_MAX or len(label) > LABEL_MAX:
+            check_text(name, what="nom", max_length=NAME_MAX)
+            check_text(label, what="libellé", max_length=LABEL_MAX)
         privs = self._privileges(privileges.strip())
         issued, issued_text, expires_text, default_origin = self._issued(issued_at.strip())
         origin = origin.strip()
@@ -521,9 +525,7 @@ def _analyze(cursor, *tables: str) -> None:
 
 def write_new_rows(cursor, *, now: dt.datetime) -> None:
     """Clients, contacts, tokens, token privileges, token contacts and IMPORTED events of imp_new."""
-    token, client, contact, event = _t(Token), _t(Client), _t(Contact), _t(TokenEvent)
-    token_privileges = connection.ops.quote_name(Token.privileges.through._meta.db_table)
-    token_contacts = connection.ops.quote_name(Token.contacts.through._meta.db_table)
+    token, client, contact = _t(Token), _t(Client), _t(Contact)
     role = IMPORT_CONTACT_ROLE.value
     now = connection.ops.adapt_datetimefield_value(now)
     if _pg():
@@ -571,6 +573,60 @@ def write_new_rows(cursor, *, now: dt.datetime) -> None:
         [role, role],
     )
     _analyze(cursor, contact)
+    with _references_checked_here(cursor):
+        _write_tokens(
+            cursor,
+            now=now,
+            id_column=id_column,
+            id_value=id_value,
+            join_token=join_token,
+            token_id=token_id,
+            json_param=json_param,
+        )
+
+
+@contextlib.contextmanager
+def _references_checked_here(cursor):
+    """On PostgreSQL, skip the per-row foreign-key triggers of the bulk token writes when the role may.
+
+    Each foreign key written below comes from a join on the referenced table inside this transaction: clients,
+    contacts and privileges are locked FOR KEY SHARE first (so no one can delete them before we commit), and the
+    token ids are this transaction's own rows. The per-row RI triggers would re-check millions of rows one by
+    one (most of an import's time), so they are skipped with `session_replication_role = replica` when the role
+    is allowed to set it (superuser, or PostgreSQL 15+ `GRANT SET ON PARAMETER session_replication_role`);
+    otherwise the triggers run as usual. The setting is restored before anything else happens.
+    """
+    if not _pg():
+        yield
+        return
+    client, contact, privilege = _t(Client), _t(Contact), _t(Privilege)
+    cursor.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {privilege} FOR KEY SHARE) x")
+    clients = f"SELECT c.id FROM {client} c WHERE c.siret IN (SELECT siret FROM imp_new)"
+    cursor.execute(f"SELECT COUNT(*) FROM ({clients} FOR KEY SHARE) x")
+    cursor.execute(
+        f"""SELECT COUNT(*) FROM (SELECT 1 FROM {contact} k WHERE k.role = %s AND k.client_id IN ({clients})
+            FOR KEY SHARE) x""",
+        [IMPORT_CONTACT_ROLE.value],
+    )
+    cursor.execute("SELECT current_setting('session_replication_role')")
+    previous = cursor.fetchone()[0]
+    try:
+        with transaction.atomic():
+            cursor.execute("SET LOCAL session_replication_role = replica")
+    except DatabaseError:
+        yield  # not allowed: the foreign-key triggers check every row
+        return
+    try:
+        yield
+    finally:
+        cursor.execute("SELECT set_config('session_replication_role', %s, true)", [previous])
+
+
+def _write_tokens(cursor, *, now, id_column, id_value, join_token, token_id, json_param) -> None:
+    token, client, contact, event = _t(Token), _t(Client), _t(Contact), _t(TokenEvent)
+    token_privileges = connection.ops.quote_name(Token.privileges.through._meta.db_table)
+    token_contacts = connection.ops.quote_name(Token.contacts.through._meta.db_table)
+    role = IMPORT_CONTACT_ROLE.value
     cursor.execute(
         f"""
         INSERT INTO {token} ({id_column}public_id, client_id, label, issued_at, expires_at, origin, secret_prefix,

@@ -370,3 +370,26 @@ def test_command_line_exit_status_and_stdin(tmp_path):
     lines = result.stderr.splitlines()
     assert lines[0].startswith("ligne 2 : ") and lines[1].startswith("ligne 4 : ")
     assert Token.objects.count() == 0
+
+
+def test_foreign_keys_hold_and_session_settings_are_restored(tmp_path):
+    from django.db import connection
+
+    path = csv_file(
+        tmp_path, row(contacts="a@example.org", privileges="entreprises exercices"), row(label="2")
+    )
+    assert run(path)[0] == 0
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT current_setting('session_replication_role')")
+            assert cursor.fetchone()[0] == "origin"
+        # Every reference written in bulk points to an existing row.
+        cursor.execute(
+            "SELECT COUNT(*) FROM tokens_token_privileges tp LEFT JOIN tokens_token t ON t.id = tp.token_id "
+            "LEFT JOIN tokens_privilege p ON p.id = tp.privilege_id WHERE t.id IS NULL OR p.id IS NULL"
+        )
+        assert cursor.fetchone()[0] == 0
+    token = Token.objects.get(label="Jeton")
+    assert token.client.siret == SIRET_A
+    assert sorted(token.privileges.values_list("code", flat=True)) == ["entreprises", "exercices"]
+    assert token.contacts.get().client_id == token.client_id
