@@ -498,18 +498,22 @@ def select_new_rows(cursor, *, assign_ids: bool) -> int:
         CREATE TEMPORARY TABLE imp_new{on_commit} AS
         SELECT r.line, r.siret, r.name, r.label, r.issued_at, r.expires_at, r.origin, r.privs, r.contacts,
                r.has_secret, r.digest, r.prefix, r.public_id{token_id}
-        FROM (
-            SELECT imp_row.*,
-                   ROW_NUMBER() OVER (PARTITION BY digest ORDER BY line) AS rn_secret,
-                   ROW_NUMBER() OVER (PARTITION BY siret, label, issued_at ORDER BY line) AS rn_key
-            FROM imp_row
-        ) r
-        WHERE r.rn_secret = 1
-          AND (r.has_secret OR r.rn_key = 1)
-          AND NOT EXISTS (SELECT 1 FROM {token} t WHERE t.secret_digest = r.digest)
-          AND (r.has_secret OR NOT EXISTS (
-                SELECT 1 FROM {token} t JOIN {client} c ON c.id = t.client_id
-                WHERE c.siret = r.siret AND t.label = r.label AND t.issued_at = r.issued_at))
+        FROM imp_row r
+        JOIN (
+            -- The window sorts run on the narrow key columns only, then the kept lines are joined back.
+            SELECT w.line FROM (
+                SELECT line, has_secret, digest, siret, label, issued_at,
+                       ROW_NUMBER() OVER (PARTITION BY digest ORDER BY line) AS rn_secret,
+                       ROW_NUMBER() OVER (PARTITION BY siret, label, issued_at ORDER BY line) AS rn_key
+                FROM imp_row
+            ) w
+            WHERE w.rn_secret = 1
+              AND (w.has_secret OR w.rn_key = 1)
+              AND NOT EXISTS (SELECT 1 FROM {token} t WHERE t.secret_digest = w.digest)
+              AND (w.has_secret OR NOT EXISTS (
+                    SELECT 1 FROM {token} t JOIN {client} c ON c.id = t.client_id
+                    WHERE c.siret = w.siret AND t.label = w.label AND t.issued_at = w.issued_at))
+        ) kept ON kept.line = r.line
         ORDER BY r.line
         """
     )
