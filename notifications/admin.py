@@ -3,7 +3,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import services
-from .models import Reminder, ReminderStatus
+from .models import Reminder, ReminderStatus, SweepRun
 
 
 @admin.register(Reminder)
@@ -56,3 +56,15 @@ class ReminderAdmin(admin.ModelAdmin):
             ngettext("%d rappel remis en file.", "%d rappels remis en file.", count) % count,
             messages.SUCCESS if count else messages.WARNING,
         )
+
+
+@admin.register(SweepRun)
+class SweepRunAdmin(admin.ModelAdmin):
+    list_display = ("day", "started_at", "finished_at", "queued", "batches")
+    date_hierarchy = "finished_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -66,3 +66,21 @@ class Reminder(models.Model):
 
     def __str__(self) -> str:
         return f"J-{self.threshold} — {self.token_id} ({self.get_status_display()})"
+
+
+class SweepRun(models.Model):
+    """One completed reminder sweep: its day, when it ran and what it queued (/healthz reads the latest)."""
+
+    day = models.DateField(_("jour"))
+    started_at = models.DateTimeField(_("début"))
+    finished_at = models.DateTimeField(_("fin"), db_index=True)
+    queued = models.PositiveIntegerField(_("rappels mis en file"), default=0)
+    batches = models.PositiveIntegerField(_("lots"), default=0)
+
+    class Meta:
+        verbose_name = _("balayage")
+        verbose_name_plural = _("balayages des rappels")
+        ordering = ["-finished_at"]
+
+    def __str__(self) -> str:
+        return f"{self.day} ({self.queued})"

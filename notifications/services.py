@@ -30,11 +30,14 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from sesame.utils import get_query_string
 
+from portal.models import WebhookEndpoint
+from portal.selectors import reminders_declined_token_ids, tokens_without_declined
+from portal.webhooks import token_payload, webhook_emit
 from tokens import validity
 from tokens.models import Contact, Token
 
 from . import emails
-from .models import Reminder, ReminderStatus
+from .models import Reminder, ReminderStatus, SweepRun
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +99,7 @@ def due_tokens(*, today: dt.date):
         status__in=BLOCKING_STATUSES,
     )
     return (
-        Token.objects.filter(revoked_at__isnull=True, renewed_by__isnull=True)
+        tokens_without_declined(Token.objects.filter(revoked_at__isnull=True, renewed_by__isnull=True))
         .expiring_between(start, end)
         .annotate(due_threshold=due_threshold)
         .filter(~Exists(blocking))
@@ -125,6 +128,7 @@ def _insert_pending(rows: list[tuple[int, dt.datetime, int, str]], now: dt.datet
 
 def reminders_sweep(*, today: dt.date | None = None, batch_size: int | None = None) -> SweepResult:
     """Queue the reminders due on `today` (default: today in TIME_ZONE). Two queries per batch of tokens."""
+    started_at = timezone.now()
     today = today or validity.today()
     batch_size = batch_size or settings.REMINDER_SWEEP_BATCH
     base = due_tokens(today=today).values_list("id", "expires_at", "due_threshold", "origin")
@@ -144,6 +148,9 @@ def reminders_sweep(*, today: dt.date | None = None, batch_size: int | None = No
         if len(rows) < batch_size:
             break
         last = (rows[-1][1], rows[-1][0])
+    SweepRun.objects.create(
+        day=today, started_at=started_at, finished_at=timezone.now(), queued=queued, batches=batches
+    )
     logger.info("reminders sweep %s: %d queued in %d batches", today, queued, batches)
     return SweepResult(today=today, queued=queued, batches=batches)
 
@@ -172,8 +179,10 @@ def retry_delay(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=min(seconds, settings.REMINDER_RETRY_MAX_SECONDS))
 
 
-def ineligibility(reminder: Reminder, token: Token, now: dt.datetime) -> str:
+def ineligibility(reminder: Reminder, token: Token, now: dt.datetime, declined: bool = False) -> str:
     """Why this reminder must not be sent any more ('' if it still must)."""
+    if declined:
+        return "renouvellement décliné par le titulaire"
     if token.revoked_at is not None:
         return "jeton révoqué"
     if token.expires_at <= now:
@@ -183,6 +192,21 @@ def ineligibility(reminder: Reminder, token: Token, now: dt.datetime) -> str:
     if token.expires_at != reminder.expires_at:
         return "date d'expiration modifiée"
     return ""
+
+
+def clients_with_webhooks(client_ids: set[int]) -> set[int]:
+    """Among `client_ids`, those with an active webhook: one query per batch instead of one per reminder."""
+    if not client_ids:
+        return set()
+    return set(
+        WebhookEndpoint.objects.filter(client_id__in=client_ids, disabled_at__isnull=True).values_list(
+            "client_id", flat=True
+        )
+    )
+
+
+def reminder_event_payload(reminder: Reminder, token: Token) -> dict:
+    return {"token": token_payload(token), "threshold": reminder.threshold, "route": reminder.route}
 
 
 def _deliverable(email: str) -> bool:
@@ -323,10 +347,11 @@ def _deliver_batch(reminders: list[Reminder], now: dt.datetime, today: dt.date, 
     result = DeliveryResult()
     tokens = [r.token for r in reminders]
     prefetch_related_objects(tokens, "contacts", "privileges")
+    declined = reminders_declined_token_ids(t.pk for t in tokens)
     plans = []
     for reminder in reminders:
         token = reminder.token
-        reason = ineligibility(reminder, token, now)
+        reason = ineligibility(reminder, token, now, declined=token.pk in declined)
         if reason:
             reminder.status = ReminderStatus.CANCELLED
             reminder.last_error = reason
@@ -346,6 +371,7 @@ def _deliver_batch(reminders: list[Reminder], now: dt.datetime, today: dt.date, 
             continue
         plans.append((reminder, token, recipients, fallback))
 
+    hooked_clients = clients_with_webhooks({token.client_id for _, token, _, _ in plans})
     users = login_users_for({e.lower() for _, _, rcpt, fb in plans if not fb for e in rcpt})
     opened = False
     open_error = ""
@@ -374,6 +400,13 @@ def _deliver_batch(reminders: list[Reminder], now: dt.datetime, today: dt.date, 
         reminder.attempts += 1
         reminder.last_error = ""
         result.sent += 1
+        if token.client_id in hooked_clients:
+            webhook_emit(
+                client=token.client,
+                event_type="token.reminder_sent",
+                payload=reminder_event_payload(reminder, token),
+                dedup_key=f"token.reminder_sent:{reminder.pk}",
+            )
     if opened:
         with contextlib.suppress(Exception):  # a failed QUIT does not undo what was accepted
             conn.close()

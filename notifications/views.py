@@ -7,7 +7,9 @@ from django.utils.http import urlencode
 
 def _private(response):
     response["Cache-Control"] = "no-store"
-    response["Referrer-Policy"] = "no-referrer"  # the URL carries the login token
+    # The URL carries the login token: never send it to another site. Not "no-referrer": Chromium then sends
+    # `Origin: null` with the confirmation POST, which Django's CSRF check rejects.
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 

@@ -56,14 +56,8 @@ def token_reminders_resume(*, token: Token, by) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 @transaction.atomic
 def token_revoke_by_holder(*, token: Token, by, reason: str) -> Token:
-    """Revoke (tokens.services.token_revoke) and tell the client's webhooks, in one transaction."""
-    token = token_revoke(token=token, by=by, reason=reason)
-    webhooks.webhook_emit(
-        client=token.client,
-        event_type="token.revoked",
-        payload={"token": webhooks.token_payload(token), "reason": token.revocation_reason},
-    )
-    return token
+    """Revoke (tokens.services.token_revoke); the client's webhooks hear of it through portal.receivers."""
+    return token_revoke(token=token, by=by, reason=reason)
 
 
 # ---------------------------------------------------------------------------------------------------------------

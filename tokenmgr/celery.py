@@ -16,13 +16,29 @@ def setup_periodic_tasks(sender: Celery, **kwargs) -> None:
     from django.conf import settings
 
     # Reminders (issue 3): the daily sweep, and a frequent pass that picks up retries whose backoff elapsed.
+    sweep_every = settings.REMINDER_SWEEP_INTERVAL_SECONDS or crontab(
+        hour=settings.REMINDER_SWEEP_HOUR, minute=0
+    )
     sender.add_periodic_task(
-        crontab(hour=settings.REMINDER_SWEEP_HOUR, minute=0),
-        sender.signature("notifications.sweep_reminders"),
-        name="reminders: daily sweep",
+        sweep_every, sender.signature("notifications.sweep_reminders"), name="reminders: daily sweep"
     )
     sender.add_periodic_task(
         float(settings.REMINDER_DELIVERY_INTERVAL),
         sender.signature("notifications.deliver_reminders"),
         name="reminders: deliver due retries",
+    )
+    # Availability (issue 6): prune fine-grained counters beyond their retention.
+    sender.add_periodic_task(
+        crontab(hour=3, minute=30),
+        sender.signature("availability.rollup_counters"),
+        name="availability: rollup",
+    )
+    # Portal webhooks (issue 5): `token.expired` events, and deliveries whose backoff elapsed.
+    sender.add_periodic_task(
+        crontab(hour=0, minute=15),
+        sender.signature("portal.tasks.webhooks_emit_expired"),
+        name="webhooks: expiries",
+    )
+    sender.add_periodic_task(
+        300.0, sender.signature("portal.tasks.webhooks_retry_due"), name="webhooks: due retries"
     )

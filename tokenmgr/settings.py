@@ -192,6 +192,8 @@ REMINDER_RETRY_FACTOR = env.int("REMINDER_RETRY_FACTOR", default=5)
 REMINDER_RETRY_MAX_SECONDS = env.int("REMINDER_RETRY_MAX_SECONDS", default=6 * 3600)
 # Beat also picks up retries that became due, every this many seconds.
 REMINDER_DELIVERY_INTERVAL = env.int("REMINDER_DELIVERY_INTERVAL", default=120)
+# Tests of the production topology only: run the sweep every N seconds instead of daily (0 = daily).
+REMINDER_SWEEP_INTERVAL_SECONDS = env.float("REMINDER_SWEEP_INTERVAL_SECONDS", default=0)
 
 # ------------------------------------------------------------------------------
 # Access requests (issue 4)

@@ -13,7 +13,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from . import credentials, validity
+from . import credentials, signals, validity
 from .models import (
     AccessRequest,
     AccessRequestEvent,
@@ -130,6 +130,7 @@ def token_supersede(*, old: Token, new: Token, by=None) -> None:
     TokenEvent.objects.create(
         token=old, kind=TokenEvent.Kind.SUPERSEDED, actor=by, data={"by": str(new.public_id)}
     )
+    signals.token_superseded.send(sender=Token, old=old, new=new, by=by)
 
 
 @transaction.atomic
@@ -145,6 +146,7 @@ def token_revoke(*, token: Token, by, reason: str) -> Token:
     token.revocation_reason = reason
     token.save(update_fields=["revoked_at", "revoked_by", "revocation_reason"])
     TokenEvent.objects.create(token=token, kind=TokenEvent.Kind.REVOKED, actor=by, reason=reason)
+    signals.token_revoked.send(sender=Token, token=token, by=by, reason=reason)
     return token
 
 
