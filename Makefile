@@ -30,6 +30,7 @@ system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v msgfmt >/dev/null || missing="$$missing gettext"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
@@ -39,7 +40,7 @@ system-deps:
 run: install
 	@mkdir -p var
 	$(PY) manage.py migrate --noinput -v0
-	$(PY) manage.py compilemessages -v0 --ignore=.venv 2>/dev/null || true
+	command -v msgfmt >/dev/null && $(PY) manage.py compilemessages -v0 --ignore=.venv || echo "gettext missing: French/English catalogues not compiled"
 	$(PY) manage.py load_demo_data
 	$(PY) scripts/run_all.py
 
@@ -49,6 +50,7 @@ lint: install-dev
 
 test: install-dev system-deps lint
 	$(PY) manage.py makemigrations --check --dry-run -v0
+	$(PY) manage.py compilemessages -v0 --ignore=.venv
 	DEBUG=0 $(PY) scripts/with_services.py -- $(PY) -m pytest -n 2 --dist loadgroup -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: install-dev system-deps
