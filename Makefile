@@ -32,6 +32,7 @@ system-deps:
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v msgfmt >/dev/null || missing="$$missing gettext"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	$(if $(filter bench,$(MAKECMDGOALS)),command -v wrk >/dev/null || missing="$$missing wrk";) \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
@@ -52,6 +53,10 @@ test: install-dev system-deps lint
 	$(PY) manage.py makemigrations --check --dry-run -v0
 	$(PY) manage.py compilemessages -v0 --ignore=.venv
 	DEBUG=0 $(PY) scripts/with_services.py -- $(PY) -m pytest -n 2 --dist loadgroup -p no:cacheprovider $(PYTEST_ARGS)
+
+## The production topology (gunicorn, Celery workers, beat, SMTP sink) and its fault tests; starts its own services.
+e2e: install-dev system-deps
+	$(PY) -m pytest -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
 
 bench: install-dev system-deps
 	$(PY) scripts/with_services.py -- $(PY) bench/run_all.py

@@ -282,3 +282,6 @@ if not DEBUG:
 
 # Serve static files straight from the app folders when collectstatic has not run (make run, tests).
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
+
+# Benchmarks only (bench/privileges.py): route the bare JsonResponse baseline view under /bench/.
+BENCH_VIEWS = env.bool("BENCH_VIEWS", default=False)

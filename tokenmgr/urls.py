@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -14,3 +15,6 @@ urlpatterns = [
     path("", include("notifications.urls")),
     path("", include("tokens.urls")),
 ]
+
+if settings.BENCH_VIEWS:
+    urlpatterns.insert(0, path("", include("tokenmgr.bench_views")))
