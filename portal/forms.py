@@ -1,4 +1,5 @@
 from django import forms
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UsernameField
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
@@ -100,3 +101,54 @@ class WebhookForm(forms.Form):
         if pk not in self.clients:
             raise ValidationError(_("Client inconnu."))
         return self.clients[pk]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Accounts: login (password or emailed link), password reset
+# ---------------------------------------------------------------------------------------------------------------
+class LoginForm(AuthenticationForm):
+    """Django's form with French labels that say what the username is here (the email address)."""
+
+    username = UsernameField(
+        label=_("Adresse e-mail"),
+        max_length=254,
+        widget=forms.TextInput(
+            attrs={"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"}
+        ),
+    )
+    password = forms.CharField(
+        label=_("Mot de passe"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+    error_messages = {
+        "invalid_login": _(
+            "Adresse e-mail ou mot de passe incorrect. Sans mot de passe, demandez un lien de connexion par e-mail."
+        ),
+        "inactive": _("Ce compte est désactivé."),
+    }
+
+
+class LoginLinkForm(forms.Form):
+    email = forms.EmailField(
+        label=_("Adresse e-mail"),
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "spellcheck": "false"}),
+        help_text=_("Format attendu : nom@domaine.fr"),
+    )
+
+
+class ResetForm(PasswordResetForm):
+    """Reset also serves accounts without a usable password (created by a reminder's login link)."""
+
+    email = forms.EmailField(
+        label=_("Adresse e-mail"),
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "spellcheck": "false"}),
+        help_text=_("Format attendu : nom@domaine.fr"),
+    )
+
+    def get_users(self, email):
+        from django.contrib.auth import get_user_model
+
+        return get_user_model()._default_manager.filter(email__iexact=email.strip(), is_active=True)

@@ -125,3 +125,82 @@ def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, by) -> None:
     WebhookEndpoint.objects.filter(pk=endpoint.pk, disabled_at__isnull=True).update(
         disabled_at=timezone.now()
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Login links ("recevoir un lien de connexion par e-mail")
+# ---------------------------------------------------------------------------------------------------------------
+LOGIN_LINK_SCOPE = "login"  # sesame scope: distinct from the reminders' per-token scopes (token:<uuid>)
+LOGIN_LINK_MAX_AGE = 3600  # seconds; shorter than reminder links (SESAME_MAX_AGE), asked for on the spot
+
+
+def login_link_users(*, email: str) -> list:
+    """Active, non-staff accounts of an address (case-insensitive, on email or username). Staff sign in by password:
+    a link in an email must not open the admin."""
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    email = email.strip()
+    if not email:
+        return []
+    return list(
+        get_user_model()
+        .objects.filter(Q(email__iexact=email) | Q(username__iexact=email))
+        .filter(is_active=True, is_staff=False, is_superuser=False)
+        .order_by("pk")
+    )
+
+
+def login_link_url(*, user, next_url: str = "") -> str:
+    """Absolute, single-use, short-lived link signing `user` in, then going to `next_url` (a local path)."""
+    from django.conf import settings
+    from django.urls import reverse
+    from django.utils.http import urlencode
+    from sesame.utils import get_token
+
+    query = {"token": get_token(user, scope=LOGIN_LINK_SCOPE)}  # `token=` is redacted from every log line
+    if next_url:
+        query["next"] = next_url
+    return f"{settings.SITE_URL}{reverse('login_link')}?{urlencode(query)}"
+
+
+def login_link_send(*, email: str, next_url: str = "") -> int:
+    """Email a login link to each account of `email`; returns how many were sent (never shown: no enumeration).
+    The link is neither logged nor stored: only the email carries it."""
+    from django.conf import settings
+    from django.core.mail import EmailMultiAlternatives
+    from django.template.loader import render_to_string
+
+    sent = 0
+    for user in login_link_users(email=email):
+        address = user.email or user.username
+        context = {
+            "user": user,
+            "email": address,
+            "link": login_link_url(user=user, next_url=next_url),
+            "max_age_minutes": LOGIN_LINK_MAX_AGE // 60,
+            "site_url": settings.SITE_URL,
+        }
+        subject = " ".join(render_to_string("registration/login_link_subject.txt", context).split())
+        message = EmailMultiAlternatives(
+            subject=subject, body=render_to_string("registration/login_link_body.txt", context), to=[address]
+        )
+        message.attach_alternative(
+            render_to_string("registration/login_link_body.html", context), "text/html"
+        )
+        message.send()
+        sent += 1
+    return sent
+
+
+def login_link_user(*, token: str, consume: bool):
+    """The user a login link signs in, or None (expired, used, tampered, other scope, account disabled or staff).
+    `consume=False` only reads (mail scanners pre-fetch links); `consume=True` spends the link (SESAME_ONE_TIME)."""
+    from sesame.utils import get_user
+
+    if not token:
+        return None
+    user = get_user(token, scope=LOGIN_LINK_SCOPE, max_age=LOGIN_LINK_MAX_AGE, update_last_login=consume)
+    if user is None or user.is_staff or user.is_superuser:
+        return None
+    return user

@@ -1,9 +1,29 @@
 from django.urls import path
 from django.views.i18n import set_language
 
-from . import views
+from . import accounts, views
 
 urlpatterns = [
+    # Sign-in (LOGIN_URL = /connexion/): password or emailed link, logout, password reset.
+    path("connexion/", accounts.LoginView.as_view(), name="login"),
+    path("connexion/lien/", accounts.login_link, name="login_link"),
+    path("connexion/lien/demander/", accounts.login_link_request, name="login_link_request"),
+    path("connexion/lien/envoye/", accounts.login_link_sent, name="login_link_sent"),
+    path("connexion/mot-de-passe/", accounts.PasswordResetView.as_view(), name="password_reset"),
+    path(
+        "connexion/mot-de-passe/envoye/", accounts.PasswordResetDoneView.as_view(), name="password_reset_done"
+    ),
+    path(
+        "connexion/mot-de-passe/<uidb64>/<token>/",
+        accounts.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "connexion/mot-de-passe/termine/",
+        accounts.PasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
+    ),
+    path("deconnexion/", accounts.LogoutView.as_view(), name="logout"),
     path("", views.dashboard, name="portal_dashboard"),
     path("jetons/<uuid:public_id>/", views.token_detail, name="portal_token"),
     path("jetons/<uuid:public_id>/decliner/", views.token_decline, name="portal_token_decline"),

@@ -1,11 +1,9 @@
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import views
 
 urlpatterns = [
-    path("connexion/", auth_views.LoginView.as_view(), name="login"),
-    path("deconnexion/", auth_views.LogoutView.as_view(), name="logout"),
+    # Login and logout: portal/urls.py (portal.accounts).
     path("inscription/", views.signup, name="signup"),
     path("inscription/confirmer/<str:signed>/", views.signup_confirm, name="signup_confirm"),
     # Reminder email targets (CONTRACT §2 routing): final URLs, one path per route.
