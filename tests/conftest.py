@@ -1,7 +1,37 @@
+import importlib
 import uuid
 
 import pytest
 from django.conf import settings as django_settings
+
+_TRANSACTIONAL_FIXTURES = {"transactional_db", "live_server", "django_db_reset_sequences"}
+
+
+def _uses_database(request) -> bool:
+    return request.node.get_closest_marker("django_db") is not None or bool(
+        {"db", *_TRANSACTIONAL_FIXTURES} & set(request.fixturenames)
+    )
+
+
+@pytest.fixture(autouse=True)
+def _seeded_catalogue(request, django_db_blocker):
+    """The privilege/endpoint catalogue is seeded by a data migration; a transactional test's flush empties it.
+
+    Before each database test, re-seed it when it is missing (a cheap check; the seed is idempotent), outside any
+    test transaction, so a flush in one test never leaks into the next. No serialized_rollback needed.
+    """
+    if _uses_database(request):
+        from tokens.models import Privilege
+
+        request.getfixturevalue("django_db_setup")  # the test database, never the configured one
+
+        with django_db_blocker.unblock():
+            if not Privilege.objects.exists():
+                seed = importlib.import_module("tokens.migrations.0002_seed_catalogue").seed
+                from django.apps import apps
+
+                seed(apps, None)
+    yield
 
 
 @pytest.fixture(autouse=True)

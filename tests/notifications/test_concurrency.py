@@ -13,7 +13,7 @@ from notifications.models import Reminder
 from .conftest import TODAY, at, make_token
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_parallel_sweeps_and_deliveries_queue_and_send_each_reminder_once():
     assert connection.vendor == "postgresql"
     with time_machine.travel(at(TODAY), tick=False):

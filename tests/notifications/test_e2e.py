@@ -120,7 +120,7 @@ def states():
     return list(Reminder.objects.order_by("id").values_list("status", "attempts", "sent_at"))
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_worker_delivers_to_smtp_and_survives_smtp_down(worker):
     today = validity.today()
     due = [make_token(today=today, days_left=d, contacts=2).token for d in (30, 12)]
