@@ -156,8 +156,9 @@ class TokenQuerySet(models.QuerySet):
 
 class Token(models.Model):
     public_id = models.UUIDField(_("identifiant public"), default=uuid.uuid4, unique=True, editable=False)
+    # Indexed by token_client_label_issued_idx (client first): no separate index.
     client = models.ForeignKey(
-        Client, on_delete=models.PROTECT, related_name="tokens", verbose_name=_("client")
+        Client, on_delete=models.PROTECT, related_name="tokens", verbose_name=_("client"), db_index=False
     )
     label = models.CharField(_("libellé"), max_length=255, blank=True)
     privileges = models.ManyToManyField(Privilege, related_name="tokens", verbose_name=_("privilèges"))
@@ -165,8 +166,10 @@ class Token(models.Model):
     issued_at = models.DateTimeField(_("émis le"))
     expires_at = models.DateTimeField(_("expire le"))
     origin = models.CharField(_("origine"), max_length=32, choices=Origin.choices)
-    secret_prefix = models.CharField(_("préfixe"), max_length=16, db_index=True)
-    secret_digest = models.CharField(max_length=64, unique=True, editable=False)
+    # Shown to people, searched with icontains (which no index serves): not indexed.
+    secret_prefix = models.CharField(_("préfixe"), max_length=16)
+    # Unique through Meta.constraints: one plain btree, without the LIKE index `unique=True` adds on PostgreSQL.
+    secret_digest = models.CharField(max_length=64, editable=False)
     revoked_at = models.DateTimeField(_("révoqué le"), null=True, blank=True)
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -195,6 +198,7 @@ class Token(models.Model):
             models.Index(fields=["expires_at", "id"], name="token_expiry_idx"),
             models.Index(fields=["client", "label", "issued_at"], name="token_client_label_issued_idx"),
         ]
+        constraints = [models.UniqueConstraint(fields=["secret_digest"], name="token_secret_digest_unique")]
 
     def __str__(self) -> str:
         return f"{self.label or self.secret_prefix} — {self.client.name}"
