@@ -68,6 +68,11 @@ class LoginView(auth_views.LoginView):
     template_name = "registration/login.html"
     redirect_authenticated_user = True
 
+    def dispatch(self, request, *args, **kwargs):
+        # A session opened by a reminder's link (one client only) may sign in fully here.
+        self.redirect_authenticated_user = getattr(request, "magic_link_client_id", None) is None
+        return super().dispatch(request, *args, **kwargs)
+
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)
         context.setdefault("link_form", LoginLinkForm())

@@ -211,8 +211,12 @@ class DashboardFilters:
     sort: str = DEFAULT_SORT
 
 
-def user_clients(user) -> QuerySet:
-    return Client.objects.filter(members=user).order_by("name", "id")
+def user_clients(user, *, only_client: int | None = None) -> QuerySet:
+    """The user's clients; only `only_client` in a session opened by a reminder's link (scoped to one client)."""
+    qs = Client.objects.filter(members=user)
+    if only_client is not None:
+        qs = qs.filter(pk=only_client)
+    return qs.order_by("name", "id")
 
 
 def status_expression(now: dt.datetime):
@@ -231,13 +235,18 @@ def status_expression(now: dt.datetime):
     )
 
 
-def user_tokens(user, *, now: dt.datetime | None = None) -> QuerySet:
-    return Token.objects.for_user(user).annotate(state=status_expression(now or timezone.now()))
+def user_tokens(user, *, now: dt.datetime | None = None, only_client: int | None = None) -> QuerySet:
+    qs = Token.objects.for_user(user)
+    if only_client is not None:
+        qs = qs.filter(client_id=only_client)
+    return qs.annotate(state=status_expression(now or timezone.now()))
 
 
-def dashboard_tokens(user, filters: DashboardFilters, *, now: dt.datetime | None = None) -> QuerySet:
+def dashboard_tokens(
+    user, filters: DashboardFilters, *, now: dt.datetime | None = None, only_client: int | None = None
+) -> QuerySet:
     now = now or timezone.now()
-    qs = user_tokens(user, now=now).select_related("client")
+    qs = user_tokens(user, now=now, only_client=only_client).select_related("client")
     if filters.client:
         qs = qs.filter(client_id=filters.client)
     if filters.status:
@@ -300,7 +309,9 @@ def dashboard_rows(tokens: list[Token], *, today: dt.date | None = None) -> list
     return rows
 
 
-def dashboard_counts(user, *, now: dt.datetime | None = None) -> dict[str, int]:
+def dashboard_counts(
+    user, *, now: dt.datetime | None = None, only_client: int | None = None
+) -> dict[str, int]:
     """The figures at the top of the dashboard, in one query."""
     now = now or timezone.now()
     today = validity.local_date(now)
@@ -313,7 +324,10 @@ def dashboard_counts(user, *, now: dt.datetime | None = None) -> dict[str, int]:
             expires_at__lt=validity.start_of_day(today + dt.timedelta(days=days + 1)),
         )
 
-    return Token.objects.for_user(user).aggregate(
+    qs = Token.objects.for_user(user)
+    if only_client is not None:
+        qs = qs.filter(client_id=only_client)
+    return qs.aggregate(
         total=Count("id"),
         usable=Count("id", filter=Q(revoked_at__isnull=True, expires_at__gt=now)),
         within_15=Count("id", filter=within(15)),

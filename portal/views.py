@@ -35,6 +35,11 @@ def _token_or_404(request, public_id) -> Token:
         raise Http404 from None
 
 
+def _only_client(request) -> int | None:
+    """Set in a session opened by a reminder's login link: that client only (notifications.magic_links)."""
+    return getattr(request, "magic_link_client_id", None)
+
+
 def _crumbs(*items) -> list[tuple[str, str | None]]:
     return [(_("Tableau de bord"), reverse("portal_dashboard")), *items]
 
@@ -87,10 +92,12 @@ def _columns(current: str, base_query: str) -> list[dict]:
 @require_GET
 def dashboard(request):
     now = timezone.now()
-    clients = list(selectors.user_clients(request.user))
+    only_client = _only_client(request)
+    clients = list(selectors.user_clients(request.user, only_client=only_client))
     form = DashboardFilterForm(request.GET or None, clients=clients)
     filters = form.filters()
-    qs = selectors.dashboard_tokens(request.user, filters, now=now).prefetch_related("privileges")
+    qs = selectors.dashboard_tokens(request.user, filters, now=now, only_client=only_client)
+    qs = qs.prefetch_related("privileges")
     page = Paginator(qs, settings.PORTAL_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = selectors.dashboard_rows(list(page.object_list), today=validity.local_date(now))
     query = request.GET.copy()
@@ -106,7 +113,8 @@ def dashboard(request):
             "filters": filters,
             "page": page,
             "rows": rows,
-            "counts": selectors.dashboard_counts(request.user, now=now),
+            "counts": selectors.dashboard_counts(request.user, now=now, only_client=only_client),
+            "scoped": only_client is not None,
             "columns": _columns(filters.sort, sort_query.urlencode()),
             "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),
             "query": query.urlencode(),
@@ -272,7 +280,11 @@ def verify(request):
             secret = form.cleaned_data["secret"]
             result = token_check(secret=secret, now=timezone.now(), touch=False)
             token = token_by_secret(secret=secret) if result.outcome is not TokenCheck.INVALID else None
-            own = token is not None and token.client.members.filter(pk=request.user.pk).exists()
+            own = (
+                token is not None
+                and _only_client(request) in (None, token.client_id)
+                and token.client.members.filter(pk=request.user.pk).exists()
+            )
             context.update(
                 {
                     "checked": True,
@@ -298,6 +310,11 @@ def verify(request):
 @require_http_methods(["GET", "POST"])
 def calendar_settings(request):
     new_url = None
+    crumbs = _crumbs((_("Calendrier"), None))
+    if _only_client(request) is not None:
+        # A feed lists the tokens of every client of the user: not from a session opened for one client only.
+        status = 403 if request.method == "POST" else 200
+        return render(request, "portal/calendar.html", {"scoped": True, "breadcrumbs": crumbs}, status=status)
     if request.method == "POST":
         action = request.POST.get("action")
         if action == "generate":
@@ -314,7 +331,7 @@ def calendar_settings(request):
     response = render(
         request,
         "portal/calendar.html",
-        {"feed": feed, "new_url": new_url, "breadcrumbs": _crumbs((_("Calendrier"), None))},
+        {"feed": feed, "new_url": new_url, "breadcrumbs": crumbs},
     )
     response["Cache-Control"] = "no-store"
     return response
@@ -347,15 +364,16 @@ def calendar_feed(request, key):
 # Webhooks
 # ---------------------------------------------------------------------------------------------------------------
 def _endpoint_or_404(request, pk) -> WebhookEndpoint:
-    return get_object_or_404(
-        WebhookEndpoint.objects.select_related("client").filter(client__members=request.user), pk=pk
-    )
+    endpoints = WebhookEndpoint.objects.select_related("client").filter(client__members=request.user)
+    if _only_client(request) is not None:
+        endpoints = endpoints.filter(client_id=_only_client(request))
+    return get_object_or_404(endpoints, pk=pk)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def webhook_list(request):
-    clients = list(selectors.user_clients(request.user))
+    clients = list(selectors.user_clients(request.user, only_client=_only_client(request)))
     form = WebhookForm(request.POST or None, clients=clients)
     if request.method == "POST" and form.is_valid():
         try:

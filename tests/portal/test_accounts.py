@@ -96,6 +96,7 @@ def test_bad_password_is_an_error_tied_to_the_form(client):
     assert "_auth_user_id" not in client.session
 
 
+@time_machine.travel(dt.datetime(2026, 3, 10, 9, 0, 5, tzinfo=dt.UTC), tick=False)  # one rate-limit window
 def test_password_login_is_rate_limited_per_address(client):
     UserFactory(username="ana@example.org")
     for _ in range(10):
@@ -173,6 +174,7 @@ def test_login_link_bad_address_is_a_field_error(client):
     assert mail.outbox == []
 
 
+@time_machine.travel(dt.datetime(2026, 3, 10, 9, 0, 5, tzinfo=dt.UTC), tick=False)
 def test_login_link_requests_are_rate_limited_per_address(client, linkless):
     for _ in range(3):
         assert (
@@ -280,6 +282,7 @@ def test_password_reset_mismatch_is_a_field_error(client, linkless):
     assert "fr-input-group--error" in response.content.decode()
 
 
+@time_machine.travel(dt.datetime(2026, 3, 10, 9, 0, 5, tzinfo=dt.UTC), tick=False)
 def test_password_reset_is_rate_limited(client):
     for _ in range(3):
         assert client.post("/connexion/mot-de-passe/", {"email": "x@example.org"}).status_code == 302
