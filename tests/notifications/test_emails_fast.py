@@ -1,0 +1,165 @@
+"""The fast paths of reminder emails give what Django gives: skeleton rendering and the direct MIME writer."""
+
+import dataclasses
+import datetime as dt
+import email
+import email.policy
+import smtplib
+
+import pytest
+from django.core.mail.backends.smtp import EmailBackend
+
+from notifications import emails, services
+
+TRICKY = {
+    "client_name": 'L\'Oréal & <Fils> "SA"',
+    "token_label": "Jeton d'essai — très long pour plier les en-têtes encodés, vraiment très très long",
+    "token_prefix": "tkm_<x>",
+    "privileges": [("entreprises", "Entreprises & co"), ("etablissements", "Établissements")],
+}
+
+
+def data(route="api_gouv", threshold=30, **changes) -> emails.ReminderEmail:
+    base = emails.sample(route, threshold)
+    links = [emails.PersonalLink(f"c{i}@example.org", base.action_url + f"?sesame=a&b{i}") for i in range(2)]
+    defaults = {"recipients": [link.email for link in links], "personal_links": links, **TRICKY}
+    return dataclasses.replace(base, **{**defaults, **changes})
+
+
+def full(d: emails.ReminderEmail) -> tuple[str, str, str]:
+    """Django's own rendering, without skeletons."""
+    from django.utils import translation
+
+    with translation.override("fr"):
+        subject, text, html = emails._render_full(d, emails.TEMPLATE_PREFIX)
+    return " ".join(subject.split()), text.strip() + "\n", html
+
+
+@pytest.mark.parametrize("route", emails.ROUTES)
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"token_label": ""},
+        {"privileges": []},
+        {"admins_fallback": True, "personal_links": []},
+        {"days_left": 1, "expires_on": dt.date(2028, 2, 29)},
+    ],
+)
+def test_skeleton_rendering_equals_full_rendering(route, changes):
+    emails._skeletons.clear()
+    first = data(route, **changes)
+    assert emails.render_parts(first) == full(first)  # a miss: rendered in full, skeleton checked
+    # Same shape, other strings: filled from the skeleton.
+    other = dataclasses.replace(
+        first,
+        client_name="Mairie de Saint-Étienne <b>",
+        token_label=first.token_label and "Autre & jeton",
+        token_prefix="tkm_other",
+        token_public_id="11111111-1111-4111-8111-111111111111",
+        privileges=[(c + "_x", "L'" + label) for c, label in first.privileges],
+    )
+    assert emails._skeletons[emails._shape(other, emails.TEMPLATE_PREFIX)] is not None
+    assert emails.render_parts(other) == full(other)
+
+
+def test_text_parts_are_not_html_escaped_but_html_is():
+    subject, text, html = emails.render_parts(data())
+    assert 'L\'Oréal & <Fils> "SA"' in text
+    assert "Jeton d'essai" in subject and "&#x27;" not in subject
+    assert "L&#x27;Oréal &amp; &lt;Fils&gt; &quot;SA&quot;" in html
+    assert "?sesame=a&amp;b0" in html and "?sesame=a&b0" in text
+
+
+def test_a_template_that_transforms_a_value_is_rendered_in_full(settings):
+    loader = {
+        "emails/t_api_gouv_subject.txt": "{{ r.client_name|upper }}",
+        "emails/t_api_gouv_body.txt": "{{ r.client_name|truncatechars:8 }} {{ r.action_url }}",
+        "emails/t_api_gouv_body.html": "{{ r.client_name }}",
+    }
+    settings.TEMPLATES = [
+        {
+            "BACKEND": "django.template.backends.django.DjangoTemplates",
+            "OPTIONS": {"loaders": [("django.template.loaders.locmem.Loader", loader)]},
+        }
+    ]
+    short = data(client_name="Abc")
+    assert emails.render_parts(short, "emails/t") == ("ABC", f"Abc {short.action_url}\n", "Abc")
+    assert emails._skeletons[emails._shape(short, "emails/t")] is None
+    long = data(client_name="Commune de Trifouilly")
+    assert emails.render_parts(long, "emails/t") == (
+        "COMMUNE DE TRIFOUILLY",
+        f"Commune… {long.action_url}\n",
+        "Commune de Trifouilly",
+    )
+
+
+def parsed(raw: bytes):
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    headers = [(k, str(v).strip()) for k, v in message.items() if k != "Content-Type"]
+    parts = [
+        (p.get_content_type(), p["Content-Transfer-Encoding"], p.get_content()) for p in message.iter_parts()
+    ]
+    return message.get_content_type(), headers, parts
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"recipients": [f"contact.numero{i}@collectivite-exemple.fr" for i in range(8)]},
+        # a line over 998 bytes: quoted-printable, as Django does
+        {"personal_links": [emails.PersonalLink("x@example.org", "https://e.example/?s=" + "é" * 600)]},
+        {"client_name": "Ligne\u2028séparée\x0bici"},
+    ],
+)
+def test_wire_bytes_is_what_django_sends(changes):
+    message = emails.build_message(data(**changes))
+    raw = message.wire_bytes()
+    assert parsed(raw) == parsed(message.message().as_bytes(linesep="\r\n"))
+    lines = raw.split(b"\r\n")
+    assert all(b"\n" not in line and b"\r" not in line for line in lines)
+    assert max(len(line) for line in lines) <= 998
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+
+
+def test_action_url_is_the_reversed_url(settings):
+    from django.urls import reverse
+
+    public_id = "5b1f0e8a-3c1d-4e55-9a0b-0123456789ab"
+    for route, name in emails.ROUTE_URL_NAMES.items():
+        expected = settings.SITE_URL + reverse(name, kwargs={"public_id": public_id})
+        assert emails.action_url(route, public_id) == expected
+
+
+class RecordingSMTP:
+    def __init__(self):
+        self.sent = []
+
+    def sendmail(self, from_addr, to_addrs, msg):
+        self.sent.append((from_addr, to_addrs, msg))
+        return {}
+
+
+def test_smtp_backend_sends_wire_bytes_on_the_open_connection():
+    backend = EmailBackend(host="127.0.0.1", port=1)
+    backend.connection = RecordingSMTP()
+    message = emails.build_message(data())
+    services._send(backend, message)
+    ((sender, rcpt, raw),) = backend.connection.sent
+    assert (
+        sender == "tokenmgr <noreply@tokenmgr.localhost>" and rcpt
+    )  # as Django's backend passes them == ["c0@example.org", "c1@example.org"]
+    assert parsed(raw)[1:] == parsed(message.message().as_bytes(linesep="\r\n"))[1:]
+
+
+def test_smtp_refusal_is_an_error():
+    class Refusing(RecordingSMTP):
+        def sendmail(self, from_addr, to_addrs, msg):
+            raise smtplib.SMTPRecipientsRefused(dict.fromkeys(to_addrs, (550, b"no")))
+
+    backend = EmailBackend(host="127.0.0.1", port=1)
+    backend.connection = Refusing()
+    with pytest.raises(smtplib.SMTPRecipientsRefused):
+        services._send(backend, emails.build_message(data()))
