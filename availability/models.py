@@ -18,6 +18,7 @@ from tokens.models import Endpoint
 
 
 class MinuteCounter(models.Model):
+    pk = models.CompositePrimaryKey("endpoint", "minute", "status")
     endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+", db_index=False)
     minute = models.BigIntegerField(_("minute (époque UTC)"))
     status = models.SmallIntegerField(_("code HTTP"))
@@ -25,16 +26,13 @@ class MinuteCounter(models.Model):
 
     class Meta:
         verbose_name = _("compteur par minute")
-        constraints = [
-            models.UniqueConstraint(fields=["endpoint", "minute", "status"], name="minutecounter_key"),
-        ]
-        indexes = [models.Index(fields=["minute"], name="minutecounter_minute_idx")]
 
     def __str__(self) -> str:
         return f"{self.endpoint_id}@{self.minute}:{self.status}={self.count}"
 
 
 class HourCounter(models.Model):
+    pk = models.CompositePrimaryKey("endpoint", "hour", "status")
     endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+", db_index=False)
     hour = models.IntegerField(_("heure (époque UTC)"))
     status = models.SmallIntegerField(_("code HTTP"))
@@ -42,16 +40,13 @@ class HourCounter(models.Model):
 
     class Meta:
         verbose_name = _("compteur par heure")
-        constraints = [
-            models.UniqueConstraint(fields=["endpoint", "hour", "status"], name="hourcounter_key"),
-        ]
-        indexes = [models.Index(fields=["hour"], name="hourcounter_hour_idx")]
 
     def __str__(self) -> str:
         return f"{self.endpoint_id}@{self.hour}h:{self.status}={self.count}"
 
 
 class DayCounter(models.Model):
+    pk = models.CompositePrimaryKey("endpoint", "day", "status")
     endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+", db_index=False)
     day = models.DateField(_("jour (TIME_ZONE)"))
     status = models.SmallIntegerField(_("code HTTP"))
@@ -59,9 +54,6 @@ class DayCounter(models.Model):
 
     class Meta:
         verbose_name = _("compteur par jour")
-        constraints = [
-            models.UniqueConstraint(fields=["endpoint", "day", "status"], name="daycounter_key"),
-        ]
 
     def __str__(self) -> str:
         return f"{self.endpoint_id}@{self.day}:{self.status}={self.count}"

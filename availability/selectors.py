@@ -10,15 +10,15 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from django.db.models import Q, Sum
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from tokens import validity
 from tokens.catalogue import ENDPOINT_PATHS
 from tokens.models import Endpoint
 
-from .models import DayCounter, EndpointActivity, HourCounter, Incident, MinuteCounter, RetentionMark
+from .models import EndpointActivity, Incident, MinuteCounter
 
 REPORTED_STATUSES = (404, 502, 503, 504)  # the keys of days_availability besides "total" (CONTRACT §5)
 UNAVAILABLE = (500, 502, 503, 504)
@@ -42,23 +42,24 @@ def day_start_minute(day: dt.date) -> int:
     return epoch_minute(validity.start_of_day(day))
 
 
-def _marks() -> tuple[int | None, int | None]:
-    marks = dict(RetentionMark.objects.values_list("resolution", "complete_from"))
-    return marks.get(RetentionMark.Resolution.MINUTE), marks.get(RetentionMark.Resolution.HOUR)
-
-
 @dataclass
 class DayTally:
     total: int = 0
     unavailable: int = 0
-    by_status: dict | None = None
+    s404: int = 0
+    s502: int = 0
+    s503: int = 0
+    s504: int = 0
 
-    def add(self, status: int, n: int) -> None:
-        self.total += n
-        if status in UNAVAILABLE:
-            self.unavailable += n
-        if status in REPORTED_STATUSES:
-            self.by_status[status] = self.by_status.get(status, 0) + n
+    def add(self, row) -> None:
+        """Add a (total, unavailable, 404, 502, 503, 504) row of sums (None for no rows)."""
+        total, unavailable, s404, s502, s503, s504 = (n or 0 for n in row)
+        self.total += total
+        self.unavailable += unavailable
+        self.s404 += s404
+        self.s502 += s502
+        self.s503 += s503
+        self.s504 += s504
 
 
 def _plan_partial(a: int, b: int, day_lo: int, day_hi: int, minute_from, hour_from):
@@ -80,67 +81,108 @@ def _plan_partial(a: int, b: int, day_lo: int, day_hi: int, minute_from, hour_fr
     return minutes, [(ha, hb)]
 
 
-def window_tallies(*, endpoint_id: int, start: dt.datetime, end: dt.datetime) -> dict[dt.date, DayTally]:
-    """Per TIME_ZONE day (every day of the window, oldest first), the calls with start ≤ t ≤ end, to the minute."""
-    m0, m1 = epoch_minute(start), epoch_minute(end) + 1  # minute buckets [m0, m1)
-    d0, d1 = validity.local_date(start), validity.local_date(end)
-    tallies = {}
-    day = d0
-    while day <= d1:
-        tallies[day] = DayTally(by_status={})
-        day += dt.timedelta(days=1)
-    minute_from, hour_from = _marks()
-    full_days = set(tallies)
-    minute_ranges: list[tuple[dt.date, int, int]] = []
-    hour_ranges: list[tuple[dt.date, int, int]] = []
-    for day in {d0, d1}:
+# One row shape for every part of the answer: (tag, day, total, unavailable, 404, 502, 503, 504).
+_SUMS = 'CAST(SUM("count") AS bigint), ' + ", ".join(
+    f'CAST(SUM("count") FILTER (WHERE status {cond}) AS bigint)'
+    for cond in ("IN (500, 502, 503, 504)", *(f"= {s}" for s in REPORTED_STATUSES))
+)
+_ENDPOINT = "(SELECT id FROM tokens_endpoint WHERE path = %s)"
+_TAG_DAY, _TAG_WEEK, _TAG_MINUTE_MARK, _TAG_HOUR_MARK = -4, -1, -2, -3  # candidate ranges: 0, 1, ...
+_DAYS_SQL = (
+    f"SELECT {_TAG_DAY}, day, {_SUMS} FROM availability_daycounter"  # noqa: S608 (constants only)
+    f" WHERE endpoint_id = {_ENDPOINT} AND day >= %s AND day <= %s GROUP BY day"
+)
+_WEEK_SQL = (
+    f"SELECT {_TAG_WEEK}, NULL, {_SUMS} FROM availability_daycounter"  # noqa: S608
+    f" WHERE endpoint_id = {_ENDPOINT} AND day >= %s AND day < %s"
+)
+_MARKS_SQL = (
+    f"SELECT CASE resolution WHEN 'minute' THEN {_TAG_MINUTE_MARK} ELSE {_TAG_HOUR_MARK} END, NULL, complete_from,"  # noqa: S608
+    " NULL, NULL, NULL, NULL, NULL FROM availability_retentionmark"
+)
+_RANGE_SQL = {
+    table: "SELECT {tag}, NULL, " + _SUMS + f" FROM availability_{table}counter"  # noqa: S608
+    f" WHERE endpoint_id = {_ENDPOINT} AND {table} >= %s AND {table} < %s"
+    for table in ("minute", "hour")
+}
+
+
+def provider_availabilities(*, endpoint: str, start: dt.datetime, now: dt.datetime) -> dict:
+    """CONTRACT §5 answer for the calls with start ≤ t ≤ now, to the minute, in ONE query whatever the period.
+
+    Full TIME_ZONE days come from the day counters (one summed row per day), the partial first and last days from
+    hour counters plus minute counters at their edges. Which of those is exact depends on the retention marks
+    (rows pruned by the rollup), read by the same query: the query sums every candidate range of the edge days
+    (a few small index range scans) and the marks then pick the plan.
+    """
+    m0, m1 = epoch_minute(start), epoch_minute(now) + 1  # minute buckets [m0, m1)
+    d0, d1 = validity.local_date(start), validity.local_date(now)
+    today = d1
+    # Edge days: the candidate plans for every state of the marks (see _plan_partial).
+    edges = []  # (day, a, b, lo, hi)
+    ranges: dict[tuple[str, int, int], int] = {}
+    for day in sorted({d0, d1}):
         lo, hi = day_start_minute(day), day_start_minute(day + dt.timedelta(days=1))
         a, b = max(m0, lo), min(m1, hi)
         if (a, b) == (lo, hi):
             continue
+        edges.append((day, a, b, lo, hi))
+        for minute_from in (None, b, b + 1):
+            minutes, hours = _plan_partial(a, b, lo, hi, minute_from, None)
+            for key in [("minute", x, y) for x, y in minutes] + [("hour", x, y) for x, y in hours]:
+                ranges.setdefault(key, len(ranges))
+    parts = [_DAYS_SQL, _WEEK_SQL, _MARKS_SQL]
+    params: list = [endpoint, d0, d1, endpoint, today - dt.timedelta(days=7), today]
+    for (table, x, y), tag in ranges.items():
+        parts.append(_RANGE_SQL[table].format(tag=tag))
+        params += [endpoint, x, y]
+    with connection.cursor() as cursor:
+        cursor.execute(" UNION ALL ".join(parts), params)
+        rows = cursor.fetchall()
+
+    by_day: dict[dt.date, tuple] = {}
+    sums: dict[int, tuple] = {}  # tag -> row: candidate ranges, the week and the marks
+    for tag, day, *row in rows:
+        if tag == _TAG_DAY:
+            by_day[day if type(day) is dt.date else dt.date.fromisoformat(day)] = row  # SQLite: text
+        else:
+            sums[tag] = row
+    minute_from = sums[_TAG_MINUTE_MARK][0] if _TAG_MINUTE_MARK in sums else None
+    hour_from = sums[_TAG_HOUR_MARK][0] if _TAG_HOUR_MARK in sums else None
+    for day, a, b, lo, hi in edges:
         plan = _plan_partial(a, b, lo, hi, minute_from, hour_from)
         if plan is None:
-            continue
-        full_days.discard(day)
-        minute_ranges += [(day, x, y) for x, y in plan[0]]
-        hour_ranges += [(day, x, y) for x, y in plan[1]]
-    if full_days:
-        for day, total, unavailable, *reported in _day_rows(endpoint_id, min(full_days), max(full_days)):
-            if day in full_days:
-                tally = tallies[day]
-                tally.total += total
-                tally.unavailable += unavailable
-                for status, n in zip(REPORTED_STATUSES, reported, strict=True):
-                    if n:
-                        tally.by_status[status] = tally.by_status.get(status, 0) + n
-    for model, column, ranges in (
-        (MinuteCounter, "minute", minute_ranges),
-        (HourCounter, "hour", hour_ranges),
-    ):
-        for day, x, y in ranges:
-            rows = (
-                model.objects.filter(endpoint_id=endpoint_id, **{f"{column}__gte": x, f"{column}__lt": y})
-                .values_list("status")
-                .annotate(n=Sum("count"))
-                .order_by()
-            )
-            for status, n in rows:
-                tallies[day].add(status, n)
-    return tallies
+            continue  # the whole day's row counts
+        tally = DayTally()
+        for x, y in plan[0]:
+            tally.add(sums[ranges["minute", x, y]])
+        for x, y in plan[1]:
+            tally.add(sums[ranges["hour", x, y]])
+        by_day[day] = (tally.total, tally.unavailable, tally.s404, tally.s502, tally.s503, tally.s504)
 
-
-def _day_rows(endpoint_id: int, first: dt.date, last: dt.date):
-    """(day, total, unavailable, 404, 502, 503, 504) per day with calls in [first, last]: one row per day."""
-    return (
-        DayCounter.objects.filter(endpoint_id=endpoint_id, day__gte=first, day__lte=last)
-        .values_list("day")
-        .annotate(
-            total=Sum("count"),
-            unavailable=Coalesce(Sum("count", filter=Q(status__in=UNAVAILABLE)), 0),
-            **{f"s{s}": Coalesce(Sum("count", filter=Q(status=s)), 0) for s in REPORTED_STATUSES},
-        )
-        .order_by()
-    )
+    days = {}
+    total = unavailable = 0
+    zero = (0, 0, 0, 0, 0, 0)
+    for ordinal in range(d0.toordinal(), d1.toordinal() + 1):
+        day = dt.date.fromordinal(ordinal)
+        t, u, s404, s502, s503, s504 = by_day.get(day, zero)
+        u = u or 0  # FILTER sums are NULL when the day has no such call
+        days[day.isoformat()] = {
+            "total": t,
+            "404": s404 or 0,
+            "502": s502 or 0,
+            "503": s503 or 0,
+            "504": s504 or 0,
+        }
+        total += t
+        unavailable += u
+    week = sums[_TAG_WEEK]
+    return {
+        "endpoint": endpoint,
+        "days_availability": days,
+        "total_availability": availability(total, unavailable),
+        "last_week_availability": availability(week[0] or 0, week[1] or 0),
+    }
 
 
 def availability(total: int, unavailable: int) -> float | None:
@@ -151,30 +193,6 @@ def availability(total: int, unavailable: int) -> float | None:
     return hundredths / 100  # the nearest double to an exact 2-decimal value: serialises as written
 
 
-def provider_availabilities(*, endpoint: str, start: dt.datetime, now: dt.datetime) -> dict:
-    endpoint_id = endpoint_ids()[endpoint]
-    tallies = window_tallies(endpoint_id=endpoint_id, start=start, end=now)
-    days = {}
-    total = unavailable = 0
-    for day, tally in tallies.items():
-        days[day.isoformat()] = {
-            "total": tally.total,
-            **{str(s): tally.by_status.get(s, 0) for s in REPORTED_STATUSES},
-        }
-        total += tally.total
-        unavailable += tally.unavailable
-    today = validity.local_date(now)
-    week = DayCounter.objects.filter(
-        endpoint_id=endpoint_id, day__gte=today - dt.timedelta(days=7), day__lt=today
-    ).aggregate(total=Sum("count"), unavailable=Sum("count", filter=Q(status__in=UNAVAILABLE)))
-    return {
-        "endpoint": endpoint,
-        "days_availability": days,
-        "total_availability": availability(total, unavailable),
-        "last_week_availability": availability(week["total"] or 0, week["unavailable"] or 0),
-    }
-
-
 def current_status(*, now: dt.datetime | None = None) -> list[dict]:
     """UP / DOWN / UNKNOWN per endpoint from the minute counters of the last AVAILABILITY_STATUS_WINDOW_MINUTES.
 
@@ -183,8 +201,11 @@ def current_status(*, now: dt.datetime | None = None) -> list[dict]:
     now = now or timezone.now()
     window = settings.AVAILABILITY_STATUS_WINDOW_MINUTES
     last = epoch_minute(now)
-    rows = (
-        MinuteCounter.objects.filter(minute__gt=last - window, minute__lte=last)
+    endpoints = list(Endpoint.objects.filter(path__in=ENDPOINT_PATHS).order_by("path"))
+    rows = (  # endpoint by endpoint along the primary key (endpoint, minute, status)
+        MinuteCounter.objects.filter(
+            endpoint_id__in=[e.id for e in endpoints], minute__gt=last - window, minute__lte=last
+        )
         .values_list("endpoint_id")
         .annotate(total=Sum("count"), unavailable=Sum("count", filter=Q(status__in=UNAVAILABLE)))
         .order_by()
@@ -196,7 +217,7 @@ def current_status(*, now: dt.datetime | None = None) -> list[dict]:
         if endpoint_id is not None:
             ongoing[endpoint_id].append(incident_id)
     result = []
-    for endpoint in Endpoint.objects.filter(path__in=ENDPOINT_PATHS).order_by("path"):
+    for endpoint in endpoints:
         total, unavailable = counts.get(endpoint.id, (0, 0))
         if total == 0:
             state = "UNKNOWN"

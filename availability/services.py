@@ -13,6 +13,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from tokens import validity
+from tokens.models import Endpoint
 
 from .models import DayCounter, EndpointActivity, HourCounter, MinuteCounter, RetentionMark
 from .selectors import endpoint_ids
@@ -229,6 +230,11 @@ def counters_add(*, counts: dict[MinuteKey, int], last_calls: dict[int, float] |
             time.sleep(0.05 * (attempt + 1))
 
 
+def _array(values) -> str:
+    """A PostgreSQL array literal of integers or dates: one text parameter instead of a list adapted item by item."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 def _upsert(model, column: str, pg_type: str, counts: dict) -> None:
     if not counts:
         return
@@ -236,13 +242,18 @@ def _upsert(model, column: str, pg_type: str, counts: dict) -> None:
     rows = sorted(counts.items())
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cols = list(zip(*((e, b, s, n) for (e, b, s), n in rows), strict=True))
+            keys = [k for k, _ in rows]
             cursor.execute(
                 f"""INSERT INTO {table} (endpoint_id, {column}, status, "count")
-                SELECT * FROM unnest(%s::bigint[], %s::{pg_type}[], %s::smallint[], %s::bigint[]) ORDER BY 1, 2, 3
+                SELECT * FROM unnest(%s::bigint[], %s::{pg_type}[], %s::smallint[], %s::bigint[])
                 ON CONFLICT (endpoint_id, {column}, status)
                 DO UPDATE SET "count" = {table}."count" + EXCLUDED."count" """,  # noqa: S608 (identifiers are ours)
-                [list(c) for c in cols],
+                [
+                    _array(k[0] for k in keys),
+                    _array(k[1] for k in keys),
+                    _array(k[2] for k in keys),
+                    _array(n for _, n in rows),
+                ],
             )
         else:
             adapt = connection.ops.adapt_datefield_value if pg_type == "date" else (lambda v: v)
@@ -270,20 +281,20 @@ def _touch_activity(last_calls: dict[int, float]) -> None:
         )
 
 
-def counters_rollup(*, now: dt.datetime | None = None, batch: int = 50_000) -> dict[str, int]:
+def counters_rollup(*, now: dt.datetime | None = None) -> dict[str, int]:
     """Drop minute and hour counters beyond their retention; the coarser counters already hold their sums.
 
-    Records first how far back each resolution stays complete (RetentionMark), then deletes in batches, so that a
-    reader never uses a resolution where rows are missing. Safe to run twice or concurrently.
+    Records first how far back each resolution stays complete (RetentionMark), then deletes per endpoint, oldest
+    first, a day (minutes) or a week (hours) of buckets per statement, so that a reader never uses a resolution where rows are missing. Safe to run twice or concurrently.
     """
     now = now or timezone.now()
     epoch_minute = int(now.timestamp() // 60)
     minute_from = epoch_minute - settings.AVAILABILITY_MINUTE_RETENTION_DAYS * 1440
     hour_from = epoch_minute // 60 - settings.AVAILABILITY_HOUR_RETENTION_DAYS * 24
     deleted = {}
-    for resolution, model, column, cutoff in (
-        (RetentionMark.Resolution.MINUTE, MinuteCounter, "minute", minute_from),
-        (RetentionMark.Resolution.HOUR, HourCounter, "hour", hour_from),
+    for resolution, model, column, cutoff, step in (
+        (RetentionMark.Resolution.MINUTE, MinuteCounter, "minute", minute_from, 1440),
+        (RetentionMark.Resolution.HOUR, HourCounter, "hour", hour_from, 24 * 7),
     ):
         with transaction.atomic():
             mark, created = RetentionMark.objects.select_for_update().get_or_create(
@@ -293,11 +304,12 @@ def counters_rollup(*, now: dt.datetime | None = None, batch: int = 50_000) -> d
                 mark.complete_from = cutoff
                 mark.save(update_fields=["complete_from", "updated_at"])
         total = 0
-        while True:
-            ids = list(model.objects.filter(**{f"{column}__lt": cutoff}).values_list("pk", flat=True)[:batch])
-            if not ids:
-                break
-            total += model.objects.filter(pk__in=ids).delete()[0]
+        for endpoint_id in Endpoint.objects.values_list("id", flat=True):
+            # Oldest first, `step` buckets per statement (its own short transaction), along the primary key.
+            rows = model.objects.filter(endpoint_id=endpoint_id)
+            oldest = rows.order_by(column).values_list(column, flat=True)
+            while (first := oldest.first()) is not None and first < cutoff:
+                total += rows.filter(**{f"{column}__lt": min(first + step, cutoff)}).delete()[0]
         deleted[column] = total
     return deleted
 
