@@ -1,24 +1,47 @@
 """The production topology on loopback: PostgreSQL, Redis, an SMTP sink, gunicorn (2 workers), two Celery workers and
 one beat, each a separate process with production settings (DEBUG off, whitenoise static files, JSON logs)."""
 
+import atexit
 import contextlib
+import csv
+import datetime as dt
 import email
+import email.parser
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from scripts.with_services import ROOT, Services, free_port, wait_port
 
 PY = sys.executable
+TIME_ZONE = ZoneInfo(os.environ.get("TIME_ZONE", "Europe/Paris"))
+
+
+def today() -> dt.date:
+    return dt.datetime.now(TIME_ZONE).date()
+
+
+def issued_on_for(days_left: int) -> dt.date:
+    """An issue day whose 18-month expiry falls `days_left` days from today (a day or two later at month ends)."""
+    target = today() + dt.timedelta(days=days_left)
+    months = target.year * 12 + target.month - 1 - 18
+    first = dt.date(months // 12, months % 12 + 1, 1)
+    return first + dt.timedelta(days=target.day - 1)
 
 
 class Topology:
+    # collectstatic (compressed manifest) takes ~10 s: it runs once per test process, later topologies reuse it.
+    _static_root: Path | None = None
+
     def __init__(
         self, *, beat_interval: float | None = None, extra_env: dict[str, str] | None = None
     ) -> None:
@@ -46,6 +69,10 @@ class Topology:
         return self.services.base
 
     @property
+    def static_root(self) -> Path:
+        return self._shared_static_root()
+
+    @property
     def maildir(self) -> Path:
         return self.base / "maildir"
 
@@ -61,7 +88,7 @@ class Topology:
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "SITE_URL": f"http://127.0.0.1:{self.web_port}",
             "EMAIL_URL": f"smtp://127.0.0.1:{self.smtp_port}",
-            "STATIC_ROOT": str(self.base / "static"),
+            "STATIC_ROOT": str(self._shared_static_root()),
             "STATICFILES_BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage",
             "WHITENOISE_USE_FINDERS": "0",
             "LOG_FORMAT": "json",
@@ -72,7 +99,8 @@ class Topology:
         if self.beat_interval:
             self.env["REMINDER_SWEEP_INTERVAL_SECONDS"] = str(self.beat_interval)
         self.manage("migrate", "--noinput", "-v0")
-        self.manage("collectstatic", "--noinput", "-v0")
+        if not (Path(self.env["STATIC_ROOT"]) / "staticfiles.json").exists():
+            self.manage("collectstatic", "--noinput", "-v0")
         self.start_smtp()
         self.spawn(
             "web",
@@ -87,6 +115,15 @@ class Topology:
         for name in list(self.procs):
             self.kill(name, signal.SIGTERM)
         self.services.stop()
+
+    @classmethod
+    def _shared_static_root(cls) -> Path:
+        if cls._static_root is None:
+            run_dir = ROOT / "var" / "services"
+            run_dir.mkdir(parents=True, exist_ok=True)
+            cls._static_root = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-static-", dir=run_dir))
+            atexit.register(shutil.rmtree, cls._static_root, ignore_errors=True)
+        return cls._static_root
 
     # --- processes ------------------------------------------------------------------------------------------------
     def manage(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
@@ -105,10 +142,15 @@ class Topology:
             )
         return result
 
-    def spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
+    def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.base / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the process's life
         proc = subprocess.Popen(
-            cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            env={**self.env, **(env or {})},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.procs[name] = proc
         return proc
@@ -126,7 +168,9 @@ class Topology:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
-    def start_worker(self, name: str, concurrency: int = 2) -> subprocess.Popen:
+    def start_worker(
+        self, name: str, concurrency: int = 2, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         return self.spawn(
             name,
             [
@@ -143,9 +187,10 @@ class Topology:
                 "--without-gossip",
                 "--without-mingle",
             ],
+            env=env,
         )
 
-    def start_beat(self, name: str = "beat") -> subprocess.Popen:
+    def start_beat(self, name: str = "beat", env: dict[str, str] | None = None) -> subprocess.Popen:
         return self.spawn(
             name,
             [
@@ -159,6 +204,7 @@ class Topology:
                 "--schedule",
                 str(self.base / f"{name}-schedule"),
             ],
+            env=env,
         )
 
     def start_smtp(self) -> None:
@@ -198,15 +244,16 @@ class Topology:
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
+        last = b""
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                status, _, _ = self.get("/readyz", timeout=2)
+                status, _, last = self.get("/readyz", timeout=2)
                 if status == 200:
                     return
             if self.procs["web"].poll() is not None:
                 raise RuntimeError("gunicorn exited:\n" + self.log("web")[-3000:])
             time.sleep(0.2)
-        raise RuntimeError("web never became ready:\n" + self.log("web")[-3000:])
+        raise RuntimeError(f"web never became ready ({last[:300]!r}):\n" + self.log("web")[-3000:])
 
     def log(self, name: str) -> str:
         path = self.base / f"{name}.log"
@@ -234,3 +281,63 @@ class Topology:
                 return value
             time.sleep(interval)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def headers(
+        self, names=("Message-ID", "X-Token-Id", "X-Reminder-Threshold", "X-Reminder-Route")
+    ) -> list[dict]:
+        """The named headers of every message in the sink, with the file's mtime (when the sink stored it)."""
+        if not self.maildir.exists():
+            return []
+        parser = email.parser.BytesHeaderParser()
+        out = []
+        for path in self.maildir.glob("*.eml"):
+            with path.open("rb") as f:
+                message = parser.parse(f)
+            out.append({**{n: message[n] for n in names}, "stored_at": path.stat().st_mtime})
+        return out
+
+    def mail_count(self) -> int:
+        return sum(1 for _ in self.maildir.glob("*.eml")) if self.maildir.exists() else 0
+
+    def import_due_tokens(self, count: int, *, days_left: int = 10, siret: str = "13002526500013") -> None:
+        """`count` tokens (one distinct contact each) expiring in about `days_left` days, through import_tokens."""
+        issued_on = issued_on_for(days_left)
+        path = self.base / f"import-{time.monotonic_ns()}.csv"
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(
+                ["siret", "name", "label", "privileges", "issued_at", "origin", "contacts", "secret"]
+            )
+            for i in range(count):
+                at = dt.datetime.combine(issued_on, dt.time(12, 0)) + dt.timedelta(seconds=i)
+                writer.writerow(
+                    [
+                        siret,
+                        "DINUM",
+                        f"{path.stem} {i}",
+                        "entreprises",
+                        at.isoformat(),
+                        "api_gouv",
+                        f"holder{i}@e2e.example",
+                        "",
+                    ]
+                )
+        self.manage("import_tokens", str(path))
+
+    def ledger(self) -> list[dict]:
+        """Every reminder row with its token's public id."""
+        rows = self.sql(
+            "SELECT t.public_id, r.threshold, r.status, r.attempts, "
+            "coalesce(extract(epoch FROM r.sent_at)::text, ''), r.message_id "
+            "FROM notifications_reminder r JOIN tokens_token t ON t.id = r.token_id"
+        )
+        keys = ("token", "threshold", "status", "attempts", "sent_at", "message_id")
+        return [
+            {**dict(zip(keys, row, strict=True)), "sent_at": float(row[4]) if row[4] else None}
+            for row in rows
+        ]
+
+    def celery_send(self, task: str, count: int = 1) -> None:
+        """Publish `task` `count` times on the broker, from outside (a manage.py shell)."""
+        code = f"from tokenmgr.celery import app\nfor _ in range({count}): app.send_task({task!r})"
+        self.manage("shell", "-c", code)
