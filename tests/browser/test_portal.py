@@ -104,7 +104,7 @@ def login(page, live_server, username):
     assert "/connexion/" in page.url
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
-    page.click("main button[type=submit]")
+    page.click("form[action='/connexion/'] button[type=submit]")
 
 
 def test_dashboard_token_decline_and_revoke(page, live_server, integrator):
