@@ -26,7 +26,12 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import BadHeaderError, EmailMultiAlternatives
-from django.core.mail.message import DNS_NAME, RFC5322_EMAIL_LINE_LENGTH_LIMIT, forbid_multi_line_headers
+from django.core.mail.message import (
+    DNS_NAME,
+    RFC5322_EMAIL_LINE_LENGTH_LIMIT,
+    forbid_multi_line_headers,
+    sanitize_address,
+)
 from django.dispatch import receiver
 from django.template.loader import select_template
 from django.test.signals import setting_changed
@@ -248,13 +253,13 @@ class ReminderMessage(EmailMultiAlternatives):
             ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
             ("MIME-Version", "1.0"),
             ("Subject", self.subject),
-            ("From", self.extra_headers.get("From", self.from_email)),
-            ("To", ", ".join(str(v) for v in self.to)),
+            ("From", [self.extra_headers.get("From", self.from_email)]),
+            ("To", self.to),
         ]
         if self.cc:
-            headers.append(("Cc", ", ".join(str(v) for v in self.cc)))
+            headers.append(("Cc", self.cc))
         if self.reply_to:
-            headers.append(("Reply-To", ", ".join(str(v) for v in self.reply_to)))
+            headers.append(("Reply-To", self.reply_to))
         if "date" not in header_names:
             headers.append(("Date", formatdate(localtime=settings.EMAIL_USE_LOCALTIME)))
         if "message-id" not in header_names:
@@ -270,8 +275,23 @@ class ReminderMessage(EmailMultiAlternatives):
         return out.encode("utf-8", "surrogateescape")
 
 
-def _header_line(name: str, value: str, encoding: str) -> str:
+def header_address(addr: str, encoding: str) -> str:
+    """sanitize_address(addr, encoding), without the email parser for plain ASCII addr-specs (returned as they are,
+    which is what sanitize_address returns for them)."""
+    if isinstance(addr, str) and _PLAIN_ADDRESS.fullmatch(addr):
+        return addr
+    return _sanitize_address(addr, encoding)
+
+
+@functools.lru_cache(maxsize=64)
+def _sanitize_address(addr, encoding: str) -> str:
+    return sanitize_address(addr, encoding)
+
+
+def _header_line(name: str, value: str | list, encoding: str) -> str:
     """One header as Django's SafeMIME sets it (RFC 2047 words, sanitized addresses), folded at spaces."""
+    if isinstance(value, list):  # addresses
+        return _fold(f"{name}: " + ", ".join(header_address(addr, encoding) for addr in value))
     if name == "Subject" and encoding.lower().replace("_", "-") == "utf-8" and not str(value).isascii():
         if "\n" in value or "\r" in value:
             raise BadHeaderError(f"Header values can't contain newlines (got {value!r} for header {name!r})")
@@ -285,6 +305,8 @@ def _header_line(name: str, value: str, encoding: str) -> str:
     return _fold(f"{name}: {value}")
 
 
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 _Q_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!*+-/")
 

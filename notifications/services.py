@@ -9,13 +9,13 @@ import contextlib
 import datetime as dt
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import get_connection
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
-from django.core.mail.message import sanitize_address
 from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.db.models import (
@@ -354,12 +354,58 @@ def _send(conn, message: emails.ReminderMessage) -> None:
     if isinstance(conn, SMTPBackend) and conn.connection is not None:
         encoding = message.encoding or settings.DEFAULT_CHARSET
         conn.connection.sendmail(
-            sanitize_address(message.from_email, encoding),
-            [sanitize_address(addr, encoding) for addr in message.recipients()],
+            emails.header_address(message.from_email, encoding),
+            [emails.header_address(addr, encoding) for addr in message.recipients()],
             message.wire_bytes(),
         )
     elif not conn.send_messages([message]):
         raise RuntimeError("the mail backend accepted no message")
+
+
+def _open_connections(conn, messages: int) -> tuple[list, list, str]:
+    """The batch's connections: `conn`, plus up to REMINDER_SMTP_CONNECTIONS - 1 more on the SMTP backend (the
+    relay's round trips then overlap); those this call opened (to close after the batch); or the error when `conn`
+    cannot be opened."""
+    if not messages:
+        return [], [], ""
+    try:
+        opened = conn.open() is not False  # False: it was already open (not ours to close)
+    except Exception as exc:
+        return [], [], f"{type(exc).__name__}: {exc}"
+    conns = [conn]
+    if isinstance(conn, SMTPBackend):
+        for _ in range(min(settings.REMINDER_SMTP_CONNECTIONS, messages) - 1):
+            extra = get_connection()
+            try:
+                extra.open()
+            except Exception as exc:  # the batch goes on with the connections it has
+                logger.warning("extra SMTP connection refused: %s: %s", type(exc).__name__, exc)
+                break
+            conns.append(extra)
+    return conns, conns if opened else conns[1:], ""
+
+
+def _send_all(conns: list, messages: list) -> list[tuple[Exception | None, dt.datetime | None]]:
+    """Send `messages` over `conns` (one thread per connection, messages dealt round-robin); per message, the
+    error or the time it was accepted."""
+    outcomes: list = [None] * len(messages)
+
+    def run(k: int) -> None:
+        for i in range(k, len(messages), len(conns)):
+            try:
+                _send(conns[k], messages[i])
+            except Exception as exc:
+                outcomes[i] = (exc, None)
+            else:
+                outcomes[i] = (None, timezone.now())
+
+    if len(conns) <= 1 or len(messages) <= 1:
+        for k in range(len(conns)):
+            run(k)
+    else:
+        with ThreadPoolExecutor(max_workers=len(conns), thread_name_prefix="reminder-smtp") as pool:
+            list(pool.map(run, range(len(conns))))
+    return outcomes
 
 
 def _deliver_batch(reminders: list[Reminder], now: dt.datetime, today: dt.date, conn) -> DeliveryResult:
@@ -392,28 +438,28 @@ def _deliver_batch(reminders: list[Reminder], now: dt.datetime, today: dt.date, 
 
     hooked_clients = clients_with_webhooks({token.client_id for _, token, _, _ in plans})
     users = login_users_for({e.lower() for _, _, rcpt, fb in plans if not fb for e in rcpt})
-    opened = False
-    open_error = ""
-    if plans:
-        try:
-            opened = conn.open() is not False
-        except Exception as exc:  # SMTP down: every row of the batch stays pending, with backoff
-            open_error = f"{type(exc).__name__}: {exc}"
+    conns, to_close, open_error = _open_connections(conn, len(plans))
+    prepared = []
     for reminder, token, recipients, fallback in plans:
         reminder.recipients = recipients
-        if open_error:
+        if open_error:  # SMTP down: every row of the batch stays pending, with backoff
             _record_failure(reminder, open_error, now, result)
             continue
         try:
             message = emails.build_message(
                 _email_data(reminder, token, recipients, fallback, users, today), conn
             )
-            _send(conn, message)
         except Exception as exc:
             _record_failure(reminder, f"{type(exc).__name__}: {exc}", now, result)
             continue
+        prepared.append((reminder, token, message))
+    outcomes = _send_all(conns, [message for _, _, message in prepared])
+    for (reminder, token, message), (error, sent_at) in zip(prepared, outcomes, strict=True):
+        if error is not None:
+            _record_failure(reminder, f"{type(error).__name__}: {error}", now, result)
+            continue
         reminder.status = ReminderStatus.SENT
-        reminder.sent_at = timezone.now()
+        reminder.sent_at = sent_at
         reminder.message_id = message.extra_headers["Message-ID"]
         reminder.attempts += 1
         reminder.last_error = ""
@@ -425,9 +471,9 @@ def _deliver_batch(reminders: list[Reminder], now: dt.datetime, today: dt.date, 
                 payload=reminder_event_payload(reminder, token),
                 dedup_key=f"token.reminder_sent:{reminder.pk}",
             )
-    if opened:
+    for opened in to_close:
         with contextlib.suppress(Exception):  # a failed QUIT does not undo what was accepted
-            conn.close()
+            opened.close()
     for reminder in reminders:
         reminder.updated_at = now
     _save_outcomes(reminders)

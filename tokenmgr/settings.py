@@ -186,6 +186,8 @@ TOKEN_LAST_USED_RESOLUTION = env.int("TOKEN_LAST_USED_RESOLUTION", default=300)
 # Thresholds: REMINDER_DAYS (Domain). Sweep: daily at REMINDER_SWEEP_HOUR in TIME_ZONE (beat entry in tokenmgr/celery.py).
 REMINDER_SWEEP_BATCH = env.int("REMINDER_SWEEP_BATCH", default=2000)
 REMINDER_DELIVERY_BATCH = env.int("REMINDER_DELIVERY_BATCH", default=100)
+# SMTP connections a delivery batch sends over in parallel (threads; the relay's round trips overlap).
+REMINDER_SMTP_CONNECTIONS = env.int("REMINDER_SMTP_CONNECTIONS", default=4)
 # Failed sends retry after base, base*factor, base*factor², … seconds (capped), then become `failed`.
 REMINDER_MAX_ATTEMPTS = env.int("REMINDER_MAX_ATTEMPTS", default=6)
 REMINDER_RETRY_BASE_SECONDS = env.int("REMINDER_RETRY_BASE_SECONDS", default=60)

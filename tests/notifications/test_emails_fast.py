@@ -163,3 +163,86 @@ def test_smtp_refusal_is_an_error():
     backend.connection = Refusing()
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         services._send(backend, emails.build_message(data()))
+
+
+@pytest.mark.parametrize(
+    "addr",
+    [
+        "a@b.c",
+        "Contact0.10@bench.example.org",
+        "o'neil+tag@sub-domain.example.org",
+        "tokenmgr <noreply@tokenmgr.localhost>",
+        "Élodie <elodie@exemple.fr>",
+        "jean@exémple.fr",
+        '"a b"@example.org',
+        "a..b@example.org",
+    ],
+)
+def test_header_address_is_sanitize_address(addr):
+    from django.core.mail.message import sanitize_address
+
+    assert emails.header_address(addr, "utf-8") == sanitize_address(addr, "utf-8")
+
+
+class CountingBackend(EmailBackend):
+    """Django's SMTP backend on a recording connection (no network): counts opens and sends per instance."""
+
+    instances: list = []
+    refuse_after = 99
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sent_here = []
+        CountingBackend.instances.append(self)
+
+    def open(self):
+        if len(CountingBackend.instances) > CountingBackend.refuse_after:
+            raise ConnectionRefusedError(111, "no more")
+        if self.connection is not None:
+            return False
+        self.connection = RecordingSMTP()
+        return True
+
+    def close(self):
+        if self.connection is not None:
+            self.sent_here.extend(self.connection.sent)
+        self.connection = None
+
+
+@pytest.mark.parametrize(("connections", "refuse_after", "expected"), [(4, 99, 4), (1, 99, 1), (4, 2, 2)])
+def test_a_batch_is_sent_over_several_connections(settings, connections, refuse_after, expected):
+    settings.EMAIL_BACKEND = f"{__name__}.CountingBackend"
+    settings.REMINDER_SMTP_CONNECTIONS = connections
+    CountingBackend.instances, CountingBackend.refuse_after = [], refuse_after
+    from django.core.mail import get_connection
+
+    conn = get_connection()
+    conns, to_close, error = services._open_connections(conn, 10)
+    assert error == "" and len(conns) == expected and to_close == conns
+    messages = [emails.build_message(data(token_public_id=str(i))) for i in range(10)]
+    outcomes = services._send_all(conns, messages)
+    assert [e for e, _ in outcomes] == [None] * 10 and all(at for _, at in outcomes)
+    for c in conns:
+        c.close()
+    sent = [m for c in conns for m in c.sent_here]
+    assert len(sent) == 10 and all(len(c.sent_here) >= 10 // expected for c in conns)
+    ids = sorted(parsed(raw)[1][-2][1] for _, _, raw in sent if parsed(raw)[1][-2][0] == "X-Token-Id")
+    assert ids == sorted(str(i) for i in range(10))
+
+
+def test_one_failing_message_does_not_fail_the_others():
+    class Flaky(RecordingSMTP):
+        def sendmail(self, from_addr, to_addrs, msg):
+            if b"X-Token-Id: 3\r\n" in msg:
+                raise smtplib.SMTPDataError(554, b"rejected")
+            return super().sendmail(from_addr, to_addrs, msg)
+
+    conns = []
+    for _ in range(3):
+        backend = EmailBackend(host="127.0.0.1", port=1)
+        backend.connection = Flaky()
+        conns.append(backend)
+    messages = [emails.build_message(data(token_public_id=str(i))) for i in range(7)]
+    errors = [type(e).__name__ if e else None for e, _ in services._send_all(conns, messages)]
+    assert errors == [None, None, None, "SMTPDataError", None, None, None]
+    assert sum(len(c.connection.sent) for c in conns) == 6
