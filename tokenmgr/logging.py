@@ -5,8 +5,9 @@ import json
 import logging
 import re
 
-# `token=` in a query string (any case, URL-encoded or not) and Bearer credentials.
-_TOKEN_QUERY = re.compile(r"(?i)((?:^|[?&;\s\"'])(?:access_)?token=)[^&\s\"']*")
+# `token=` (API secrets, login links) and `sesame=` (reminder links: a still-valid login) in a query string,
+# any case, URL-encoded or not; and Bearer credentials.
+_TOKEN_QUERY = re.compile(r"(?i)((?:^|[?&;\s\"'])(?:access_token|token|sesame)=)[^&\s\"']*")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"']+")
 _SECRET = re.compile(r"tkm_[A-Za-z0-9_-]{10,}")
 REDACTED = "[REDACTED]"

@@ -14,6 +14,8 @@ SECRET = "tkm_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_abcd"
         ('"GET /v2/privileges?token=legacy.jwt.value&x=1 HTTP/1.1" 401 10', "legacy.jwt.value"),
         ('"GET /v2/privileges?a=1&TOKEN=abc123legacy HTTP/1.1" 401 10', "abc123legacy"),
         ("Authorization: Bearer legacy-opaque-value", "legacy-opaque-value"),
+        ('"GET /jetons/3f1c/renouveler/?sesame=AAAAAQxyzSIGNATURE HTTP/1.1" 200 9', "AAAAAQxyzSIGNATURE"),
+        ('"POST /connexion/lien/?next=/&token=loginlinkvalue HTTP/1.1" 302 0', "loginlinkvalue"),
         (f"something mentions {SECRET} in passing", SECRET),
     ],
 )
