@@ -8,7 +8,10 @@ Builds BENCH_REMINDER_TOKENS tokens (default 1,000,000) with INSERT … SELECT g
 state). Then it times, on the same warm database:
 - baseline: one raw SQL SELECT of exactly the rows due on D (rule of CONTRACT §2, anti-join on the ledger);
 - the sweep of D (reminders_sweep: keyset batches, rule in SQL, INSERT … ON CONFLICT DO NOTHING), its query count;
-- delivery of what it queued to an aiosmtpd sink running in another process (mails/s).
+- delivery of what it queued to an aiosmtpd sink running in another process (mails/s), by
+  BENCH_DELIVERY_WORKERS processes (default 2, as the 2 Celery workers of production) each running
+  reminders_deliver (SKIP LOCKED shares the rows) with REMINDER_SMTP_CONNECTIONS connections; the CPU time of the
+  senders and of the sink per mail. BENCH_PROFILE=1: one process under pyinstrument.
 """
 
 import datetime as dt
@@ -165,9 +168,16 @@ def baseline_sql() -> tuple[str, list]:
         f"CROSS JOIN LATERAL (SELECT {case} AS th) d "
         "WHERE t.revoked_at IS NULL AND t.renewed_by_id IS NULL AND t.expires_at >= %s AND t.expires_at < %s "
         "AND NOT EXISTS (SELECT 1 FROM notifications_reminder r WHERE r.token_id = t.id "
-        "AND r.expires_at = t.expires_at AND r.threshold <= d.th AND r.status IN ('pending', 'sent'))"
+        "AND r.expires_at = t.expires_at AND r.threshold <= d.th AND r.status IN ('pending', 'sent')) "
+        "AND NOT EXISTS (SELECT 1 FROM portal_reminderoptout o WHERE o.token_id = t.id)"
     )
     return sql, [*bounds, validity.start_of_day(DAY + dt.timedelta(days=1)), bounds[-1]]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _deliver_in_child(_):
@@ -227,12 +237,20 @@ def run() -> list[Row]:
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
     settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
     profiler = None
-    if os.environ.get("BENCH_PROFILE"):
-        import cProfile
+    if os.environ.get("BENCH_PROFILE"):  # one process, pyinstrument's tree on stderr
+        from pyinstrument import Profiler
 
-        profiler = cProfile.Profile()
-        profiler.enable()
+        profiler = Profiler(interval=0.0005)
+        profiler.start()
     workers = int(os.environ.get("BENCH_DELIVERY_WORKERS", "2"))
+    log(
+        f"delivery: {workers} worker process(es) x {settings.REMINDER_SMTP_CONNECTIONS} SMTP connections, "
+        f"batches of {settings.REMINDER_DELIVERY_BATCH}; load average {os.getloadavg()[0]:.1f}"
+    )
+    import resource
+
+    sink_cpu = _cpu_seconds(sink.pid)
+    own_cpu = sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime for who in (0, -1))
     t = time.perf_counter()
     if workers > 1 and not profiler:
         # Several delivery workers at once, as several Celery workers would (SKIP LOCKED shares the rows).
@@ -249,11 +267,17 @@ def run() -> list[Row]:
     else:
         delivery = services.reminders_deliver(today=DAY)
     deliver_s = time.perf_counter() - t
+    sink_cpu = _cpu_seconds(sink.pid) - sink_cpu
+    own_cpu = (
+        sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime for who in (0, -1)) - own_cpu
+    )
+    log(
+        f"delivery CPU: {own_cpu:.2f}s in the delivering processes, {sink_cpu:.2f}s in the SMTP sink "
+        f"(PostgreSQL not counted); load average {os.getloadavg()[0]:.1f}"
+    )
     if profiler:
-        profiler.disable()
-        import pstats
-
-        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(35)
+        profiler.stop()
+        sys.stderr.write(profiler.output_text(unicode=True, show_all=False))
     sink.terminate()
     received = int(sink.communicate(timeout=30)[0].strip().splitlines()[-1])
     log(
@@ -280,11 +304,13 @@ def run() -> list[Row]:
         Row("reminders: sweep queries", len(queries)),
         Row("reminders: rows queued", result.queued, baseline=len(due)),
         Row(
-            "reminders: delivery to SMTP",
+            f"reminders: delivery to SMTP ({workers} proc x {settings.REMINDER_SMTP_CONNECTIONS} conn)",
             delivery.sent / deliver_s,
             target=TARGET_MAILS_PER_S,
             unit="mails/s",
         ),
+        Row("reminders: delivery CPU per mail, senders", own_cpu / delivery.sent * 1000, unit="ms"),
+        Row("reminders: delivery CPU per mail, SMTP sink", sink_cpu / delivery.sent * 1000, unit="ms"),
     ]
 
 

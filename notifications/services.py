@@ -110,21 +110,35 @@ def due_tokens(*, today: dt.date):
 
 
 def _insert_pending(rows: list[tuple[int, dt.datetime, int, str]], now: dt.datetime) -> int:
-    """INSERT … ON CONFLICT DO NOTHING RETURNING id: the constraint arbitrates concurrent sweeps; returns rows inserted."""
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id: the constraint arbitrates concurrent sweeps; returns rows inserted.
+
+    The rows travel as four arrays (unnest), whatever their number: no parameter limit, little to parse.
+    """
     if not rows:
         return 0
     table = connection.ops.quote_name(Reminder._meta.db_table)
-    values = ", ".join(["(%s, %s, %s, %s, 'pending', 0, '', %s, '', '[]', %s, %s)"] * len(rows))
-    params: list = []
-    for token_id, expires_at, threshold, route in rows:
-        params += [token_id, threshold, expires_at, route, now, now, now]
     columns = (
         "token_id, threshold, expires_at, route, status, attempts, last_error, "
         "next_attempt_at, message_id, recipients, created_at, updated_at"
     )
-    sql = f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT DO NOTHING RETURNING id"  # noqa: S608
+    if connection.vendor != "postgresql":  # SQLite (make run): one VALUES row per reminder
+        values = ", ".join(["(%s, %s, %s, %s, 'pending', 0, '', %s, '', '[]', %s, %s)"] * len(rows))
+        params: list = []
+        for token_id, expires_at, threshold, route in rows:
+            params += [token_id, threshold, expires_at, route, now, now, now]
+        sql = f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT DO NOTHING RETURNING id"  # noqa: S608
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return len(cursor.fetchall())
+    sql = (
+        f"INSERT INTO {table} ({columns}) "  # noqa: S608
+        "SELECT u.token_id, u.threshold, u.expires_at, u.route, 'pending', 0, '', %s, '', '[]', %s, %s "
+        "FROM unnest(%s::bigint[], %s::smallint[], %s::timestamptz[], %s::varchar[]) "
+        "AS u(token_id, threshold, expires_at, route) ON CONFLICT DO NOTHING RETURNING id"
+    )
+    token_ids, expiries, steps, routes = zip(*rows, strict=True)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [now, now, now, list(token_ids), list(steps), list(expiries), list(routes)])
         return len(cursor.fetchall())
 
 

@@ -184,7 +184,9 @@ TOKEN_LAST_USED_RESOLUTION = env.int("TOKEN_LAST_USED_RESOLUTION", default=300)
 # Notifications (issue 3)
 # ------------------------------------------------------------------------------
 # Thresholds: REMINDER_DAYS (Domain). Sweep: daily at REMINDER_SWEEP_HOUR in TIME_ZONE (beat entry in tokenmgr/celery.py).
-REMINDER_SWEEP_BATCH = env.int("REMINDER_SWEEP_BATCH", default=2000)
+# Due tokens per sweep batch: each batch's keyset query scans the rest of the 90-day window, so a day's reminders
+# (~7,000 for 1M tokens) should fit in one or two batches.
+REMINDER_SWEEP_BATCH = env.int("REMINDER_SWEEP_BATCH", default=10000)
 REMINDER_DELIVERY_BATCH = env.int("REMINDER_DELIVERY_BATCH", default=100)
 # SMTP connections a delivery batch sends over in parallel (threads; the relay's round trips overlap).
 REMINDER_SMTP_CONNECTIONS = env.int("REMINDER_SMTP_CONNECTIONS", default=4)
