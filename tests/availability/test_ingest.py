@@ -8,7 +8,8 @@ from django.core.management import call_command
 from django.db import connection
 
 from availability.models import DayCounter, EndpointActivity, HourCounter, MinuteCounter
-from availability.services import calls_ingest
+from availability.services import CallParser, calls_ingest
+from tokens.models import Endpoint
 
 from .conftest import EP, line, paris
 
@@ -95,15 +96,21 @@ def test_naive_timestamp_read_in_time_zone(ingest):
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_ingests_lose_nothing():
-    """Four threads (four PostgreSQL connections) upsert the same keys at once, in several chunks each."""
+    """Four threads (four PostgreSQL connections) upsert the same keys at once, in several chunks each.
+
+    The endpoint catalogue comes from tests/conftest.py's _seeded_catalogue (re-seeded after another transactional
+    test's flush): without it every line would be rejected as an unknown endpoint (counts 0).
+    """
+    assert Endpoint.objects.filter(path=EP).exists()
     records = [line(paris(2026, 11, 27, 10, m % 7), (200, 404, 502)[m % 3]) for m in range(600)]
     errors = []
+    accepted = []
     barrier = threading.Barrier(4)
 
     def worker():
         try:
             barrier.wait()
-            calls_ingest(lines=records, chunk_lines=50)
+            accepted.append(calls_ingest(lines=records, chunk_lines=50).accepted)
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
         finally:
@@ -115,6 +122,7 @@ def test_concurrent_ingests_lose_nothing():
     for t in threads:
         t.join()
     assert errors == []
+    assert accepted == [600] * 4
     assert totals() == (2400, 2400, 2400)
     assert MinuteCounter.objects.count() == 21
     expected = Counter((json.loads(r)["timestamp"], json.loads(r)["status"]) for r in records)
@@ -168,3 +176,65 @@ def test_bad_timestamps(ingest, stamp):
     result = ingest(line(paris(2026, 11, 27, 10, 15, 1)), (stamp, 200), max_errors=5)
     assert (result.accepted, result.rejected) == (1, 1)
     assert "horodatage" in result.errors[0][1]
+
+
+FAST_STAMPS = [
+    "2026-11-27T10:15:03+01:00",
+    "2026-11-27T10:15:59+01:00",
+    "2026-11-27T09:15:00Z",
+    "2026-11-27 10:16:00+01:00",
+    "2026-11-27T15:00:59+05:45",
+    "2026-11-27T10:15:30",
+    "2026-10-25T02:30:00",  # ambiguous wall time (DST end) in TIME_ZONE
+    "2026-03-29T01:59:59+01:00",
+    "2026-03-29T03:00:00+02:00",
+]
+
+
+@pytest.mark.parametrize("extra", [None, "2026-11-27T10:15:03.25+01:00", "2026-11-27T10:15+01:00"])
+def test_batch_fast_path_matches_line_by_line(extra):
+    """A clean batch is aggregated with C-level passes; its counts and latest calls equal the line-by-line path.
+    Stamps outside the fast shape (fractions, no seconds) send the whole batch line by line, same results."""
+    ids = {"a": 1, "b": 2}
+    stamps = FAST_STAMPS + ([extra] if extra else [])
+    lines = [
+        json.dumps({"status": status, "timestamp": stamp, "endpoint": endpoint, "ms": 3}).encode()
+        for n, stamp in enumerate(stamps * 3)
+        for endpoint, status in [(("a", "b")[n % 2], (200, 404, 503, 504)[n % 4])]
+    ]
+    fast = CallParser(ids)._fast(lines, len(lines))
+    slow = CallParser(ids)._slow(lines, 1)
+    assert (fast is None) == (extra is not None)
+    batches = list(CallParser(ids).batches(lines))
+    for batch in [fast, batches[0]] if fast else batches:
+        assert batch.accepted == slow.accepted == len(lines)
+        assert batch.counts == slow.counts
+        assert batch.last_calls == slow.last_calls
+        assert batch.errors == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"timestamp": "2026-11-27T10:15:60+01:00", "endpoint": "a", "status": 200},
+        {"timestamp": "2026-11-27X10:15:00+01:00", "endpoint": "a", "status": 200},
+        {"timestamp": "2026-11-27T10:15:00+01:00x", "endpoint": "a", "status": 200},
+        {"timestamp": "2026-11-27T10:15:00+01:00", "endpoint": "c", "status": 200},
+        {"timestamp": "2026-11-27T10:15:00+01:00", "endpoint": ["a"], "status": 200},
+        {"timestamp": "2026-11-27T10:15:00+01:00", "endpoint": "a", "status": 200.0},
+        {"timestamp": "2026-11-27T10:15:00+01:00", "endpoint": "a", "status": True},
+        {"timestamp": "2026-11-27T10:15:00+01:00", "endpoint": "a", "status": 600},
+        {"timestamp": 1764234900, "endpoint": "a", "status": 200},
+        {"endpoint": "a", "status": 200},
+        ["2026-11-27T10:15:00+01:00", "a", 200],
+    ],
+)
+def test_batch_with_a_bad_line_reports_it(bad):
+    """One bad line in a batch: the batch goes line by line, the bad line is reported with its number."""
+    good = json.dumps({"timestamp": "2026-11-27T10:15:00+01:00", "endpoint": "a", "status": 200}).encode()
+    lines = [good, good, json.dumps(bad).encode(), b"  ", good]
+    assert CallParser({"a": 1})._fast(lines, 5) is None
+    (batch,) = CallParser({"a": 1}).batches(lines)
+    assert batch.accepted == 3
+    assert [n for n, _ in batch.errors] == [3]
+    assert batch.last_line == 5
