@@ -497,7 +497,7 @@ class ChunkWriter:
                 cursor.execute("SET LOCAL session_replication_role = replica")
             self.replica = True
             return
-        except DatabaseError:
+        except (DatabaseError, connection.Database.Error):  # this cursor is psycopg's own
             pass
         tables = [
             m._meta.db_table
@@ -797,7 +797,7 @@ def tokens_import(
     on_error: Callable[[int, str], None],
     on_progress: Callable[[str], None] | None = None,
     progress_every: int = 50_000,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
 ) -> ImportResult:
     """Import the CSV `source` (binary) all-or-nothing; every bad row goes to `on_error(line, message)`.
 
@@ -806,6 +806,7 @@ def tokens_import(
     writes everything too, to count exactly, then rolls back. Memory: at most two chunks of rows.
     """
     result = ImportResult()
+    chunk_rows = chunk_rows or CHUNK_ROWS
     now = timezone.now()
     run_key = secrets_module.token_bytes(32)
     pg = connection.vendor == "postgresql"

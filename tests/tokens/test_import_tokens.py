@@ -14,7 +14,7 @@ from django.core.validators import validate_email
 
 from tests.factories import ClientFactory, issue_token
 from tests.tokens.test_issue_token import cli
-from tokens import credentials, validity
+from tokens import credentials, importing, validity
 from tokens.importing import _SIMPLE_EMAIL, COLUMNS, fast_expiry
 from tokens.models import Client, Contact, Token, TokenEvent
 from tokens.selectors import token_by_secret
@@ -148,7 +148,13 @@ def test_reimport_is_a_noop(tmp_path):
     assert (tmp_path / "again.csv").read_text() == ""
 
 
-def test_duplicates_against_the_database_and_within_the_file(tmp_path):
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, None])
+def test_duplicates_against_the_database_and_within_the_file(tmp_path, monkeypatch, chunk_rows):
+    if chunk_rows:  # duplicates across chunks are found as well as within one
+        monkeypatch.setattr(importing, "CHUNK_ROWS", chunk_rows)
+    other = issue_token(
+        client=ClientFactory(siret=SIRET_A), label="Ailleurs", issued_at=dt.datetime(2025, 6, 1, tzinfo=PARIS)
+    )
     existing = issue_token(
         client=ClientFactory(siret=SIRET_B), label="Déjà là", issued_at=dt.datetime(2025, 6, 1, tzinfo=PARIS)
     )
@@ -161,12 +167,15 @@ def test_duplicates_against_the_database_and_within_the_file(tmp_path):
         row(label="Répété"),
         row(label="Répété"),  # same key earlier in the file
         row(label="Répété", issued_at="2025-06-02"),  # another day: a different token
+        row(label="Clé", secret=other.secret),  # secret already known (under another label)...
+        row(label="Clé"),  # ... and a repeat of that row's key, though it was not imported
     )
     secrets_out = tmp_path / "s.csv"
     code, out, err = run(path, secrets_out=secrets_out)
     assert code == 0, err
-    assert "imported: 3, duplicates: 4" in out
+    assert "imported: 3, duplicates: 6" in out
     assert set(read_secrets(secrets_out)) == {6, 8}
+    assert not Token.objects.filter(label="Clé").exists()
     assert Token.objects.filter(label="Répété").count() == 2
     assert Token.objects.get(secret_digest=credentials.digest("legacy-secret-aaaaaaaaaa")).label == "Nouveau"
 
@@ -393,3 +402,41 @@ def test_foreign_keys_hold_and_session_settings_are_restored(tmp_path):
     assert token.client.siret == SIRET_A
     assert sorted(token.privileges.values_list("code", flat=True)) == ["entreprises", "exercices"]
     assert token.contacts.get().client_id == token.client_id
+
+
+@pytest.mark.skipif(os.environ.get("DATABASE_URL", "").startswith("sqlite"), reason="PostgreSQL roles")
+def test_import_without_the_right_to_skip_foreign_key_checks(tmp_path, monkeypatch):
+    """A role that may not set session_replication_role imports the same way (its foreign keys are checked)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_user")
+        owner = cursor.fetchone()[0]
+        cursor.execute("DROP ROLE IF EXISTS tokenmgr_importer")
+        cursor.execute("CREATE ROLE tokenmgr_importer NOSUPERUSER")
+        cursor.execute("GRANT ALL ON ALL TABLES IN SCHEMA public TO tokenmgr_importer")
+        cursor.execute("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO tokenmgr_importer")
+        cursor.execute("SET ROLE tokenmgr_importer")
+    try:
+        path = csv_file(
+            tmp_path,
+            row(
+                contacts="a@example.org", privileges="entreprises exercices", secret="legacy-secret-role-000"
+            ),
+            row(label="2", contacts="b@example.org"),
+            row(label="2"),
+        )
+        monkeypatch.setattr(importing, "CHUNK_ROWS", 1)  # several chunks
+        code, out, err = run(path)
+        assert code == 0, err
+        assert "imported: 2, duplicates: 1" in out
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('session_replication_role')")
+            assert cursor.fetchone()[0] == "origin"
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET ROLE {connection.ops.quote_name(owner)}")
+    token = Token.objects.get(label="Jeton")
+    assert token.secret_digest == credentials.digest("legacy-secret-role-000")
+    assert sorted(token.privileges.values_list("code", flat=True)) == ["entreprises", "exercices"]
+    assert Token.objects.get(label="2").contacts.get().email == "b@example.org"
