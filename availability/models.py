@@ -54,6 +54,9 @@ class DayCounter(models.Model):
 
     class Meta:
         verbose_name = _("compteur par jour")
+        # PostgreSQL also has the covering index daycounter_covering (endpoint, day, status) INCLUDE (count),
+        # created by migration 0003 (SQLite has no INCLUDE): provider_availabilities reads a window of days with
+        # an index-only scan in key order and a streaming per-day aggregate.
 
     def __str__(self) -> str:
         return f"{self.endpoint_id}@{self.day}:{self.status}={self.count}"
