@@ -522,3 +522,19 @@ def test_regenerate_refused_before_pickup_and_on_revoked_tokens(client_, applica
     services.token_revoke(token=token, by=instructor, reason="fin")
     with pytest.raises(AccessRequestError, match="plus utilisable"):
         services.token_secret_regenerate(token=token, by=applicant)
+
+
+def test_plain_text_parts_are_not_html_escaped(
+    client_, applicant, instructor, django_capture_on_commit_callbacks
+):
+    client_.name = "L'Oréal & Fils <Est>"
+    client_.save()
+    ar = submitted_request(client=client_, applicant=applicant)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.access_request_refuse(access_request=ar, by=instructor, reason="Cadre « juridique » & base")
+    (message,) = mail.outbox
+    assert "L'Oréal & Fils <Est>" in message.subject and "L'Oréal & Fils <Est>" in message.body
+    assert "Cadre « juridique » & base" in message.body and "&amp;" not in message.body
+    html = message.alternatives[0][0]
+    assert "L&#x27;Oréal &amp; Fils &lt;Est&gt;" in html
