@@ -8,6 +8,7 @@ from ninja import Router, Schema
 from tokenmgr import ratelimit
 from tokenmgr.errors import error_response
 
+from .credentials import digest
 from .selectors import TokenCheck, token_check
 
 router = Router(tags=["jetons"])
@@ -59,17 +60,12 @@ def bearer_or_query_token(request) -> str:
     },
 )
 def privileges(request):
-    quotas = [
-        ratelimit.hit("privileges-ip", ratelimit.client_ip(request), settings.RATELIMIT_PRIVILEGES_PER_IP)
-    ]
+    counters = [("privileges-ip", ratelimit.client_ip(request), settings.RATELIMIT_PRIVILEGES_PER_IP)]
     secret = bearer_or_query_token(request)
     if secret:
         # Per-token counter keyed by a digest, never by the secret itself.
-        from .credentials import digest
-
-        quotas.append(
-            ratelimit.hit("privileges-token", digest(secret)[:32], settings.RATELIMIT_PRIVILEGES_PER_TOKEN)
-        )
+        counters.append(("privileges-token", digest(secret)[:32], settings.RATELIMIT_PRIVILEGES_PER_TOKEN))
+    quotas = ratelimit.hit_many(*counters)
     quota = ratelimit.tightest(*quotas)
     if quota.exceeded:
         return ratelimit.too_many(quota)
