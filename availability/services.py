@@ -42,7 +42,13 @@ COLON_SECONDS = frozenset(f":{n:02d}" for n in range(60))
 STATUSES = frozenset(range(100, 600))
 BATCH_LINES = 1000
 _ENDPOINT, _STATUS, _STAMP = itemgetter("endpoint"), itemgetter("status"), itemgetter("timestamp")
-_COLON_SECONDS_OF, _SECONDS_OF = itemgetter(slice(16, 19)), itemgetter(slice(17, 19))
+_COLON_SECONDS_OF, _SECONDS_OF, _DOT_OF = (
+    itemgetter(slice(16, 19)),
+    itemgetter(slice(17, 19)),
+    itemgetter(slice(19, 20)),
+)
+DIGITS = frozenset("0123456789")
+NOT_DIGIT = frozenset(["", "Z", "z", "+", "-"])  # what may follow the fraction
 
 
 @dataclass
@@ -61,7 +67,8 @@ class CallParser:
 
     Lines go in batches of BATCH_LINES. A clean batch (every line one JSON object with a known endpoint, an integer
     status of 100-599 and a `YYYY-MM-DDTHH:MM:SS[offset]` timestamp) is decoded by one json.loads and aggregated with
-    C-level passes (map, Counter), each distinct minute string being parsed once; any other batch goes line by line
+    C-level passes (map, Counter), each distinct minute string being parsed once (fractional seconds of one width
+    included); any other batch goes line by line
     (`check`), which yields the same counts and reports each bad line.
     """
 
@@ -104,16 +111,31 @@ class CallParser:
             or not COLON_SECONDS.issuperset(map(_COLON_SECONDS_OF, stamps))
         ):
             return None
-        keys = [s[:16] + s[19:] for s in stamps]  # the minute with its offset, seconds removed
+        cut = 19  # keys: the minute with its offset, seconds (and fraction) removed
+        if "." in (dots := set(map(_DOT_OF, stamps))):  # fractions: in every stamp, one width, ASCII digits
+            if dots != {"."}:
+                return None
+            width = len(stamps[0]) - 20 - len(stamps[0][20:].lstrip("0123456789"))
+            digits = "".join(map(itemgetter(slice(20, 20 + width)), stamps))
+            if (
+                not width
+                or len(digits) != width * len(stamps)
+                or not DIGITS.issuperset(digits)
+                or not NOT_DIGIT.issuperset(map(itemgetter(slice(20 + width, 21 + width)), stamps))
+            ):
+                return None
+            cut = 20 + width
+        keys = [s[:16] + s[cut:] for s in stamps]
         bases = self.minute_bases
         if new_keys := set(keys).difference(bases):
-            sample = dict(zip(keys, stamps, strict=True))  # stamps of one key differ only by valid seconds
+            # Stamps of one key differ only by seconds 00-59 and fraction digits: checking one checks them all.
+            sample = dict(zip(keys, stamps, strict=True))
         for key in new_keys:
-            if key[16:17] == ".":  # fractional seconds: line by line
+            if key[16:17] == ".":  # a fraction of another width: line by line
                 return None
             stamp = sample[key]
             try:
-                base = self._seconds(stamp, stamp[:17] + "00" + stamp[19:]) if stamp[10] in "Tt " else None
+                base = self._seconds(stamp, stamp[:17] + "00" + stamp[cut:]) if stamp[10] in "Tt " else None
             except LineError:
                 base = None
             if base is None:

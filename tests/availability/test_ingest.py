@@ -191,12 +191,25 @@ FAST_STAMPS = [
 ]
 
 
-@pytest.mark.parametrize("extra", [None, "2026-11-27T10:15:03.25+01:00", "2026-11-27T10:15+01:00"])
-def test_batch_fast_path_matches_line_by_line(extra):
+FRACTION_STAMPS = [s[:19] + ".123" + s[19:] for s in FAST_STAMPS]
+
+
+@pytest.mark.parametrize(
+    ("stamps", "fast_path"),
+    [
+        (FAST_STAMPS, True),
+        (FRACTION_STAMPS, True),  # one fraction width in the batch
+        ([s.replace(".123", ".123456") for s in FRACTION_STAMPS], True),
+        ([*FRACTION_STAMPS, "2026-11-27T10:15:03.25+01:00"], False),  # two widths
+        ([*FAST_STAMPS, "2026-11-27T10:15:03.25+01:00"], False),  # with and without
+        ([*FAST_STAMPS, "2026-11-27T10:15+01:00"], False),  # no seconds
+        ([*FAST_STAMPS, "2026-11-27T10:15:03,5+01:00"], True),  # comma: its own minute key, as line by line
+    ],
+)
+def test_batch_fast_path_matches_line_by_line(stamps, fast_path):
     """A clean batch is aggregated with C-level passes; its counts and latest calls equal the line-by-line path.
-    Stamps outside the fast shape (fractions, no seconds) send the whole batch line by line, same results."""
+    Stamps outside the fast shape send the whole batch line by line, same results."""
     ids = {"a": 1, "b": 2}
-    stamps = FAST_STAMPS + ([extra] if extra else [])
     lines = [
         json.dumps({"status": status, "timestamp": stamp, "endpoint": endpoint, "ms": 3}).encode()
         for n, stamp in enumerate(stamps * 3)
@@ -204,7 +217,7 @@ def test_batch_fast_path_matches_line_by_line(extra):
     ]
     fast = CallParser(ids)._fast(lines, len(lines))
     slow = CallParser(ids)._slow(lines, 1)
-    assert (fast is None) == (extra is not None)
+    assert (fast is not None) == fast_path
     batches = list(CallParser(ids).batches(lines))
     for batch in [fast, batches[0]] if fast else batches:
         assert batch.accepted == slow.accepted == len(lines)
@@ -217,6 +230,8 @@ def test_batch_fast_path_matches_line_by_line(extra):
     "bad",
     [
         {"timestamp": "2026-11-27T10:15:60+01:00", "endpoint": "a", "status": 200},
+        {"timestamp": "2026-11-27T10:15:00.1٣3+01:00", "endpoint": "a", "status": 200},
+        {"timestamp": "2026-11-27T10:15:00.123 +01:00", "endpoint": "a", "status": 200},
         {"timestamp": "2026-11-27X10:15:00+01:00", "endpoint": "a", "status": 200},
         {"timestamp": "2026-11-27T10:15:00+01:00x", "endpoint": "a", "status": 200},
         {"timestamp": "2026-11-27T10:15:00+01:00", "endpoint": "c", "status": 200},
@@ -231,7 +246,7 @@ def test_batch_fast_path_matches_line_by_line(extra):
 )
 def test_batch_with_a_bad_line_reports_it(bad):
     """One bad line in a batch: the batch goes line by line, the bad line is reported with its number."""
-    good = json.dumps({"timestamp": "2026-11-27T10:15:00+01:00", "endpoint": "a", "status": 200}).encode()
+    good = json.dumps({"timestamp": "2026-11-27T10:15:00.456+01:00", "endpoint": "a", "status": 200}).encode()
     lines = [good, good, json.dumps(bad).encode(), b"  ", good]
     assert CallParser({"a": 1})._fast(lines, 5) is None
     (batch,) = CallParser({"a": 1}).batches(lines)
