@@ -26,13 +26,17 @@ class RequestIdMiddleware:
     def __call__(self, request):
         incoming = request.headers.get(HEADER, "")
         request.id = incoming if _VALID.match(incoming) else new_id()
-        reset = current_request_id.set(request.id)
-        try:
-            response = self.get_response(request)
-        finally:
-            current_request_id.reset(reset)
+        current_request_id.set(request.id)
+        response = self.get_response(request)
         response[HEADER] = request.id
+        # Cleared when the response is closed, not here: Django logs 4xx/5xx lines (django.request) and gunicorn its
+        # access line after the middleware has returned, and those lines must carry the id too.
+        response._resource_closers.append(_clear)
         return response
+
+
+def _clear() -> None:
+    current_request_id.set("-")
 
 
 class RequestIdFilter(logging.Filter):

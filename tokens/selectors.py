@@ -69,6 +69,13 @@ def _token_check_rows(candidate: str) -> list[tuple]:
             return cursor.fetchall()
 
 
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    """Raw SQL skips the ORM's converters: SQLite returns naive datetimes (stored in UTC under USE_TZ)."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
 def token_check(*, secret: str, now: dt.datetime, touch: bool = True) -> TokenCheckResult:
     """What /v2/privileges answers for `secret`, in one query (plus a rare last_used_at update)."""
     if not secret:
@@ -79,6 +86,7 @@ def token_check(*, secret: str, now: dt.datetime, touch: bool = True) -> TokenCh
     if not rows or not credentials.matches(secret, rows[0][1]):
         return TokenCheckResult(TokenCheck.INVALID)
     token_id, _, revoked_at, expires_at, last_used_at, _ = rows[0]
+    revoked_at, expires_at, last_used_at = (_aware(v) for v in (revoked_at, expires_at, last_used_at))
     if revoked_at is not None:
         return TokenCheckResult(TokenCheck.REVOKED, token_id)
     if expires_at <= now:

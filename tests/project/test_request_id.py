@@ -48,3 +48,27 @@ def test_json_log_lines_carry_request_id_and_no_secret():
 
     RedactSecretsFilter().filter(record)
     assert "tkm_secret" not in JsonFormatter().format(record)
+
+
+def test_django_request_log_lines_of_4xx_carry_the_request_id(client, db, caplog):
+    import logging
+
+    from tokenmgr.request_id import RequestIdFilter
+
+    records = []
+
+    class Capture(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Capture()
+    handler.addFilter(RequestIdFilter())
+    logger = logging.getLogger("django.request")
+    logger.addHandler(handler)
+    try:
+        response = client.get("/v2/privileges")
+    finally:
+        logger.removeHandler(handler)
+    assert response.status_code == 401
+    assert records and all(r.request_id == response["X-Request-ID"] for r in records)
+    assert current_request_id.get() == "-"  # cleared once the response was closed

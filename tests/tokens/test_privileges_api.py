@@ -160,3 +160,13 @@ def test_with_status_rows_load_and_filter():
     rows = {t.pk: t.status for t in Token.objects.with_status()}
     assert rows == {fresh.token.pk: "active", gone.token.pk: "expired"}
     assert list(Token.objects.with_status_filter("expired")) == [gone.token]
+
+
+def test_naive_datetimes_from_raw_sql_are_read_as_utc():
+    """SQLite (make run) hands raw queries naive UTC datetimes; comparing them must not crash."""
+    from tokens.selectors import _aware
+
+    naive = dt.datetime(2026, 1, 5, 10, 0)  # noqa: DTZ001
+    assert _aware(naive) == dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC)
+    aware = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC)
+    assert _aware(aware) is aware and _aware(None) is None
