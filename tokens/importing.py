@@ -289,6 +289,14 @@ class RowValidator:
         self._issued = lru_cache(maxsize=131_072)(self._issued_uncached)
         self._emails = lru_cache(maxsize=131_072)(self._emails_uncached)
         self._text = lru_cache(maxsize=131_072)(copy_text) if copy_format else str
+        # COPY format only: repeats within the current chunk, found here rather than by sorting in the database
+        # (bounded: one chunk; the caller calls new_chunk() when it hands a chunk over).
+        self._chunk_digests: set[str] = set()
+        self._chunk_keys: set[tuple] = set()
+
+    def new_chunk(self) -> None:
+        self._chunk_digests = set()
+        self._chunk_keys = set()
 
     def _privileges_uncached(self, raw: str) -> str:
         return " ".join(map(str, check_privileges(split_list(raw), self.catalogue)))
@@ -349,10 +357,18 @@ class RowValidator:
         digest = self._digest.hexdigest(secret.encode())
         prefix = secret[: credentials.DISPLAY_PREFIX_LENGTH]
         if self.copy_format:
+            # A repeat within the chunk: a given secret seen earlier, or, without a secret, a key seen earlier.
+            key = (siret, label, issued)
+            if has_secret:
+                repeat = digest in self._chunk_digests
+                self._chunk_digests.add(digest)
+            else:
+                repeat = key in self._chunk_keys
+            self._chunk_keys.add(key)
             text = self._text
             return (
                 f"{line}\t{siret}\t{text(name)}\t{text(label)}\t{issued_text}\t{expires_text}\t{origin}\t{privs}\t"
-                f"{emails}\t{'t' if has_secret else 'f'}\t{digest}\t{copy_text(prefix)}\n"
+                f"{emails}\t{'t' if has_secret else 'f'}\t{digest}\t{copy_text(prefix)}\t{'t' if repeat else 'f'}\n"
             )
         return (
             line,
@@ -460,9 +476,19 @@ class ChunkWriter:
         )
         for table in ("imp_row", "imp_new", "imp_first", "imp_dropped"):
             cursor.execute(f"DROP TABLE IF EXISTS {table}")
-        cursor.execute(f"CREATE TEMPORARY TABLE imp_row ({columns}){on_commit}")
-        token_id = ", token_id bigint NOT NULL" if self.pg else ""
-        cursor.execute(f"CREATE TEMPORARY TABLE imp_new ({columns}{token_id}){on_commit}")
+        if self.pg:
+            # Rows are staged straight into imp_new, each drawing its token id from the token table's sequence
+            # (so that privileges, contacts and events need no join back on the token table), and duplicates are
+            # deleted in place; `repeat` marks the repeats within the chunk, found by the validator.
+            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [Token._meta.db_table])
+            self.sequence = cursor.fetchone()[0]
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE imp_new ({columns}, repeat boolean NOT NULL, "
+                f"token_id bigint NOT NULL DEFAULT nextval('{self.sequence}')){on_commit}"
+            )
+        else:
+            cursor.execute(f"CREATE TEMPORARY TABLE imp_row ({columns}){on_commit}")
+            cursor.execute(f"CREATE TEMPORARY TABLE imp_new ({columns}){on_commit}")
         cursor.execute(
             f"CREATE TEMPORARY TABLE imp_first (siret varchar(14) NOT NULL, name varchar(255) NOT NULL){on_commit}"
         )
@@ -471,8 +497,6 @@ class ChunkWriter:
             f"issued_at {ts} NOT NULL){on_commit}"
         )
         if self.pg:
-            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [Token._meta.db_table])
-            self.sequence = cursor.fetchone()[0]
             self._checks_setup()
 
     # ---- foreign keys (PostgreSQL) ---------------------------------------------------------------------------
@@ -530,9 +554,12 @@ class ChunkWriter:
     def write(self, rows: list) -> tuple[int, int, list[int]]:
         """Stage and write `rows`; returns (staged, imported, imported line numbers without a secret)."""
         cursor = self.cursor
-        self._stage(rows)
-        imported = self._select_new()
-        if imported < len(rows):
+        if self.pg:
+            imported = self._stage_pg(rows)
+        else:
+            self._stage(rows)
+            imported = self._select_new()
+        if imported < len(rows) and not self.pg:
             cursor.execute(
                 "INSERT INTO imp_dropped (siret, label, issued_at) SELECT r.siret, r.label, r.issued_at "
                 "FROM imp_row r WHERE NOT EXISTS (SELECT 1 FROM imp_new n WHERE n.line = r.line)"
@@ -546,6 +573,51 @@ class ChunkWriter:
             self._write_tokens()
         cursor.execute("SELECT line FROM imp_new WHERE NOT has_secret ORDER BY line")
         return len(rows), imported, [r[0] for r in cursor.fetchall()]
+
+    def _stage_pg(self, rows: list) -> int:
+        """imp_new := the rows (COPY), less their duplicates, deleted in place; returns how many are kept.
+
+        The keys of the deleted rows go to imp_dropped, for the rows of later chunks without a secret. The checks
+        against the database are index probes (one to three per row): hash and merge joins are turned off for
+        that statement, since the planner's statistics do not follow the token table growing during the import
+        and a hash of the whole table per chunk would make the import quadratic.
+        """
+        cursor, token, client = self.cursor, self.token, self.client
+        cursor.execute("TRUNCATE imp_new, imp_first")
+        with cursor.copy(f"COPY imp_new ({', '.join(STAGE_COLUMNS)}, repeat) FROM STDIN") as copy:
+            copy.write("".join(rows).encode())
+        kept = len(rows)
+        if self.dropped:
+            # Without a secret, the key of a row dropped from an earlier chunk (those imported are in the
+            # database): their keys are in imp_dropped already.
+            cursor.execute(
+                """
+                DELETE FROM imp_new WHERE NOT has_secret AND EXISTS (
+                    SELECT 1 FROM imp_dropped d
+                    WHERE d.siret = imp_new.siret AND d.label = imp_new.label AND d.issued_at = imp_new.issued_at)
+                """
+            )
+            kept -= cursor.rowcount
+        self._nested_loops(True)
+        cursor.execute(
+            f"""
+            WITH gone AS (
+                DELETE FROM imp_new w
+                WHERE w.repeat
+                   -- Generated secrets are new by construction: only given ones are looked up.
+                   OR (w.has_secret AND EXISTS (SELECT 1 FROM {token} t WHERE t.secret_digest = w.digest))
+                   OR (NOT w.has_secret AND EXISTS (
+                       SELECT 1 FROM {client} c JOIN {token} t ON t.client_id = c.id
+                       WHERE c.siret = w.siret AND t.label = w.label AND t.issued_at = w.issued_at))
+                RETURNING w.siret, w.label, w.issued_at
+            )
+            INSERT INTO imp_dropped (siret, label, issued_at) SELECT siret, label, issued_at FROM gone
+            """
+        )
+        self.dropped += cursor.rowcount
+        kept -= cursor.rowcount
+        self._nested_loops(False)
+        return kept
 
     def _stage(self, rows: list) -> None:
         cursor = self.cursor
@@ -689,7 +761,7 @@ class ChunkWriter:
         if self.pg:
             id_column, id_value, public_id = "id, ", "n.token_id, ", "gen_random_uuid()"
             join_token, token_id, json_param = "", "n.token_id", "CAST(%s AS jsonb)"
-            distinct, on_conflict = "", " ON CONFLICT DO NOTHING"
+            distinct, on_conflict = "", ""  # a row's e-mails are distinct (case-insensitively), its token new
         else:
             id_column = id_value = ""
             # A random UUID (version 4) as 32 hex digits, like Django stores it: only SQLite gets here.
@@ -878,6 +950,7 @@ def tokens_import(
                     if len(chunk) >= chunk_rows:
                         collect()
                         pending = executor.submit(writer.write, chunk)
+                        validator.new_chunk()
                         chunk = []
                     if on_progress and result.rows % progress_every == 0:
                         on_progress(f"{result.rows} lignes lues, {result.imported} importées")
