@@ -47,20 +47,28 @@ def new_context(chromium):
         context.close()
 
 
+def save_screenshot(page, name: str) -> None:
+    """A test artefact under var/screenshots/ (not committed)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
 @pytest.fixture
 def screenshot():
-    def take(page, name: str) -> None:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    return save_screenshot
 
-    return take
+
+@pytest.fixture
+def browser(chromium):
+    return chromium
+
+
+@pytest.fixture
+def page(new_context):
+    """One page in a fresh session, 1280 px wide, French."""
+    return new_context().new_page()
 
 
 @pytest.fixture
 def catalogue(transactional_db):
-    """Transactional tests flush every table, the catalogue seeded by a data migration included: seed it again."""
-    import importlib
-
-    from django.apps import apps
-
-    importlib.import_module("tokens.migrations.0002_seed_catalogue").seed(apps, None)
+    """The seeded catalogue (tests/conftest.py restores it before every database test, after any flush)."""

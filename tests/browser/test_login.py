@@ -1,67 +1,27 @@
 """Sign-in in headless Chromium: password, emailed login link end to end, password reset; screenshots under
 var/screenshots/login_*.png."""
 
-import os
 import re
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import mail
 
+from tests.browser.conftest import save_screenshot
 from tests.factories import ClientFactory, UserFactory, issue_token
-
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-SHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian chromium is not installed")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="fr-FR")
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    yield page
-    context.close()
-
-
 def shot(page, name):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"login_{name}.png"), full_page=True)
+    save_screenshot(page, f"login_{name}")
 
 
 @pytest.fixture
 def holder(transactional_db):
     """An account created by a reminder's magic link (no password), member of a client with one token."""
-    import importlib
-
-    from django.apps import apps
-
-    importlib.import_module("tokens.migrations.0002_seed_catalogue").seed(apps, None)
     user = get_user_model()(username="claire.tech@agglo.example.org", email="claire.tech@agglo.example.org")
     user.set_unusable_password()
     user.save()

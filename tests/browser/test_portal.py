@@ -1,68 +1,21 @@
 """Main portal flows in headless Chromium (Debian's), with screenshots under var/screenshots/."""
 
-import os
-from pathlib import Path
-
 import pytest
-from django.conf import settings
 
+from tests.browser.conftest import save_screenshot
 from tests.factories import ClientFactory, ContactFactory, UserFactory, issue_token
-
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-SHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian chromium is not installed")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="fr-FR")
-    page = context.new_page()
-    yield page
-    context.close()
-
-
 def shot(page, name):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"portal_{name}.png"), full_page=True)
-
-
-def seed_catalogue():
-    """A transactional test flushes the tables, including the catalogue seeded by a data migration."""
-    import importlib
-
-    from django.apps import apps
-
-    from tokens.migrations import __path__ as _  # noqa: F401
-
-    importlib.import_module("tokens.migrations.0002_seed_catalogue").seed(apps, None)
+    save_screenshot(page, f"portal_{name}")
 
 
 @pytest.fixture
 def integrator(transactional_db):
-    seed_catalogue()
     user = UserFactory(username="integ@example.org")
     client = ClientFactory(name="Communauté d'agglomération du Pays de la Haute-Vallée et des Trois Rivières")
     client.members.add(user)
