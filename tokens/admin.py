@@ -25,7 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import credentials, validity
-from .models import Client, Contact, Endpoint, Origin, Privilege, Token, TokenEvent, TokenStatus
+from .models import Client, Contact, Endpoint, Origin, Privilege, Token, TokenEvent, TokenImport, TokenStatus
 from .services import ContactData, contacts_get_or_create, token_issue, token_revoke
 
 STATUS_FIELD = "current_status"
@@ -322,6 +322,7 @@ class TokenAdmin(admin.ModelAdmin):
                     "origin",
                     "secret_prefix",
                     "last_used_at",
+                    "imported_by_run",
                 ]
             },
         ),
@@ -348,6 +349,7 @@ class TokenAdmin(admin.ModelAdmin):
         "origin",
         "secret_prefix",
         "last_used_at",
+        "imported_by_run",
         "privilege_list",
         "revoked_at",
         "revoked_by_display",
@@ -575,3 +577,21 @@ class TokenEventAdmin(admin.ModelAdmin):
 
 
 from .admin_requests import *  # noqa: E402,F403
+
+
+@admin.register(TokenImport)
+class TokenImportAdmin(admin.ModelAdmin):
+    """Audit of import_tokens runs (read-only): which run created a token is shown on the token."""
+
+    list_display = ["started_at", "file_name", "run_by", "rows", "imported", "duplicates", "finished_at"]
+    search_fields = ["file_name", "run_by"]
+    readonly_fields = list_display
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -8,8 +8,8 @@ The import is one streaming pass and one transaction:
 2. valid rows go by chunks of CHUNK_ROWS to a ChunkWriter: a temporary staging table (PostgreSQL `COPY`; batched
    inserts elsewhere, e.g. SQLite under `make run`), then set-based SQL that drops the duplicates (secret already
    known, or, without a secret, the same (SIRET, label, issued_at), in the database or earlier in the file) and
-   inserts clients, contacts, tokens, their privileges and contacts and one IMPORTED event per token, with a
-   constant number of statements per chunk. On PostgreSQL a worker thread writes a chunk while the next one is
+   inserts clients, contacts, tokens (each pointing to the run's TokenImport audit record), their privileges and
+   contacts, with a constant number of statements per chunk. On PostgreSQL a worker thread writes a chunk while the next one is
    validated, so that Python and the database work at the same time.
 
 A row without a secret gets a new one, derived as HMAC-SHA256(run key, line number) with a random 256-bit run key
@@ -21,6 +21,7 @@ import base64
 import contextlib
 import csv
 import datetime as dt
+import getpass
 import hashlib
 import io
 import itertools
@@ -40,7 +41,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from . import credentials, validity
-from .models import Client, Contact, Origin, Privilege, Token, TokenEvent
+from .models import Client, Contact, Origin, Privilege, Token, TokenEvent, TokenImport
 from .siret import siret_error
 
 COLUMNS = ("siret", "name", "label", "privileges", "issued_at", "origin", "contacts", "secret")
@@ -446,16 +447,17 @@ class ChunkWriter:
     Each chunk is staged in a temporary table (PostgreSQL `COPY`; batched inserts elsewhere, e.g. SQLite under
     `make run`), its duplicates are dropped (secret already known, or, without a secret, the same (SIRET, label,
     issued_at) in the database, earlier in the chunk, or in a row dropped from an earlier chunk: earlier chunks'
-    imported rows are in the database already), then clients, contacts, tokens, their privileges and contacts and
-    one IMPORTED event per token are inserted.
+    imported rows are in the database already), then clients, contacts, tokens (pointing to the run's TokenImport
+    audit record), their privileges and contacts are inserted.
 
     On PostgreSQL, chunks are written by a worker thread on the raw connection while the next chunk is validated:
-    the two overlap. Kept rows draw their token id from the token table's sequence, so that privileges, contacts
-    and events are inserted without joining back on the token table, and public ids come from gen_random_uuid().
+    the two overlap. Kept rows draw their token id from the token table's sequence, so that privileges and contacts
+    are inserted without joining back on the token table, and public ids come from gen_random_uuid().
     """
 
-    def __init__(self, cursor, *, now: dt.datetime) -> None:
+    def __init__(self, cursor, *, now: dt.datetime, run_id: int) -> None:
         self.cursor = cursor
+        self.run_id = run_id
         self.pg = connection.vendor == "postgresql"
         self.now = connection.ops.adapt_datetimefield_value(now)
         self.token, self.client, self.contact = _t(Token), _t(Client), _t(Contact)
@@ -478,7 +480,7 @@ class ChunkWriter:
             cursor.execute(f"DROP TABLE IF EXISTS {table}")
         if self.pg:
             # Rows are staged straight into imp_new, each drawing its token id from the token table's sequence
-            # (so that privileges, contacts and events need no join back on the token table), and duplicates are
+            # (so that privileges and contacts need no join back on the token table), and duplicates are
             # deleted in place; `repeat` marks the repeats within the chunk, found by the validator.
             cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [Token._meta.db_table])
             self.sequence = cursor.fetchone()[0]
@@ -760,7 +762,7 @@ class ChunkWriter:
         cursor, client, contact = self.cursor, self.client, self.contact
         if self.pg:
             id_column, id_value, public_id = "id, ", "n.token_id, ", "gen_random_uuid()"
-            join_token, token_id, json_param = "", "n.token_id", "CAST(%s AS jsonb)"
+            join_token, token_id = "", "n.token_id"
             distinct, on_conflict = "", ""  # a row's e-mails are distinct (case-insensitively), its token new
         else:
             id_column = id_value = ""
@@ -769,21 +771,18 @@ class ChunkWriter:
                 "lower(hex(randomblob(6)) || '4' || substr(hex(randomblob(2)), 2)"
                 " || substr('89ab', 1 + abs(random()) % 4, 1) || substr(hex(randomblob(2)), 2) || hex(randomblob(6)))"
             )
-            join_token, token_id, json_param = (
-                f"JOIN {self.token} t ON t.secret_digest = n.digest",
-                "t.id",
-                "%s",
-            )
+            join_token, token_id = f"JOIN {self.token} t ON t.secret_digest = n.digest", "t.id"
             distinct, on_conflict = "DISTINCT ", ""
         cursor.execute(
             f"""
             INSERT INTO {self.token} ({id_column}public_id, client_id, label, issued_at, expires_at, origin,
-                                      secret_prefix, secret_digest, revocation_reason, created_at)
-            SELECT {id_value}{public_id}, c.id, n.label, n.issued_at, n.expires_at, n.origin, n.prefix, n.digest, '', %s
+                                      secret_prefix, secret_digest, revocation_reason, created_at, imported_by_run_id)
+            SELECT {id_value}{public_id}, c.id, n.label, n.issued_at, n.expires_at, n.origin, n.prefix, n.digest, '', %s,
+                   %s
             FROM imp_new n JOIN {client} c ON c.siret = n.siret
             {"" if self.pg else "ORDER BY n.line"}
             """,
-            [self.now],
+            [self.now, self.run_id],
         )
         cursor.execute(
             f"""
@@ -803,14 +802,6 @@ class ChunkWriter:
             {on_conflict}
             """,
             [self.role],
-        )
-        cursor.execute(
-            f"""
-            INSERT INTO {self.event} (token_id, kind, at, reason, data)
-            SELECT {token_id}, %s, %s, '', {json_param}
-            FROM imp_new n {join_token}
-            """,
-            [TokenEvent.Kind.IMPORTED.value, self.now, '{"via": "import_tokens"}'],
         )
 
 
@@ -838,6 +829,13 @@ def _pg_session_tuning(cursor) -> None:
             cursor.execute("SET LOCAL temp_buffers = '256MB'")
     except DatabaseError:
         pass  # this session already used temporary tables: keep its setting
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()[:150]
+    except (OSError, KeyError):
+        return ""
 
 
 class _Abort(Exception):
@@ -870,6 +868,7 @@ def tokens_import(
     on_progress: Callable[[str], None] | None = None,
     progress_every: int = 50_000,
     chunk_rows: int | None = None,
+    source_name: str = "",
 ) -> ImportResult:
     """Import the CSV `source` (binary) all-or-nothing; every bad row goes to `on_error(line, message)`.
 
@@ -904,6 +903,8 @@ def tokens_import(
                 _pg_session_tuning(cursor)
                 # Two imports at once would race on the duplicate checks: one at a time.
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [0x70CE1])
+            # The audit record of this run: each token it creates points to it (no per-token event rows).
+            run = TokenImport.objects.create(file_name=source_name[:255], run_by=_os_user(), started_at=now)
             rows = read_rows(source)
             try:
                 first = next(rows, None)
@@ -928,10 +929,10 @@ def tokens_import(
                 if pg:
                     # The worker gets its own cursor on the same (thread-safe) psycopg connection; this thread
                     # does not touch the database while a chunk is being written.
-                    writer = ChunkWriter(connection.connection.cursor(), now=now)
+                    writer = ChunkWriter(connection.connection.cursor(), now=now, run_id=run.pk)
                     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import_tokens")
                 else:
-                    writer = ChunkWriter(cursor, now=now)
+                    writer = ChunkWriter(cursor, now=now, run_id=run.pk)
                     executor = _Inline()
                 validate = validator.validate
                 chunk: list = []
@@ -976,6 +977,12 @@ def tokens_import(
                     executor.shutdown(wait=True)
             if result.errors:
                 raise _Abort
+            if result.imported:
+                run.finished_at = timezone.now()
+                run.rows, run.imported, run.duplicates = result.rows, result.imported, result.duplicates
+                run.save(update_fields=["finished_at", "rows", "imported", "duplicates"])
+            else:
+                run.delete()  # nothing imported (e.g. a re-import): a no-op leaves no trace
             if dry_run:
                 transaction.set_rollback(True)
             elif out is not None:

@@ -154,6 +154,26 @@ class TokenQuerySet(models.QuerySet):
         return self.filter(client__members=user)
 
 
+class TokenImport(models.Model):
+    """One run of `import_tokens` (its audit record): the tokens it created point to it (Token.imported_by_run)."""
+
+    file_name = models.CharField(_("fichier"), max_length=255)
+    run_by = models.CharField(_("lancé par"), max_length=150, blank=True)
+    started_at = models.DateTimeField(_("commencé le"), default=timezone.now)
+    finished_at = models.DateTimeField(_("terminé le"), null=True, blank=True)
+    rows = models.PositiveIntegerField(_("lignes"), default=0)
+    imported = models.PositiveIntegerField(_("importés"), default=0)
+    duplicates = models.PositiveIntegerField(_("doublons"), default=0)
+
+    class Meta:
+        verbose_name = _("import de jetons")
+        verbose_name_plural = _("imports de jetons")
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.file_name} — {self.started_at:%Y-%m-%d %H:%M}"
+
+
 class Token(models.Model):
     public_id = models.UUIDField(_("identifiant public"), default=uuid.uuid4, unique=True, editable=False)
     # Indexed by token_client_label_issued_idx (client first): no separate index.
@@ -171,8 +191,14 @@ class Token(models.Model):
     # Unique through Meta.constraints: one plain btree, without the LIKE index `unique=True` adds on PostgreSQL.
     secret_digest = models.CharField(max_length=64, editable=False)
     revoked_at = models.DateTimeField(_("révoqué le"), null=True, blank=True)
+    # Indexed only where set (token_revoked_by_idx): the NULLs of every token need no index entry.
     revoked_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     revocation_reason = models.TextField(_("motif de révocation"), blank=True)
     renewed_by = models.OneToOneField(
@@ -187,6 +213,17 @@ class Token(models.Model):
     created_at = models.DateTimeField(_("créé le"), default=timezone.now)
     # Set when a validated access request issued this token: its secret is generated at pick-up (shown once).
     pickup_pending_since = models.DateTimeField(_("en attente de récupération depuis"), null=True, blank=True)
+    # The import run that created this token (its audit record); not indexed: bulk imports write it, the admin
+    # reads it from the token.
+    imported_by_run = models.ForeignKey(
+        TokenImport,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="tokens",
+        verbose_name=_("importé par"),
+        db_index=False,
+    )
 
     objects = TokenQuerySet.as_manager()
 
@@ -197,6 +234,11 @@ class Token(models.Model):
         indexes = [
             models.Index(fields=["expires_at", "id"], name="token_expiry_idx"),
             models.Index(fields=["client", "label", "issued_at"], name="token_client_label_issued_idx"),
+            models.Index(
+                fields=["revoked_by"],
+                name="token_revoked_by_idx",
+                condition=models.Q(revoked_by__isnull=False),
+            ),
         ]
         constraints = [models.UniqueConstraint(fields=["secret_digest"], name="token_secret_digest_unique")]
 

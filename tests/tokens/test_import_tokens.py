@@ -16,7 +16,7 @@ from tests.factories import ClientFactory, issue_token
 from tests.tokens.test_issue_token import cli
 from tokens import credentials, importing, validity
 from tokens.importing import _SIMPLE_EMAIL, COLUMNS, fast_expiry
-from tokens.models import Client, Contact, Token, TokenEvent
+from tokens.models import Client, Contact, Token, TokenEvent, TokenImport
 from tokens.selectors import token_by_secret
 
 pytestmark = pytest.mark.django_db
@@ -62,7 +62,7 @@ def run(*args, **options) -> tuple[int, str, str]:
 
 
 def counts() -> tuple[int, ...]:
-    return tuple(m.objects.count() for m in (Client, Contact, Token, TokenEvent))
+    return tuple(m.objects.count() for m in (Client, Contact, Token, TokenEvent, TokenImport))
 
 
 def read_secrets(path: Path) -> dict[int, str]:
@@ -117,7 +117,13 @@ def test_good_file(tmp_path, client):
         ("a@example.org", Contact.Role.REQUESTER),
     ]
     assert legacy.origin == "api_gouv"
-    assert legacy.events.get().kind == TokenEvent.Kind.IMPORTED
+    # Audit: one record per run, which every token it created points to (no per-token event rows).
+    run_record = TokenImport.objects.get()
+    assert run_record.file_name == str(path)
+    assert (run_record.rows, run_record.imported, run_record.duplicates) == (3, 3, 0)
+    assert run_record.finished_at is not None
+    assert set(Token.objects.values_list("imported_by_run", flat=True)) == {run_record.pk}
+    assert not legacy.events.exists()
 
     # Generated secrets: written with the row's line number (header = line 1), and they work.
     generated = read_secrets(secrets_out)

@@ -59,6 +59,7 @@ class Command(BaseCommand):
                 secrets_out=options["secrets_out"],
                 on_error=on_error,
                 on_progress=on_progress if interactive else None,
+                source_name="(entrée standard)" if path == "-" else path,
             )
         except OSError as exc:
             raise CommandError(f"erreur d'entrée/sortie : {one_line(exc)}") from None
