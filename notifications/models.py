@@ -14,6 +14,7 @@ from tokens.models import Origin, Token
 
 class ReminderStatus(models.TextChoices):
     PENDING = "pending", _("à envoyer")
+    SENDING = "sending", _("en cours d'envoi")  # claimed by a worker until lease_until
     SENT = "sent", _("envoyé")
     FAILED = "failed", _("en échec")
     CANCELLED = "cancelled", _("annulé")
@@ -22,6 +23,10 @@ class ReminderStatus(models.TextChoices):
 class ReminderQuerySet(models.QuerySet):
     def pending_due(self, now):
         return self.filter(status=ReminderStatus.PENDING, next_attempt_at__lte=now)
+
+    def lease_expired(self, now):
+        """Rows a worker claimed and never settled (it crashed): claimable again."""
+        return self.filter(status=ReminderStatus.SENDING, lease_until__lte=now)
 
 
 class Reminder(models.Model):
@@ -38,6 +43,9 @@ class Reminder(models.Model):
     last_error = models.TextField(_("dernière erreur"), blank=True)
     next_attempt_at = models.DateTimeField(_("prochaine tentative"), default=timezone.now)
     sent_at = models.DateTimeField(_("envoyé le"), null=True, blank=True)
+    # Delivery claim: while `sending`, the row belongs to claimed_by until lease_until (then any worker may take it).
+    lease_until = models.DateTimeField(_("réservé jusqu'au"), null=True, blank=True)
+    claimed_by = models.CharField(_("réservé par"), max_length=64, blank=True, default="", db_default="")
     message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
     recipients = models.JSONField(_("destinataires"), default=list, blank=True)
     created_at = models.DateTimeField(_("créé le"), default=timezone.now)
@@ -60,6 +68,12 @@ class Reminder(models.Model):
                 fields=["next_attempt_at", "id"],
                 name="reminder_pending_due_idx",
                 condition=Q(status="pending"),
+            ),
+            # Crashed workers' claims, by lease end.
+            models.Index(
+                fields=["lease_until", "id"],
+                name="reminder_sending_lease_idx",
+                condition=Q(status="sending"),
             ),
             models.Index(fields=["status", "threshold"], name="reminder_status_idx"),
         ]

@@ -2,14 +2,17 @@
 
 The sweep decides in the database which tokens are due (CONTRACT §2 reminder rule) and inserts one pending row per
 (token, threshold, expires_at) — the unique constraint makes concurrent or repeated sweeps harmless. Delivery claims
-pending rows with SELECT … FOR UPDATE SKIP LOCKED, so several workers never send the same row.
+due rows with SELECT … FOR UPDATE SKIP LOCKED under a lease (status `sending`), so several workers never send the
+same row, and records each message's outcome right after its send, so a killed worker re-sends at most one.
 """
 
 import contextlib
 import datetime as dt
-import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import os
+import smtplib
+import socket
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -21,6 +24,7 @@ from django.db import connection, transaction
 from django.db.models import (
     Case,
     Exists,
+    F,
     OuterRef,
     PositiveSmallIntegerField,
     Q,
@@ -43,8 +47,8 @@ from .models import Reminder, ReminderStatus, SweepRun
 
 logger = logging.getLogger(__name__)
 
-# Rows that count as "already sent" for the rule: a pending row is about to be sent.
-BLOCKING_STATUSES = (ReminderStatus.PENDING, ReminderStatus.SENT)
+# Rows that count as "already sent" for the rule: a pending or sending row is about to be sent.
+BLOCKING_STATUSES = (ReminderStatus.PENDING, ReminderStatus.SENDING, ReminderStatus.SENT)
 CONTACT_ROLE_ORDER = {role: i for i, role in enumerate(Contact.Role.values)}
 
 
@@ -304,63 +308,34 @@ def _email_data(reminder: Reminder, token: Token, recipients: list[str], fallbac
     )
 
 
-def _record_failure(reminder: Reminder, error: str, now: dt.datetime, result: DeliveryResult) -> None:
-    reminder.attempts += 1
-    reminder.last_error = error[:2000]
+def _settle(reminder: Reminder, worker: str, **fields) -> bool:
+    """Record one row's outcome in its own statement, only while this worker's claim holds (a row whose lease
+    expired and that another worker took over is theirs to settle)."""
+    fields.setdefault("updated_at", timezone.now())
+    updated = Reminder.objects.filter(
+        pk=reminder.pk, status=ReminderStatus.SENDING, claimed_by=worker
+    ).update(lease_until=None, **fields)
+    return updated == 1
+
+
+def _record_failure(reminder: Reminder, error: str, worker: str, result: DeliveryResult, **fields) -> None:
+    """A failed attempt (counted by the claim): retry later with backoff, or `failed` for good."""
+    now = timezone.now()
     result.failed += 1
     if reminder.attempts >= settings.REMINDER_MAX_ATTEMPTS:
-        reminder.status = ReminderStatus.FAILED
+        fields.update(status=ReminderStatus.FAILED)
         result.gave_up += 1
         logger.error(
             "reminder %s failed for good after %d attempts: %s", reminder.pk, reminder.attempts, error
         )
     else:
-        reminder.next_attempt_at = now + retry_delay(reminder.attempts)
+        fields.update(status=ReminderStatus.PENDING, next_attempt_at=now + retry_delay(reminder.attempts))
         logger.warning("reminder %s attempt %d failed: %s", reminder.pk, reminder.attempts, error)
-
-
-OUTCOME_FIELDS = (
-    "status",
-    "attempts",
-    "last_error",
-    "next_attempt_at",
-    "sent_at",
-    "message_id",
-    "recipients",
-    "updated_at",
-)
-
-
-def _save_outcomes(reminders: list[Reminder]) -> None:
-    """Write the batch's outcomes in one statement (UPDATE … FROM VALUES on PostgreSQL; bulk_update elsewhere)."""
-    if connection.vendor != "postgresql":
-        Reminder.objects.bulk_update(reminders, OUTCOME_FIELDS)
-        return
-    table = connection.ops.quote_name(Reminder._meta.db_table)
-    row = "(%s::bigint, %s::varchar, %s::smallint, %s::text, %s::timestamptz, %s::timestamptz, %s::varchar, %s::jsonb, %s::timestamptz)"
-    params: list = []
-    for r in reminders:
-        params += [
-            r.pk,
-            r.status,
-            r.attempts,
-            r.last_error,
-            r.next_attempt_at,
-            r.sent_at,
-            r.message_id,
-            json.dumps(r.recipients),
-            r.updated_at,
-        ]
-    sets = ", ".join(f"{f} = v.{f}" for f in OUTCOME_FIELDS)
-    values = ", ".join([row] * len(reminders))
-    columns = ", ".join(OUTCOME_FIELDS)
-    sql = f"UPDATE {table} AS r SET {sets} FROM (VALUES {values}) AS v(id, {columns}) WHERE r.id = v.id"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    _settle(reminder, worker, last_error=error[:2000], updated_at=now, **fields)
 
 
 def _send(conn, message: emails.ReminderMessage) -> None:
-    """Send one message on the batch's open connection; raises when it was not accepted.
+    """Send one message on the open connection; raises when it was not accepted.
 
     On Django's SMTP backend the message goes straight to its smtplib connection as `wire_bytes()` (what
     send_messages would do, minus the email package's slow serialisation); any other backend gets send_messages.
@@ -376,53 +351,89 @@ def _send(conn, message: emails.ReminderMessage) -> None:
         raise RuntimeError("the mail backend accepted no message")
 
 
-def _open_connections(conn, messages: int) -> tuple[list, list, str]:
-    """The batch's connections: `conn`, plus up to REMINDER_SMTP_CONNECTIONS - 1 more on the SMTP backend (the
-    relay's round trips then overlap); those this call opened (to close after the batch); or the error when `conn`
-    cannot be opened."""
-    if not messages:
-        return [], [], ""
-    try:
-        opened = conn.open() is not False  # False: it was already open (not ours to close)
-    except Exception as exc:
-        return [], [], f"{type(exc).__name__}: {exc}"
-    conns = [conn]
-    if isinstance(conn, SMTPBackend):
-        for _ in range(min(settings.REMINDER_SMTP_CONNECTIONS, messages) - 1):
-            extra = get_connection()
-            try:
-                extra.open()
-            except Exception as exc:  # the batch goes on with the connections it has
-                logger.warning("extra SMTP connection refused: %s: %s", type(exc).__name__, exc)
-                break
-            conns.append(extra)
-    return conns, conns if opened else conns[1:], ""
+class _Mailer:
+    """The delivery run's one mail connection, opened on first use and reopened after a failed send."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.is_open = False
+        self.ours = False
+
+    def ensure_open(self) -> str:
+        """'' once open, or the error that kept it closed."""
+        if self.is_open:
+            return ""
+        try:
+            self.ours = self.conn.open() is not False  # False: it was already open (not ours to close)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        self.is_open = True
+        return ""
+
+    def close(self) -> None:
+        if self.is_open and self.ours:
+            with contextlib.suppress(Exception):  # a failed QUIT does not undo what was accepted
+                self.conn.close()
+        self.is_open = self.ours = False
 
 
-def _send_all(conns: list, messages: list) -> list[tuple[Exception | None, dt.datetime | None]]:
-    """Send `messages` over `conns` (one thread per connection, messages dealt round-robin); per message, the
-    error or the time it was accepted."""
-    outcomes: list = [None] * len(messages)
-
-    def run(k: int) -> None:
-        for i in range(k, len(messages), len(conns)):
-            try:
-                _send(conns[k], messages[i])
-            except Exception as exc:
-                outcomes[i] = (exc, None)
-            else:
-                outcomes[i] = (None, timezone.now())
-
-    if len(conns) <= 1 or len(messages) <= 1:
-        for k in range(len(conns)):
-            run(k)
-    else:
-        with ThreadPoolExecutor(max_workers=len(conns), thread_name_prefix="reminder-smtp") as pool:
-            list(pool.map(run, range(len(conns))))
-    return outcomes
+def lease_margin() -> dt.timedelta:
+    """No send starts this close to the end of its row's lease: a send never outlives its claim."""
+    return dt.timedelta(seconds=settings.REMINDER_LEASE_SECONDS / 4)
 
 
-def _deliver_batch(reminders: list[Reminder], now: dt.datetime, today: dt.date, conn) -> DeliveryResult:
+def reminders_claim(*, worker: str, batch_size: int, now: dt.datetime | None = None) -> list[Reminder]:
+    """Claim up to `batch_size` rows for `worker` in one short committed transaction.
+
+    Claimable: crashed workers' rows (`sending`, lease expired) first, then pending rows that are due; both with
+    FOR UPDATE SKIP LOCKED, so concurrent claims never take the same row. Each becomes `sending` until
+    now + REMINDER_LEASE_SECONDS, with one more attempt counted (a row that keeps killing its workers gives up).
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Reminder.objects.lease_expired(now)
+            .select_for_update(skip_locked=True)
+            .order_by("lease_until", "id")
+            .values_list("id", flat=True)[:batch_size]
+        )
+        if len(ids) < batch_size:
+            ids += list(
+                Reminder.objects.pending_due(now)
+                .select_for_update(skip_locked=True)
+                .order_by("next_attempt_at", "id")
+                .values_list("id", flat=True)[: batch_size - len(ids)]
+            )
+        if not ids:
+            return []
+        Reminder.objects.filter(pk__in=ids).update(
+            status=ReminderStatus.SENDING,
+            lease_until=now + dt.timedelta(seconds=settings.REMINDER_LEASE_SECONDS),
+            claimed_by=worker,
+            attempts=F("attempts") + 1,
+            updated_at=now,
+        )
+    return list(
+        Reminder.objects.filter(pk__in=ids, status=ReminderStatus.SENDING, claimed_by=worker)
+        .select_related("token__client")
+        .order_by("next_attempt_at", "id")
+    )
+
+
+def _release(reminders: list[Reminder], worker: str) -> None:
+    """Give claimed rows that were not attempted back to the outbox, their attempt uncounted."""
+    Reminder.objects.filter(
+        pk__in=[r.pk for r in reminders], status=ReminderStatus.SENDING, claimed_by=worker
+    ).update(
+        status=ReminderStatus.PENDING, lease_until=None, attempts=F("attempts") - 1, updated_at=timezone.now()
+    )
+
+
+def _deliver_claimed(
+    reminders: list[Reminder], now: dt.datetime, today: dt.date, mailer: _Mailer, worker: str
+) -> DeliveryResult:
+    """Send the claimed rows one by one, each outcome committed right after its send: a crash re-sends at most
+    the one message in flight."""
     result = DeliveryResult()
     tokens = [r.token for r in reminders]
     prefetch_related_objects(tokens, "contacts", "privileges")
@@ -430,95 +441,122 @@ def _deliver_batch(reminders: list[Reminder], now: dt.datetime, today: dt.date, 
     plans = []
     for reminder in reminders:
         token = reminder.token
+        if reminder.attempts > settings.REMINDER_MAX_ATTEMPTS:  # claimed again and again by workers that died
+            result.failed += 1
+            result.gave_up += 1
+            logger.error("reminder %s: its workers died %d times, given up", reminder.pk, reminder.attempts)
+            _settle(
+                reminder, worker, status=ReminderStatus.FAILED, last_error="envoi interrompu trop de fois"
+            )
+            continue
         reason = ineligibility(reminder, token, now, declined=token.pk in declined)
         if reason:
-            reminder.status = ReminderStatus.CANCELLED
-            reminder.last_error = reason
             result.skipped += 1
+            _settle(
+                reminder,
+                worker,
+                status=ReminderStatus.CANCELLED,
+                last_error=reason,
+                attempts=F("attempts") - 1,
+            )
             continue
         recipients = recipients_for(token)
         fallback = not recipients
         if fallback:
             recipients = admin_recipients()
         if not recipients:
-            reminder.attempts += 1
-            reminder.status = ReminderStatus.FAILED
-            reminder.last_error = "aucun contact joignable et ADMINS est vide"
             result.failed += 1
             result.gave_up += 1
             logger.error("reminder %s: no contact and no ADMINS", reminder.pk)
+            _settle(
+                reminder,
+                worker,
+                status=ReminderStatus.FAILED,
+                last_error="aucun contact joignable et ADMINS est vide",
+            )
             continue
         plans.append((reminder, token, recipients, fallback))
 
     hooked_clients = clients_with_webhooks({token.client_id for _, token, _, _ in plans})
     users = login_users_for({e.lower() for _, _, rcpt, fb in plans if not fb for e in rcpt})
-    conns, to_close, open_error = _open_connections(conn, len(plans))
-    prepared = []
-    for reminder, token, recipients, fallback in plans:
-        reminder.recipients = recipients
-        if open_error:  # SMTP down: every row of the batch stays pending, with backoff
-            _record_failure(reminder, open_error, now, result)
-            continue
+    margin = lease_margin()
+    for i, (reminder, token, recipients, fallback) in enumerate(plans):
+        if timezone.now() + margin >= reminder.lease_until:  # too slow: let another worker take the rest
+            _release([r for r, _, _, _ in plans[i:]], worker)
+            logger.warning("reminder delivery: lease running out, %d rows released", len(plans) - i)
+            break
+        open_error = mailer.ensure_open()
+        if open_error:  # SMTP down: the rest of the claim goes back to pending, with backoff
+            for rest, _, rest_recipients, _ in plans[i:]:
+                _record_failure(rest, open_error, worker, result, recipients=rest_recipients)
+            break
         try:
             message = emails.build_message(
-                _email_data(reminder, token, recipients, fallback, users, today), conn
+                _email_data(reminder, token, recipients, fallback, users, today), mailer.conn
             )
         except Exception as exc:
-            _record_failure(reminder, f"{type(exc).__name__}: {exc}", now, result)
+            _record_failure(reminder, f"{type(exc).__name__}: {exc}", worker, result, recipients=recipients)
             continue
-        prepared.append((reminder, token, message))
-    outcomes = _send_all(conns, [message for _, _, message in prepared])
-    for (reminder, token, message), (error, sent_at) in zip(prepared, outcomes, strict=True):
-        if error is not None:
-            _record_failure(reminder, f"{type(error).__name__}: {error}", now, result)
+        try:
+            _send(mailer.conn, message)
+        except Exception as exc:
+            if not isinstance(exc, smtplib.SMTPRecipientsRefused | smtplib.SMTPDataError):
+                mailer.close()  # the connection may be broken: the next message reopens it
+            _record_failure(reminder, f"{type(exc).__name__}: {exc}", worker, result, recipients=recipients)
             continue
-        reminder.status = ReminderStatus.SENT
-        reminder.sent_at = sent_at
-        reminder.message_id = message.extra_headers["Message-ID"]
-        reminder.attempts += 1
-        reminder.last_error = ""
+        sent_at = timezone.now()
         result.sent += 1
-        if token.client_id in hooked_clients:
-            webhook_emit(
-                client=token.client,
-                event_type="token.reminder_sent",
-                payload=reminder_event_payload(reminder, token),
-                dedup_key=f"token.reminder_sent:{reminder.pk}",
+        with transaction.atomic():
+            settled = _settle(
+                reminder,
+                worker,
+                status=ReminderStatus.SENT,
+                sent_at=sent_at,
+                message_id=message.extra_headers["Message-ID"],
+                recipients=recipients,
+                last_error="",
+                updated_at=sent_at,
             )
-    for opened in to_close:
-        with contextlib.suppress(Exception):  # a failed QUIT does not undo what was accepted
-            opened.close()
-    for reminder in reminders:
-        reminder.updated_at = now
-    _save_outcomes(reminders)
+            if settled and token.client_id in hooked_clients:
+                webhook_emit(
+                    client=token.client,
+                    event_type="token.reminder_sent",
+                    payload=reminder_event_payload(reminder, token),
+                    dedup_key=f"token.reminder_sent:{reminder.pk}",
+                )
     return result
+
+
+def delivery_worker_id() -> str:
+    """Who claims: host, process and a random part (each delivery run settles only its own claims)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def reminders_deliver(
     *, today: dt.date | None = None, batch_size: int | None = None, max_batches: int | None = None
 ) -> DeliveryResult:
-    """Send the pending reminders that are due, batch by batch, until none is left to claim.
+    """Send the due reminders (and those crashed workers left behind), batch by batch, until none is left.
 
-    Each batch is claimed with FOR UPDATE SKIP LOCKED and stays locked while it is sent, so concurrent workers
-    never send the same row; the outcome (sent / retry later / failed / cancelled) is written before commit.
+    Each batch is claimed in a short transaction (reminders_claim: SKIP LOCKED, lease); each message's outcome
+    (sent / retry later / failed / cancelled) is committed right after its send, so a SIGKILL re-sends at most
+    the one message in flight, once the lease of its claim has expired.
     """
     batch_size = batch_size or settings.REMINDER_DELIVERY_BATCH
+    worker = delivery_worker_id()
     total = DeliveryResult()
     done = 0
-    conn = get_connection()
-    while max_batches is None or done < max_batches:
-        now = timezone.now()
-        with transaction.atomic():
-            claimed = list(
-                Reminder.objects.pending_due(now)
-                .select_for_update(skip_locked=True, of=("self",))
-                .select_related("token__client")
-                .order_by("next_attempt_at", "id")[:batch_size]
-            )
+    timeout = settings.EMAIL_TIMEOUT or lease_margin().total_seconds()
+    mailer = _Mailer(get_connection(timeout=timeout))
+    try:
+        while max_batches is None or done < max_batches:
+            now = timezone.now()
+            claimed = reminders_claim(worker=worker, batch_size=batch_size, now=now)
             if not claimed:
                 break
-            total += _deliver_batch(claimed, now, today or validity.local_date(now), conn)
-        done += 1
+            total += _deliver_claimed(claimed, now, today or validity.local_date(now), mailer, worker)
+            done += 1
+    finally:
+        mailer.close()
     if total.sent or total.failed or total.skipped:
         logger.info(
             "reminders delivered: %d sent, %d skipped, %d failed", total.sent, total.skipped, total.failed

@@ -20,7 +20,7 @@ from tokens.models import EXPIRING_WITHIN_DAYS, Client, Token, TokenStatus
 from .models import ReminderOptOut
 
 PENDING_REQUEST_STATES = ("draft", "submitted", "changes_requested")
-REMINDER_TAKEN_STATES = ("pending", "sent")  # a ledger row in these states means "this threshold is done"
+REMINDER_TAKEN_STATES = ("pending", "sending", "sent")  # a ledger row in these states means "this threshold is done"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -187,9 +187,11 @@ TOKEN_LAST_USED_RESOLUTION = env.int("TOKEN_LAST_USED_RESOLUTION", default=300)
 # Due tokens per sweep batch: each batch's keyset query scans the rest of the 90-day window, so a day's reminders
 # (~7,000 for 1M tokens) should fit in one or two batches.
 REMINDER_SWEEP_BATCH = env.int("REMINDER_SWEEP_BATCH", default=10000)
+# Rows claimed at once by a delivery run (one short transaction); each is then sent and settled on its own, over
+# one SMTP connection per worker process (Celery concurrency gives parallelism), so a killed worker re-sends ≤ 1.
 REMINDER_DELIVERY_BATCH = env.int("REMINDER_DELIVERY_BATCH", default=100)
-# SMTP connections a delivery batch sends over in parallel (threads; the relay's round trips overlap).
-REMINDER_SMTP_CONNECTIONS = env.int("REMINDER_SMTP_CONNECTIONS", default=4)
+# A claim (status `sending`) lasts this long; a crashed worker's rows are claimable again once it has expired.
+REMINDER_LEASE_SECONDS = env.int("REMINDER_LEASE_SECONDS", default=60)
 # Failed sends retry after base, base*factor, base*factor², … seconds (capped), then become `failed`.
 REMINDER_MAX_ATTEMPTS = env.int("REMINDER_MAX_ATTEMPTS", default=6)
 REMINDER_RETRY_BASE_SECONDS = env.int("REMINDER_RETRY_BASE_SECONDS", default=60)

@@ -44,7 +44,7 @@ def check_all_delivered(topo: Topology, expected: int, report) -> collections.Co
 
 def test_worker_sigkill_during_delivery(report):
     """SIGKILL one worker while 5,000 reminders are being delivered, start a new one: all delivered, ≤ 1 duplicate."""
-    env = {"REMINDER_DELIVERY_BATCH": "1", "REMINDER_DELIVERY_INTERVAL": "2"}
+    env = {"REMINDER_DELIVERY_INTERVAL": "2"}  # default batch and lease
     with Topology(extra_env=env) as topo:
         # One delivery process per worker, so that one SIGKILL interrupts exactly one in-flight send; four of
         # them, since delivery one row per transaction waits on PostgreSQL and SMTP more than it computes.

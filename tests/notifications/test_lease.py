@@ -1,0 +1,115 @@
+"""Delivery claims under a lease: each outcome is recorded right after its send, a crashed worker's claim is taken
+over once its lease has expired, a live claim is never touched (issue 7)."""
+
+import datetime as dt
+
+import pytest
+import time_machine
+from django.core import mail
+from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
+
+from notifications import services
+from notifications.models import Reminder, ReminderStatus
+
+from .conftest import TODAY, at
+
+
+class Crash(BaseException):
+    """A SIGKILL stand-in: nothing in delivery catches it."""
+
+
+class CrashingBackend(LocmemBackend):
+    """Accepts `crash_after` messages, then the process 'dies' on the next send."""
+
+    crash_after = 0
+
+    def send_messages(self, messages):
+        if len(mail.outbox) >= CrashingBackend.crash_after:
+            raise Crash
+        return super().send_messages(messages)
+
+
+def later(seconds: float):
+    return time_machine.travel(at(TODAY) + dt.timedelta(seconds=seconds), tick=False)
+
+
+def statuses() -> list[str]:
+    return list(Reminder.objects.order_by("id").values_list("status", flat=True))
+
+
+def test_live_lease_is_left_alone_and_an_expired_one_is_sent_once(token_factory, today, settings):
+    settings.REMINDER_LEASE_SECONDS = 60
+    token_factory(30)
+    services.reminders_sweep(today=today)
+    (claimed,) = services.reminders_claim(worker="dead-worker", batch_size=10)  # then the worker dies
+    assert claimed.status == ReminderStatus.SENDING and claimed.attempts == 1
+    assert services.reminders_deliver().sent == 0  # the lease still runs: not ours
+    assert mail.outbox == [] and statuses() == ["sending"]
+    assert services.reminders_sweep(today=today).queued == 0  # `sending` blocks the rule like pending/sent
+    with later(59):
+        assert services.reminders_deliver().sent == 0
+    with later(61):
+        assert services.reminders_deliver().sent == 1
+        assert services.reminders_deliver().sent == 0
+    assert len(mail.outbox) == 1
+    reminder = Reminder.objects.get()
+    assert reminder.status == ReminderStatus.SENT and reminder.attempts == 2 and reminder.lease_until is None
+    assert reminder.claimed_by != "dead-worker"
+
+
+def test_a_late_outcome_of_a_taken_over_claim_is_ignored(token_factory, today):
+    token_factory(30)
+    services.reminders_sweep(today=today)
+    (mine,) = services.reminders_claim(worker="slow", batch_size=1)
+    Reminder.objects.update(status=ReminderStatus.SENT, claimed_by="other")
+    assert not services._settle(mine, "slow", status=ReminderStatus.PENDING)
+    assert statuses() == ["sent"]
+
+
+@pytest.mark.parametrize("crash_after", [0, 3])
+def test_a_crash_after_k_sends_leaves_exactly_the_unsent_rows_to_claim(
+    token_factory, today, settings, crash_after
+):
+    settings.EMAIL_BACKEND = f"{__name__}.CrashingBackend"
+    CrashingBackend.crash_after = crash_after
+    for _ in range(5):
+        token_factory(30)
+    services.reminders_sweep(today=today)
+    with pytest.raises(Crash):
+        services.reminders_deliver()  # one batch of 5: dies on message crash_after + 1
+    assert len(mail.outbox) == crash_after
+    assert statuses() == ["sent"] * crash_after + ["sending"] * (5 - crash_after)
+    sent = {str(p) for p in Reminder.objects.filter(status="sent").values_list("token__public_id", flat=True)}
+    assert sent == {m.extra_headers["X-Token-Id"] for m in mail.outbox}  # the rows sent are those marked sent
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    with later(settings.REMINDER_LEASE_SECONDS + 1):
+        claimable = services.reminders_claim(worker="next", batch_size=100)
+        assert len(claimable) == 5 - crash_after
+        services._release(claimable, "next")
+        assert services.reminders_deliver().sent == 5 - crash_after
+    assert statuses() == ["sent"] * 5
+    tokens = [m.extra_headers["X-Token-Id"] for m in mail.outbox]
+    assert len(tokens) == len(set(tokens)) == 5  # none lost, none twice
+
+
+def test_two_claims_never_share_a_row(token_factory, today):
+    for _ in range(5):
+        token_factory(30)
+    services.reminders_sweep(today=today)
+    first = services.reminders_claim(worker="a", batch_size=2)
+    second = services.reminders_claim(worker="b", batch_size=10)
+    assert len(first) == 2 and len(second) == 3
+    assert not {r.pk for r in first} & {r.pk for r in second}
+    assert services.reminders_claim(worker="c", batch_size=10) == []
+
+
+def test_released_rows_are_pending_again_with_their_attempt_uncounted(token_factory, today):
+    token_factory(30)
+    services.reminders_sweep(today=today)
+    claimed = services.reminders_claim(worker="a", batch_size=10)
+    services._release(claimed, "a")
+    reminder = Reminder.objects.get()
+    assert (
+        reminder.status == ReminderStatus.PENDING and reminder.attempts == 0 and reminder.lease_until is None
+    )
