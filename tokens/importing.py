@@ -761,7 +761,16 @@ class ChunkWriter:
     def _write_tokens(self) -> None:
         cursor, client, contact = self.cursor, self.client, self.contact
         if self.pg:
-            id_column, id_value, public_id = "id, ", "n.token_id, ", "gen_random_uuid()"
+            # Time-ordered public ids (UUID version 7 layout: 48-bit Unix milliseconds, then random bits): each
+            # one lands at the right edge of the public_id index instead of on a random page, which keeps a
+            # multi-million-row import from thrashing the buffer cache. Still unique and unguessable (74 random bits).
+            id_column, id_value = "id, ", "n.token_id, "
+            public_id = (
+                # bytes 0-5: the time; 6: version 7 + 4 random bits; 8: variant bits as set by gen_random_uuid.
+                "encode(set_byte(overlay(uuid_send(gen_random_uuid()) placing "
+                "substring(int8send((extract(epoch from clock_timestamp()) * 1000)::bigint) from 3) from 1 for 6), "
+                "6, 112 | (random() * 15)::integer), 'hex')::uuid"
+            )
             join_token, token_id = "", "n.token_id"
             distinct, on_conflict = "", ""  # a row's e-mails are distinct (case-insensitively), its token new
         else:
