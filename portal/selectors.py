@@ -20,7 +20,11 @@ from tokens.models import EXPIRING_WITHIN_DAYS, Client, Token, TokenStatus
 from .models import ReminderOptOut
 
 PENDING_REQUEST_STATES = ("draft", "submitted", "changes_requested")
-REMINDER_TAKEN_STATES = ("pending", "sending", "sent")  # a ledger row in these states means "this threshold is done"
+REMINDER_TAKEN_STATES = (
+    "pending",
+    "sending",
+    "sent",
+)  # a ledger row in these states means "this threshold is done"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -137,6 +141,8 @@ def reminder_plan(
         row = current.get(threshold)
         if row is not None:
             state = getattr(row, "status", "sent")
+            if state == "sending":  # claimed by a delivery worker right now: shown as pending
+                state = "pending"
             if state not in ("sent", "pending", "failed"):
                 state = "none"
         elif floor is not None and threshold >= floor:

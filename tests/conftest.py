@@ -36,7 +36,10 @@ def _seeded_catalogue(request, django_db_blocker):
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(settings):
-    """Each test gets its own cache namespace (Redis under `make test`), so counters never leak between tests."""
+    """Each test gets its own cache namespace (Redis under `make test`), so counters never leak between tests.
+
+    Never call cache.clear() in a test: under xdist it flushes the Redis database shared with the other worker.
+    """
     caches = {k: dict(v) for k, v in django_settings.CACHES.items()}
     for conf in caches.values():
         conf["KEY_PREFIX"] = f"t{uuid.uuid4().hex[:12]}"

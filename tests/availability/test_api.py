@@ -26,6 +26,7 @@ STATUS = "/api/watchdoge/dashboard/current_status"
         ("/api/incidents", "RATELIMIT_INCIDENTS_PER_IP"),
     ],
 )
+@time_machine.travel(dt.datetime(2026, 3, 10, 9, 0, 5, tzinfo=dt.UTC), tick=False)
 def test_rate_limit_headers_and_429(client, settings, url, setting):
     setattr(settings, setting, 3)
     responses = [client.get(url) for _ in range(3)]
@@ -41,6 +42,7 @@ def test_rate_limit_headers_and_429(client, settings, url, setting):
     assert client.get(url, REMOTE_ADDR="10.0.0.2").status_code == 200
 
 
+@time_machine.travel(dt.datetime(2026, 3, 10, 9, 0, 5, tzinfo=dt.UTC), tick=False)
 def test_errors_carry_rate_limit_headers(client):
     response = client.get(STATS, {"endpoint": "nope"})
     assert response.status_code == 422

@@ -100,6 +100,7 @@ def test_last_used_at_updated_cheaply(client, settings):
     assert issued.token.last_used_at == start + dt.timedelta(minutes=6)
 
 
+@time_machine.travel(dt.datetime(2026, 3, 10, 9, 0, 5, tzinfo=dt.UTC), tick=False)
 def test_rate_limit_per_token(client, settings):
     settings.RATELIMIT_PRIVILEGES_PER_TOKEN = 3
     issued = issue_token()
@@ -111,6 +112,7 @@ def test_rate_limit_per_token(client, settings):
     assert error_code(responses[3]) == "rate_limited"
 
 
+@time_machine.travel(dt.datetime(2026, 3, 10, 9, 0, 5, tzinfo=dt.UTC), tick=False)
 def test_rate_limit_per_ip(client, settings):
     settings.RATELIMIT_PRIVILEGES_PER_IP = 2
     codes = [client.get("/v2/privileges").status_code for _ in range(3)]
