@@ -600,24 +600,25 @@ class ChunkWriter:
                 """
             )
             kept -= cursor.rowcount
+        # Three statements, each EXISTS at the top of its WHERE: a semi-join, i.e. one index probe per row. (OR-ed
+        # EXISTS would be subplans, which the planner may run "hashed": a scan of the whole token table per chunk.)
         self._nested_loops(True)
-        cursor.execute(
-            f"""
-            WITH gone AS (
-                DELETE FROM imp_new w
-                WHERE w.repeat
-                   -- Generated secrets are new by construction: only given ones are looked up.
-                   OR (w.has_secret AND EXISTS (SELECT 1 FROM {token} t WHERE t.secret_digest = w.digest))
-                   OR (NOT w.has_secret AND EXISTS (
-                       SELECT 1 FROM {client} c JOIN {token} t ON t.client_id = c.id
-                       WHERE c.siret = w.siret AND t.label = w.label AND t.issued_at = w.issued_at))
-                RETURNING w.siret, w.label, w.issued_at
+        for condition in (
+            "w.repeat",
+            # Generated secrets are new by construction: only given ones are looked up.
+            f"w.has_secret AND NOT w.repeat AND EXISTS (SELECT 1 FROM {token} t WHERE t.secret_digest = w.digest)",
+            f"""NOT w.has_secret AND NOT w.repeat AND EXISTS (
+                SELECT 1 FROM {client} c JOIN {token} t ON t.client_id = c.id
+                WHERE c.siret = w.siret AND t.label = w.label AND t.issued_at = w.issued_at)""",
+        ):
+            cursor.execute(
+                f"""
+                WITH gone AS (DELETE FROM imp_new w WHERE {condition} RETURNING w.siret, w.label, w.issued_at)
+                INSERT INTO imp_dropped (siret, label, issued_at) SELECT siret, label, issued_at FROM gone
+                """
             )
-            INSERT INTO imp_dropped (siret, label, issued_at) SELECT siret, label, issued_at FROM gone
-            """
-        )
-        self.dropped += cursor.rowcount
-        kept -= cursor.rowcount
+            self.dropped += cursor.rowcount
+            kept -= cursor.rowcount
         self._nested_loops(False)
         return kept
 
