@@ -130,8 +130,9 @@ def test_worker_delivers_to_smtp_and_survives_smtp_down(worker):
 
     # SMTP down: the sweep queues, delivery fails, rows stay pending with their attempts counted.
     tasks.sweep_reminders.apply_async(kwargs={"today": today.isoformat()}, connection=worker["conn"])
+    # Attempts are counted when a row is claimed (status `sending`): wait until each failure is settled back to pending.
     wait_for(
-        lambda: len(states()) == 2 and all(a >= 1 for _, a, _ in states()),
+        lambda: len(states()) == 2 and all(s == ReminderStatus.PENDING and a >= 1 for s, a, _ in states()),
         what="failed attempts\n" + worker["log"].read_text(errors="replace"),
     )
     assert all(s == ReminderStatus.PENDING and sent_at is None for s, _, sent_at in states())
