@@ -83,8 +83,10 @@ class LoginView(auth_views.LoginView):
         username = (request.POST.get("username") or "").strip().lower()[:254]
         quota = _throttled(
             request,
-            ratelimit.hit("login-ip", ratelimit.client_ip(request), LOGIN_PER_IP),
-            ratelimit.hit("login-user", username or "-", LOGIN_PER_USERNAME),
+            *ratelimit.hit_many(  # both counters in one round trip
+                ("login-ip", ratelimit.client_ip(request), LOGIN_PER_IP),
+                ("login-user", username or "-", LOGIN_PER_USERNAME),
+            ),
         )
         if quota is not None:
             return _too_many(request, self.template_name, self.get_context_data(form=self.get_form()), quota)
@@ -116,8 +118,10 @@ def login_link_request(request):
     email = form.cleaned_data["email"].strip().lower()
     quota = _throttled(
         request,
-        ratelimit.hit("login-link-ip", ratelimit.client_ip(request), MAIL_PER_IP),
-        ratelimit.hit("login-link-address", email, MAIL_PER_ADDRESS),
+        *ratelimit.hit_many(  # both counters in one round trip
+            ("login-link-ip", ratelimit.client_ip(request), MAIL_PER_IP),
+            ("login-link-address", email, MAIL_PER_ADDRESS),
+        ),
     )
     if quota is not None:
         return _too_many(request, "registration/login.html", context, quota)
@@ -185,8 +189,10 @@ class PasswordResetView(auth_views.PasswordResetView):
         email = (request.POST.get("email") or "").strip().lower()[:254]
         quota = _throttled(
             request,
-            ratelimit.hit("reset-ip", ratelimit.client_ip(request), MAIL_PER_IP),
-            ratelimit.hit("reset-address", email or "-", MAIL_PER_ADDRESS),
+            *ratelimit.hit_many(  # both counters in one round trip
+                ("reset-ip", ratelimit.client_ip(request), MAIL_PER_IP),
+                ("reset-address", email or "-", MAIL_PER_ADDRESS),
+            ),
         )
         if quota is not None:
             return _too_many(request, self.template_name, self.get_context_data(form=self.get_form()), quota)
