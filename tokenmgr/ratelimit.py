@@ -1,5 +1,6 @@
 """Fixed-window rate limits with counters in the cache (Redis in production), and their response headers."""
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -35,11 +36,11 @@ def hit(scope: str, ident: str, limit: int, *, now: float | None = None) -> Quot
 
 
 def hit_many(*counters: tuple[str, str, int], now: float | None = None) -> list[Quota]:
-    """Count one request against each (scope, ident, limit): one round trip to Redis for all of them."""
+    """Count one request against each (scope, ident, limit): at most one round trip to Redis for all of them."""
     now = time.time() if now is None else now
     window = int(now // WINDOW_SECONDS)
     keys = [f"rl:{scope}:{ident}:{window}" for scope, ident, _ in counters]
-    counts = _increment(keys)
+    counts = _local.hit(window, keys, [limit for _, _, limit in counters], caches["default"].make_key)
     reset = max(1, int((window + 1) * WINDOW_SECONDS - now))
     return [
         Quota(limit=limit, remaining=limit - count, reset=reset)
@@ -47,12 +48,78 @@ def hit_many(*counters: tuple[str, str, int], now: float | None = None) -> list[
     ]
 
 
-# One command for every counter of a request: SET NX EX then INCR each key, return the counts.
+class _LocalCounts:
+    """Pre-counting in this process, so that a busy counter costs a Redis round trip only now and then.
+
+    After each sync a counter gets an allowance: hits this process may count locally before it must add them to the
+    shared counter. The allowance is 1/SPREAD of what the shared counter had left at the sync, capped by
+    settings.RATELIMIT_LOCAL_BATCH (0 = every hit syncs), so it shrinks to nothing near the limit: a 429 is only ever
+    decided on the shared count (never a refusal too early), and beyond the limit each other process can admit at
+    most its outstanding allowance (at most RATELIMIT_LOCAL_BATCH, and limit/SPREAD) before it syncs and refuses too.
+    With a single process the counts are exact.
+    """
+
+    SPREAD = 16
+    MAX_KEYS = 100_000  # per window; beyond, new counters sync on every hit
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._window: int | None = None
+        self._state: dict[
+            str, list[int]
+        ] = {}  # key -> [shared count at last sync, local hits since, allowance]
+
+    def hit(self, window: int, keys: list[str], limits: list[int], make_key) -> list[int]:
+        """The count of each key after this hit; `make_key` names the shared counter (cache prefix included)."""
+        from django.conf import settings
+
+        batch = settings.RATELIMIT_LOCAL_BATCH
+        names = [make_key(key) for key in keys]
+        with self._lock:
+            if window != self._window:
+                self._window, self._state = window, {}
+            states = [self._state.get(name) for name in names]
+            if all(state is not None and state[2] > 0 for state in states):
+                for state in states:
+                    state[1] += 1
+                    state[2] -= 1
+                return [state[0] + state[1] for state in states]
+            # This sync carries the hits counted locally so far; until it returns, other threads sync too.
+            deltas = []
+            for state in states:
+                deltas.append(1 + (state[1] if state else 0))
+                if state:
+                    state[1] = state[2] = 0
+        try:
+            counts = _increment(keys, deltas)  # outside the lock: the round trip
+        except Exception:
+            with self._lock:  # keep the local hits for the next sync
+                for state, delta in zip(states, deltas, strict=True):
+                    if state:
+                        state[1] += delta - 1
+            raise
+        with self._lock:
+            if window == self._window:
+                for name, count, limit in zip(names, counts, limits, strict=True):
+                    allowance = min(batch, max(0, limit - count) // self.SPREAD)
+                    state = self._state.get(name)
+                    if state is None:
+                        if len(self._state) < self.MAX_KEYS:
+                            self._state[name] = [count, 0, allowance]
+                    elif count >= state[0]:  # not overtaken by a later sync of another thread
+                        state[0], state[2] = count, allowance
+        return counts
+
+
+_local = _LocalCounts()
+
+
+# One command for every counter of a request: SET NX EX then INCRBY each key, return the counts.
 INCREMENT_LUA = """
 local counts = {}
 for i, key in ipairs(KEYS) do
   redis.call('SET', key, 0, 'EX', ARGV[1], 'NX')
-  counts[i] = redis.call('INCR', key)
+  counts[i] = redis.call('INCRBY', key, ARGV[i + 1])
 end
 return counts
 """
@@ -67,22 +134,22 @@ def _redis_script(backend: RedisCache):
     return script
 
 
-def _increment(keys: list[str]) -> list[int]:
-    """INCR each key, creating it with the window's TTL; on Redis one round trip for all keys."""
+def _increment(keys: list[str], deltas: list[int]) -> list[int]:
+    """Add each delta to its key, creating it with the window's TTL; on Redis one round trip for all keys."""
     backend = caches["default"]
     if isinstance(backend, RedisCache):
         full = [backend.make_and_validate_key(key) for key in keys]
-        return _redis_script(backend)(keys=full, args=[WINDOW_SECONDS + 1])
+        return _redis_script(backend)(keys=full, args=[WINDOW_SECONDS + 1, *deltas])
     counts = []
-    for key in keys:
-        if cache.add(key, 1, timeout=WINDOW_SECONDS + 1):
-            counts.append(1)
+    for key, delta in zip(keys, deltas, strict=True):
+        if cache.add(key, delta, timeout=WINDOW_SECONDS + 1):
+            counts.append(delta)
             continue
         try:
-            counts.append(cache.incr(key))
+            counts.append(cache.incr(key, delta))
         except ValueError:  # expired between add and incr
-            cache.add(key, 1, timeout=WINDOW_SECONDS + 1)
-            counts.append(1)
+            cache.add(key, delta, timeout=WINDOW_SECONDS + 1)
+            counts.append(delta)
     return counts
 
 

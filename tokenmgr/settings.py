@@ -179,6 +179,9 @@ REMINDER_DAYS = sorted(
 REMINDER_SWEEP_HOUR = env.int("REMINDER_SWEEP_HOUR", default=6)
 # last_used_at is written at most once per this many seconds per token.
 TOKEN_LAST_USED_RESOLUTION = env.int("TOKEN_LAST_USED_RESOLUTION", default=300)
+# /v2/privileges may reuse a token check for this many seconds in the same process (no query): a revocation made
+# elsewhere takes up to this long to reach every process; expiry is always exact. 0 = one query per request.
+TOKEN_CHECK_CACHE_SECONDS = env.float("TOKEN_CHECK_CACHE_SECONDS", default=5)
 
 # ------------------------------------------------------------------------------
 # Notifications (issue 3)
@@ -247,6 +250,8 @@ WEBHOOK_ALLOW_LOOPBACK = env.bool("WEBHOOK_ALLOW_LOOPBACK", default=False)
 RATELIMIT_PRIVILEGES_PER_IP = env.int("RATELIMIT_PRIVILEGES_PER_IP", default=1000)
 RATELIMIT_PRIVILEGES_PER_TOKEN = env.int("RATELIMIT_PRIVILEGES_PER_TOKEN", default=250)
 RATELIMIT_STATS_PER_IP = env.int("RATELIMIT_STATS_PER_IP", default=1000)
+# Hits a process may count locally between two round trips to the shared counter (tokenmgr/ratelimit.py); 0 = exact.
+RATELIMIT_LOCAL_BATCH = env.int("RATELIMIT_LOCAL_BATCH", default=32)
 
 # ------------------------------------------------------------------------------
 # Logging: every request log line goes through the secret-redacting filter.
