@@ -46,6 +46,14 @@ def _isolated_cache(settings):
     settings.CACHES = caches
 
 
+@pytest.fixture(autouse=True)
+def _fresh_token_check_cache():
+    """The process-local cache of token checks (tokens/selectors.py) starts empty in every test."""
+    from tokens.selectors import check_cache
+
+    check_cache.clear()
+
+
 @pytest.fixture
 def issued(db):
     from tests.factories import issue_token

@@ -69,7 +69,7 @@ def privileges(request):
     quota = ratelimit.tightest(*quotas)
     if quota.exceeded:
         return ratelimit.too_many(quota)
-    result = token_check(secret=secret, now=timezone.now())
+    result = token_check(secret=secret, now=timezone.now(), max_age=settings.TOKEN_CHECK_CACHE_SECONDS)
     if result.outcome is not TokenCheck.OK:
         code, title, detail = UNAUTHORIZED[result.outcome]
         return error_response(401, code=code, title=title, detail=detail, headers=quota.headers())

@@ -3,6 +3,9 @@
 import datetime as dt
 import enum
 import functools
+import hmac
+import threading
+import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -76,26 +79,97 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value
 
 
-def token_check(*, secret: str, now: dt.datetime, touch: bool = True) -> TokenCheckResult:
-    """What /v2/privileges answers for `secret`, in one query (plus a rare last_used_at update)."""
+@dataclass
+class _Checked:
+    """What the token check query said about one digest, kept briefly in this process (see token_check)."""
+
+    loaded_at: float  # check_cache.clock()
+    token_id: int | None  # None: unknown digest
+    revoked_at: dt.datetime | None = None
+    expires_at: dt.datetime | None = None
+    last_used_at: dt.datetime | None = None
+    privileges: list[str] = field(default_factory=list)
+
+
+class _CheckCache:
+    """Checks of known tokens by digest, in this process only; bounded, oldest entries dropped first.
+
+    Any save or delete of a token, change of its privileges or revocation in this process empties it (signals in
+    tokens/apps.py); in the other processes an entry lives at most the caller's max_age.
+    """
+
+    MAX_ENTRIES = 20_000
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self) -> None:
+        self._entries: dict[str, _Checked] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str, max_age: float) -> _Checked | None:
+        entry = self._entries.get(digest)
+        if entry is None or self.clock() - entry.loaded_at >= max_age:
+            return None
+        return entry
+
+    def put(self, digest: str, entry: _Checked) -> None:
+        with self._lock:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                for old in list(self._entries)[: self.MAX_ENTRIES // 10]:  # insertion order: the oldest first
+                    self._entries.pop(old, None)
+            self._entries.pop(digest, None)
+            self._entries[digest] = entry
+
+    def clear(self, **kwargs) -> None:
+        with self._lock:
+            self._entries = {}
+
+
+check_cache = _CheckCache()
+
+
+def _load(candidate: str) -> _Checked:
+    rows = _token_check_rows(candidate)
+    if not rows or not hmac.compare_digest(candidate, rows[0][1]):
+        return _Checked(loaded_at=check_cache.clock(), token_id=None)
+    token_id, _, revoked_at, expires_at, last_used_at, _ = rows[0]
+    return _Checked(
+        loaded_at=check_cache.clock(),
+        token_id=token_id,
+        revoked_at=_aware(revoked_at),
+        expires_at=_aware(expires_at),
+        last_used_at=_aware(last_used_at),
+        privileges=[r[5] for r in rows if r[5]],
+    )
+
+
+def token_check(*, secret: str, now: dt.datetime, touch: bool = True, max_age: float = 0) -> TokenCheckResult:
+    """What /v2/privileges answers for `secret`, in one query (plus a rare last_used_at update).
+
+    With max_age > 0, the answer of the query may be reused for that many seconds in this process (no query at all):
+    expiry is still decided on `now`, but a revocation made by another process is seen up to max_age late.
+    """
     if not secret:
         return TokenCheckResult(TokenCheck.MISSING)
     if len(secret) > 4096:
         return TokenCheckResult(TokenCheck.INVALID)
-    rows = _token_check_rows(credentials.digest(secret))
-    if not rows or not credentials.matches(secret, rows[0][1]):
+    candidate = credentials.digest(secret)
+    checked = check_cache.get(candidate, max_age) if max_age > 0 else None
+    if checked is None:
+        checked = _load(candidate)
+        if max_age > 0 and checked.token_id is not None:  # unknown secrets are never cached: a new token works at once
+            check_cache.put(candidate, checked)
+    if checked.token_id is None:
         return TokenCheckResult(TokenCheck.INVALID)
-    token_id, _, revoked_at, expires_at, last_used_at, _ = rows[0]
-    revoked_at, expires_at, last_used_at = (_aware(v) for v in (revoked_at, expires_at, last_used_at))
-    if revoked_at is not None:
-        return TokenCheckResult(TokenCheck.REVOKED, token_id)
-    if expires_at <= now:
-        return TokenCheckResult(TokenCheck.EXPIRED, token_id)
+    if checked.revoked_at is not None:
+        return TokenCheckResult(TokenCheck.REVOKED, checked.token_id)
+    if checked.expires_at <= now:
+        return TokenCheckResult(TokenCheck.EXPIRED, checked.token_id)
     if touch:
         resolution = settings.TOKEN_LAST_USED_RESOLUTION
-        if last_used_at is None or (now - last_used_at).total_seconds() >= resolution:
-            Token.objects.filter(pk=token_id).update(last_used_at=now)
-    return TokenCheckResult(TokenCheck.OK, token_id, [r[5] for r in rows if r[5]])
+        if checked.last_used_at is None or (now - checked.last_used_at).total_seconds() >= resolution:
+            Token.objects.filter(pk=checked.token_id).update(last_used_at=now)
+            checked.last_used_at = now
+    return TokenCheckResult(TokenCheck.OK, checked.token_id, checked.privileges)
 
 
 def token_by_secret(*, secret: str) -> Token | None:

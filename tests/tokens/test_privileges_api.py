@@ -83,6 +83,7 @@ def test_superseded_token_still_works_until_its_expiry(client):
 
 def test_last_used_at_updated_cheaply(client, settings):
     settings.TOKEN_LAST_USED_RESOLUTION = 300
+    settings.TOKEN_CHECK_CACHE_SECONDS = 0  # one lookup per request: counted below
     issued = issue_token()
     start = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC)
     with time_machine.travel(start, tick=False):
@@ -172,3 +173,109 @@ def test_naive_datetimes_from_raw_sql_are_read_as_utc():
     assert _aware(naive) == dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC)
     aware = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC)
     assert _aware(aware) is aware and _aware(None) is None
+
+
+# --- The process-local cache of token checks (settings.TOKEN_CHECK_CACHE_SECONDS) ---------------------------------
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The cache's clock, moved by hand (time-machine pins wall-clock time, not the monotonic clock)."""
+    from tokens.selectors import check_cache
+
+    now = [1000.0]
+    monkeypatch.setattr(check_cache, "clock", lambda: now[0])
+    return now
+
+
+def _get(client, secret):
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get("/v2/privileges", {"token": secret})
+    return response, len(queries)
+
+
+def test_cached_check_answers_without_query(client, settings, clock):
+    settings.TOKEN_CHECK_CACHE_SECONDS = 5
+    issued = issue_token(privileges=("entreprises",))
+    assert _get(client, issued.secret)[1] == 2  # lookup + first last_used_at
+    response, queries = _get(client, issued.secret)
+    assert (response.status_code, response.json(), queries) == (200, {"privileges": ["entreprises"]}, 0)
+    clock[0] += 5  # aged out: looked up again
+    assert _get(client, issued.secret)[1] == 1
+
+
+def test_revocation_in_this_process_applies_at_once(client, settings, clock):
+    settings.TOKEN_CHECK_CACHE_SECONDS = 5
+    issued = issue_token()
+    assert client.get("/v2/privileges", {"token": issued.secret}).status_code == 200
+    admin = get_user_model().objects.create_superuser("root2", "root2@example.org", "x")
+    token_revoke(token=issued.token, by=admin, reason="fuite")
+    response, queries = _get(client, issued.secret)
+    assert (response.status_code, error_code(response), queries) == (401, "revoked_token", 1)
+
+
+def test_revocation_elsewhere_is_seen_within_the_cache_lifetime(client, settings, clock):
+    """Another process's revocation sends no signal here: the cached answer lives at most TOKEN_CHECK_CACHE_SECONDS."""
+    settings.TOKEN_CHECK_CACHE_SECONDS = 5
+    issued = issue_token()
+    assert client.get("/v2/privileges", {"token": issued.secret}).status_code == 200
+    Token.objects.filter(pk=issued.token.pk).update(revoked_at=timezone.now())  # no signal, as from elsewhere
+    clock[0] += 4.9
+    assert client.get("/v2/privileges", {"token": issued.secret}).status_code == 200
+    clock[0] += 0.1
+    response = client.get("/v2/privileges", {"token": issued.secret})
+    assert (response.status_code, error_code(response)) == (401, "revoked_token")
+
+
+def test_expiry_is_exact_even_when_cached(client, settings, clock):
+    settings.TOKEN_CHECK_CACHE_SECONDS = 5
+    issued = issue_token()
+    expires_at = issued.token.expires_at
+    with time_machine.travel(expires_at - dt.timedelta(seconds=1), tick=False):
+        assert client.get("/v2/privileges", {"token": issued.secret}).status_code == 200
+    with time_machine.travel(expires_at, tick=False):
+        response, queries = _get(client, issued.secret)
+    assert (response.status_code, error_code(response), queries) == (401, "expired_token", 0)
+
+
+def test_unknown_secrets_are_never_cached(client, settings, clock):
+    settings.TOKEN_CHECK_CACHE_SECONDS = 5
+    for _ in range(2):
+        response, queries = _get(client, "tkm_unknown")
+        assert (response.status_code, queries) == (401, 1)
+
+
+def test_privilege_change_in_this_process_applies_at_once(client, settings, clock):
+    from tokens.models import Privilege
+
+    settings.TOKEN_CHECK_CACHE_SECONDS = 5
+    issued = issue_token(privileges=("entreprises",))
+    assert client.get("/v2/privileges", {"token": issued.secret}).json() == {"privileges": ["entreprises"]}
+    issued.token.privileges.add(Privilege.objects.get(code="associations"))
+    body = client.get("/v2/privileges", {"token": issued.secret}).json()
+    assert body == {"privileges": ["associations", "entreprises"]}
+
+
+def test_last_used_at_still_written_while_cached(client, settings, clock):
+    settings.TOKEN_CHECK_CACHE_SECONDS = 3600
+    settings.TOKEN_LAST_USED_RESOLUTION = 300
+    issued = issue_token()
+    start = dt.datetime(2026, 1, 5, 10, 0, tzinfo=dt.UTC)
+    with time_machine.travel(start, tick=False):
+        client.get("/v2/privileges", {"token": issued.secret})
+    with time_machine.travel(start + dt.timedelta(minutes=4), tick=False):
+        assert _get(client, issued.secret)[1] == 0
+    with time_machine.travel(start + dt.timedelta(minutes=6), tick=False):
+        assert _get(client, issued.secret)[1] == 1  # the UPDATE alone
+    issued.token.refresh_from_db()
+    assert issued.token.last_used_at == start + dt.timedelta(minutes=6)
+
+
+def test_cache_is_bounded(settings, clock):
+    from tokens.selectors import _Checked, check_cache
+
+    for i in range(check_cache.MAX_ENTRIES + 10):
+        check_cache.put(f"d{i}", _Checked(loaded_at=clock[0], token_id=i))
+    assert len(check_cache._entries) <= check_cache.MAX_ENTRIES
+    assert check_cache.get(f"d{check_cache.MAX_ENTRIES + 9}", 5) is not None
+    assert check_cache.get("d0", 5) is None  # the oldest went first
