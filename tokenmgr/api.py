@@ -7,7 +7,15 @@ from ninja.errors import ValidationError as NinjaValidationError
 
 from .errors import error_response
 
-api = NinjaAPI(
+
+class SiteRootAPI(NinjaAPI):
+    """Mounted at the site root without ninja's home page (tokenmgr/urls.py): the root path is "/" itself."""
+
+    def get_root_path(self, path_params) -> str:
+        return "/"
+
+
+api = SiteRootAPI(
     title="tokenmgr",
     version="1.0",
     description="Jetons d'accès, privilèges et disponibilité des API.",

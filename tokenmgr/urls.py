@@ -5,12 +5,17 @@ from django.urls import include, path
 from . import health
 from .api import api
 
+# The JSON API first: Django tries patterns in order and /v2/privileges is the hot path. Without ninja's empty home
+# page at its mount point, which would shadow the portal's dashboard at "/" (see api.get_root_path).
+api_patterns, api_app_name, api_namespace = api.urls
+api_patterns = [pattern for pattern in api_patterns if pattern.name != "api-root"]
+
 urlpatterns = [
+    path("", (api_patterns, api_app_name, api_namespace)),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("", include("portal.urls")),  # before api.urls: ninja answers "/" (api-root) otherwise
-    path("", api.urls),
+    path("", include("portal.urls")),
     path("", include("availability.urls")),
     path("", include("notifications.urls")),
     path("", include("tokens.urls")),
