@@ -8,8 +8,14 @@ returns JsonResponse, behind the same middleware stack. wrk (Debian package) loa
 BENCH_PRIVILEGES_SECONDS (default 10) each, twice; the best run of each counts. Rate limits are set high enough never
 to answer 429 (a non-2xx answer fails the benchmark). Queries per request are counted in-process with
 CaptureQueriesContext over 200 requests after a warm-up.
+
+Besides the target row (one token, default settings: token checks reused for TOKEN_CHECK_CACHE_SECONDS in each
+process, rate limits pre-counted locally), two rows for information: 1,000 tokens in rotation (a wrk Lua script), and
+the exact configuration (TOKEN_CHECK_CACHE_SECONDS=0, RATELIMIT_LOCAL_BATCH=0: one query and one Redis round trip per
+request) against the bare view of its own server.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -26,6 +32,7 @@ from _common import ROOT, Row, django_setup, log, register, report  # noqa: E402
 SECONDS = int(os.environ.get("BENCH_PRIVILEGES_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_PRIVILEGES_CONNECTIONS", "8"))
 TARGET_RATIO = 0.7
+ROTATION_TOKENS = 1000
 BENCH_ENV = {
     "DEBUG": "0",
     "BENCH_VIEWS": "1",
@@ -69,9 +76,11 @@ def queries_per_request(secret: str, n: int = 200) -> float:
     return len(queries.captured_queries) / n
 
 
-def wrk(url: str, seconds: int, headers: dict[str, str] | None = None) -> tuple[float, float, int]:
+def wrk(url: str, seconds: int, headers: dict[str, str] | None = None, script: Path | None = None):
     """(requests/s, p99 ms, requests) of `url`; fails on any non-2xx answer or socket error."""
     cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
+    if script:
+        cmd += ["-s", str(script)]
     for name, value in (headers or {}).items():
         cmd += ["-H", f"{name}: {value}"]
     out = subprocess.run([*cmd, url], check=True, capture_output=True, text=True).stdout
@@ -111,53 +120,95 @@ def wait_http(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} never answered 200")
 
 
-@register("privileges")
-def run() -> list[Row]:
-    if not shutil.which("wrk"):
-        raise SystemExit("bench privileges: wrk not found (Debian package `wrk`)")
-    os.environ.update(BENCH_ENV)
-    django_setup()
-    secret = make_token()
-    queries = queries_per_request(secret)
-    log(f"/v2/privileges: {queries:.2f} queries per request (in-process, after warm-up)")
+ROTATION_LUA = """
+local tokens = {}
+for line in io.lines(os.getenv("BENCH_TOKENS_FILE")) do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+  i = i % #tokens + 1
+  return wrk.format("GET", "/v2/privileges", {["Authorization"] = "Bearer " .. tokens[i]})
+end
+"""
 
+
+@contextlib.contextmanager
+def gunicorn(overrides: dict[str, str], logdir: Path):
+    """gunicorn (production configuration, 2 workers) on a free port with `overrides` in its environment."""
     port = free_port()
-    logdir = Path(tempfile.mkdtemp(prefix="bench-privileges-"))
     cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--workers", "2"]
     cmd += ["--bind", f"127.0.0.1:{port}"]
-    with (logdir / "web.log").open("wb") as web_log:
-        web = subprocess.Popen(cmd, cwd=ROOT, env=os.environ.copy(), stdout=web_log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    targets = {
-        "bare": (f"{base}/bench/bare", None),
-        "privileges": (f"{base}/v2/privileges", {"Authorization": f"Bearer {secret}"}),
-    }
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
+    with (logdir / f"web-{port}.log").open("wb") as web_log:
+        env = {**os.environ, **overrides}
+        web = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=web_log, stderr=subprocess.STDOUT)
     try:
+        base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/bench/bare")
-        for url, headers in targets.values():
-            wrk(url, 2, headers)  # warm-up: connections, imports, caches of both workers
-        # Server side, honestly: PostgreSQL's own count of statements while wrk runs (health-check pings included).
-        time.sleep(1.5)  # idle backends flush their statistics within a second
-        before = server_statements()
-        url, headers = targets["privileges"]
-        _, _, served = wrk(url, 3, headers)
-        time.sleep(1.5)
-        statements = (server_statements() - before - 1) / served  # minus this probe's own transaction
-        log(f"/v2/privileges: {statements:.2f} PostgreSQL statements per request (pg_stat_database)")
-        for _ in range(2):
-            for name, (url, headers) in targets.items():
-                results[name].append(wrk(url, SECONDS, headers)[:2])
-                log(f"{name}: {results[name][-1][0]:,.0f} req/s, p99 {results[name][-1][1]:.2f} ms")
+        yield base
     finally:
         web.terminate()
         try:
             web.wait(15)
         except subprocess.TimeoutExpired:
             web.kill()
+
+
+@register("privileges")
+def run() -> list[Row]:
+    if not shutil.which("wrk"):
+        raise SystemExit("bench privileges: wrk not found (Debian package `wrk`)")
+    os.environ.update(BENCH_ENV)
+    django_setup()
+    from django.test import override_settings
+
+    secrets = [make_token() for _ in range(ROTATION_TOKENS)]
+    secret = secrets[0]
+    queries = queries_per_request(secret)
+    with override_settings(TOKEN_CHECK_CACHE_SECONDS=0):
+        queries_uncached = queries_per_request(secret)
+    log(
+        f"/v2/privileges: {queries:.2f} queries per request, {queries_uncached:.2f} without the token-check cache"
+    )
+
+    logdir = Path(tempfile.mkdtemp(prefix="bench-privileges-"))
+    tokens_file = logdir / "tokens.txt"
+    tokens_file.write_text("\n".join(secrets) + "\n")
+    rotation = logdir / "rotation.lua"
+    rotation.write_text(ROTATION_LUA)
+    os.environ["BENCH_TOKENS_FILE"] = str(tokens_file)
+    results: dict[str, list[tuple[float, float]]] = {}
+
+    def measure(name: str, url: str, headers=None, script=None) -> None:
+        results.setdefault(name, []).append(wrk(url, SECONDS, headers, script)[:2])
+        log(f"{name}: {results[name][-1][0]:,.0f} req/s, p99 {results[name][-1][1]:.2f} ms")
+
+    bearer = {"Authorization": f"Bearer {secret}"}
+    try:
+        with gunicorn({}, logdir) as base:
+            wrk(f"{base}/bench/bare", 2)  # warm-up: connections, imports, caches of both workers
+            wrk(f"{base}/v2/privileges", 2, bearer)
+            # Server side, honestly: PostgreSQL's own count of statements while wrk runs (health-check pings included).
+            time.sleep(1.5)  # idle backends flush their statistics within a second
+            before = server_statements()
+            _, _, served = wrk(f"{base}/v2/privileges", 3, bearer)
+            time.sleep(1.5)
+            statements = (server_statements() - before - 1) / served  # minus this probe's own transaction
+            log(f"/v2/privileges: {statements:.3f} PostgreSQL statements per request (pg_stat_database)")
+            for _ in range(2):
+                measure("bare", f"{base}/bench/bare")
+                measure("privileges", f"{base}/v2/privileges", bearer)
+            measure("rotation", f"{base}/v2/privileges", script=rotation)
+        # The exact configuration: one token query and one Redis round trip per request.
+        with gunicorn({"TOKEN_CHECK_CACHE_SECONDS": "0", "RATELIMIT_LOCAL_BATCH": "0"}, logdir) as base:
+            wrk(f"{base}/v2/privileges", 2, bearer)
+            measure("bare (exact server)", f"{base}/bench/bare")
+            measure("exact", f"{base}/v2/privileges", bearer)
+    finally:
         shutil.rmtree(logdir, ignore_errors=True)
-    bare_rps, bare_p99 = max(r[0] for r in results["bare"]), min(r[1] for r in results["bare"])
-    rps, p99 = max(r[0] for r in results["privileges"]), min(r[1] for r in results["privileges"])
+
+    def best(name: str) -> tuple[float, float]:
+        return max(r[0] for r in results[name]), min(r[1] for r in results[name])
+
+    (bare_rps, bare_p99), (rps, p99) = best("bare"), best("privileges")
     return [
         Row(
             "/v2/privileges req/s (gunicorn 2 workers, wrk)",
@@ -166,7 +217,23 @@ def run() -> list[Row]:
             target=TARGET_RATIO * bare_rps,
         ),
         Row("/v2/privileges p99", p99, baseline=bare_p99, unit="ms", higher_is_better=False),
+        Row(
+            f"/v2/privileges req/s, {ROTATION_TOKENS:,} tokens in rotation",
+            best("rotation")[0],
+            baseline=bare_rps,
+        ),
+        Row(
+            "/v2/privileges req/s, exact (no token cache, no local counts)",
+            best("exact")[0],
+            baseline=best("bare (exact server)")[0],
+        ),
         Row("/v2/privileges ORM queries per request", queries, target=1, higher_is_better=False),
+        Row(
+            "/v2/privileges ORM queries per request, no token cache",
+            queries_uncached,
+            target=1,
+            higher_is_better=False,
+        ),
         Row("/v2/privileges PostgreSQL statements per request", statements),
     ]
 
