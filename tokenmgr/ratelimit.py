@@ -4,6 +4,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 
@@ -71,8 +72,6 @@ class _LocalCounts:
 
     def hit(self, window: int, keys: list[str], limits: list[int], make_key) -> list[int]:
         """The count of each key after this hit; `make_key` names the shared counter (cache prefix included)."""
-        from django.conf import settings
-
         batch = settings.RATELIMIT_LOCAL_BATCH
         names = [make_key(key) for key in keys]
         with self._lock:
@@ -175,8 +174,6 @@ def limited(scope: str, setting: str):
     """Decorate a view: count the request per client IP against `settings.<setting>` per minute, answer 429 beyond,
     and put the RateLimit-* headers on every response the view returns (errors included)."""
     from functools import wraps
-
-    from django.conf import settings
 
     def decorator(view):
         @wraps(view)

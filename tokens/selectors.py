@@ -156,7 +156,9 @@ def token_check(*, secret: str, now: dt.datetime, touch: bool = True, max_age: f
     checked = check_cache.get(candidate, max_age) if max_age > 0 else None
     if checked is None:
         checked = _load(candidate)
-        if max_age > 0 and checked.token_id is not None:  # unknown secrets are never cached: a new token works at once
+        if (
+            max_age > 0 and checked.token_id is not None
+        ):  # unknown secrets are never cached: a new token works at once
             check_cache.put(candidate, checked)
     if checked.token_id is None:
         return TokenCheckResult(TokenCheck.INVALID)
@@ -169,7 +171,9 @@ def token_check(*, secret: str, now: dt.datetime, touch: bool = True, max_age: f
         if checked.last_used_at is None or (now - checked.last_used_at).total_seconds() >= resolution:
             Token.objects.filter(pk=checked.token_id).update(last_used_at=now)
             checked.last_used_at = now
-    return TokenCheckResult(TokenCheck.OK, checked.token_id, checked.privileges)
+    return TokenCheckResult(
+        TokenCheck.OK, checked.token_id, list(checked.privileges)
+    )  # a copy: the cache's own stays
 
 
 def token_by_secret(*, secret: str) -> Token | None:
