@@ -15,7 +15,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from . import services
+from . import selectors, services
 from .forms import MessageForm, ReasonForm, ValidateForm
 from .models import AccessRequest, AccessRequestEvent
 
@@ -83,10 +83,10 @@ class AccessRequestAdmin(admin.ModelAdmin):
         return False
 
     def has_view_permission(self, request, obj=None):
-        return super().has_view_permission(request, obj) or services.is_instructor(request.user)
+        return super().has_view_permission(request, obj) or selectors.is_instructor(user=request.user)
 
     def has_module_permission(self, request):
-        return super().has_module_permission(request) or services.is_instructor(request.user)
+        return super().has_module_permission(request) or selectors.is_instructor(user=request.user)
 
     def get_readonly_fields(self, request, obj=None):
         return [f for _name, opts in self.fieldsets for f in opts["fields"]]
@@ -186,10 +186,10 @@ class AccessRequestAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         obj = self._get(request, object_id)
-        can_instruct = services.is_instructor(request.user)
+        can_instruct = selectors.is_instructor(user=request.user)
         extra_context = {
             **(extra_context or {}),
-            "diff": services.access_request_diff(access_request=obj),
+            "diff": selectors.access_request_diff(access_request=obj),
             "events": obj.events.select_related("actor"),
             "thread": obj.messages.select_related("author"),
             "can_instruct": can_instruct,
@@ -206,7 +206,7 @@ class AccessRequestAdmin(admin.ModelAdmin):
         if action not in ACTIONS:
             raise Http404
         obj = self._get(request, object_id)
-        if not services.is_instructor(request.user):
+        if not selectors.is_instructor(user=request.user):
             raise PermissionDenied
         spec = ACTIONS[action]
         form = spec["form"](request.POST if request.method == "POST" else None)
@@ -247,13 +247,13 @@ class AccessRequestAdmin(admin.ModelAdmin):
             "button": spec["button"],
             "action": action,
             "change_url": change_url,
-            "diff": services.access_request_diff(access_request=obj) if action == "validate" else None,
+            "diff": selectors.access_request_diff(access_request=obj) if action == "validate" else None,
         }
         return TemplateResponse(request, "tokens/admin/accessrequest_action.html", context)
 
     def message_view(self, request, object_id):
         obj = self._get(request, object_id)
-        if request.method != "POST" or not services.is_instructor(request.user):
+        if request.method != "POST" or not selectors.is_instructor(user=request.user):
             raise PermissionDenied
         form = MessageForm(request.POST)
         if form.is_valid():

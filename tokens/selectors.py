@@ -6,13 +6,18 @@ import functools
 import hmac
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
 from . import credentials
-from .models import Privilege, Token
+from .models import AccessRequest, Privilege, Token
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractUser, AnonymousUser
 
 
 class TokenCheck(enum.Enum):
@@ -184,3 +189,221 @@ def token_by_secret(*, secret: str) -> Token | None:
     if token is None or not credentials.matches(secret, token.secret_digest):
         return None
     return token
+
+
+# ==============================================================================
+# Access requests: reads used by the workflow (tokens/services.py), the request pages and the admin —
+# instructors, pre-fill, completeness, diff, signup links. Nothing below writes or sends mail.
+# ==============================================================================
+
+INSTRUCT_PERMISSION = "tokens.instruct_accessrequest"
+
+
+def is_instructor(*, user: "AbstractUser | AnonymousUser | None") -> bool:
+    return bool(user and user.is_active and user.is_staff and user.has_perm(INSTRUCT_PERMISSION))
+
+
+def emails_dedupe(*, emails: Iterable[str]) -> list[str]:
+    """`emails` stripped, without blanks, each address once (case-insensitive), first spelling kept, in order."""
+    seen: dict[str, str] = {}
+    for email in emails:
+        email = (email or "").strip()
+        if email and email.lower() not in seen:
+            seen[email.lower()] = email
+    return list(seen.values())
+
+
+def instructor_emails() -> list[str]:
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+    from django.db.models import Q
+
+    perm = Permission.objects.filter(
+        codename="instruct_accessrequest", content_type__app_label="tokens"
+    ).first()
+    users = get_user_model().objects.filter(is_active=True, is_staff=True).exclude(email="")
+    users = users.filter(Q(is_superuser=True) | Q(user_permissions=perm) | Q(groups__permissions=perm))
+    return emails_dedupe(emails=users.distinct().values_list("email", flat=True))
+
+
+def access_request_snapshot(*, access_request: AccessRequest) -> dict:
+    """The comparable content of a request (what the diff and the audit compare)."""
+    return {
+        "label": access_request.label,
+        "privileges": sorted(p.code for p in access_request.privileges.all()) if access_request.pk else [],
+        "project_description": access_request.project_description,
+        "legal_basis_nature": access_request.legal_basis_nature,
+        "legal_basis_text": access_request.legal_basis_text,
+        "legal_basis_url": access_request.legal_basis_url,
+        "legal_basis_document": access_request.legal_basis_document.name or "",
+        "expected_volume": access_request.expected_volume,
+        **{
+            f"{role}_{k}": access_request.contact(role).get(k, "")
+            for role in AccessRequest.CONTACT_ROLES
+            for k in ("name", "email", "phone")
+        },
+    }
+
+
+def _token_snapshot(*, token: Token) -> dict:
+    snapshot = {"label": token.label, "privileges": sorted(p.code for p in token.privileges.all())}
+    for role in AccessRequest.CONTACT_ROLES:
+        contact = token.contacts.filter(role=role).order_by("id").first()
+        for k in ("name", "email", "phone"):
+            snapshot[f"{role}_{k}"] = getattr(contact, k, "") if contact else ""
+    return snapshot
+
+
+def access_request_missing(*, access_request: AccessRequest) -> list[str]:
+    """What is still missing before submission (French field names)."""
+    missing = []
+    if not access_request.privileges.exists():
+        missing.append("au moins un privilège")
+    if not access_request.project_description.strip():
+        missing.append("la description du projet")
+    if not access_request.legal_basis_nature:
+        missing.append("la nature du cadre juridique")
+    if not access_request.legal_basis_text.strip():
+        missing.append("le cadre juridique")
+    if not access_request.legal_basis_url and not access_request.legal_basis_document:
+        missing.append("le lien vers le texte ou le document PDF")
+    labels = {
+        "requester": "du demandeur",
+        "technical": "du contact technique",
+        "business": "du contact métier",
+    }
+    for role in AccessRequest.CONTACT_ROLES:
+        contact = access_request.contact(role)
+        if not contact.get("name") or not contact.get("email"):
+            missing.append(f"le nom et l'e-mail {labels[role]}")
+    if access_request.expected_volume is None:
+        missing.append("la volumétrie attendue")
+    return missing
+
+
+def token_last_validated_request(*, token: Token) -> AccessRequest | None:
+    """The validated request that issued this token (or, failing that, the last one validated about it)."""
+    issuing = AccessRequest.objects.filter(issued_token=token, state=AccessRequest.State.VALIDATED).first()
+    if issuing is not None:
+        return issuing
+    return (
+        AccessRequest.objects.filter(token=token, state=AccessRequest.State.VALIDATED)
+        .order_by("-decided_at", "-id")
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class Prefill:
+    initial: dict
+    prefilled_from: AccessRequest | None
+
+
+def access_request_prefill(*, token: Token, kind: str) -> Prefill:
+    """Form initial values for a renewal/extension of `token`: from its last validated request, else the token.
+
+    An extension never copies the legal basis: the added data needs its own.
+    """
+    source = token_last_validated_request(token=token)
+    if source is not None:
+        snapshot = access_request_snapshot(access_request=source)
+        initial = {k: v for k, v in snapshot.items() if v not in (None, "")}
+        if source.legal_basis_document:
+            initial["legal_basis_document"] = source.legal_basis_document.name
+    else:
+        snapshot = _token_snapshot(token=token)
+        initial = {k: v for k, v in snapshot.items() if v not in (None, "")}
+    initial["privileges"] = sorted(p.code for p in token.privileges.all())
+    if kind == AccessRequest.Kind.EXTENSION:
+        for key in ("legal_basis_nature", "legal_basis_text", "legal_basis_url", "legal_basis_document"):
+            initial.pop(key, None)
+    return Prefill(initial=initial, prefilled_from=source)
+
+
+DIFF_LABELS = {
+    "label": "Intitulé du projet",
+    "project_description": "Description du projet",
+    "legal_basis_nature": "Nature du cadre juridique",
+    "legal_basis_text": "Cadre juridique",
+    "legal_basis_url": "Lien vers le texte",
+    "legal_basis_document": "Document PDF",
+    "expected_volume": "Volumétrie (appels/min)",
+    "requester_name": "Demandeur — nom",
+    "requester_email": "Demandeur — e-mail",
+    "requester_phone": "Demandeur — téléphone",
+    "technical_name": "Contact technique — nom",
+    "technical_email": "Contact technique — e-mail",
+    "technical_phone": "Contact technique — téléphone",
+    "business_name": "Contact métier — nom",
+    "business_email": "Contact métier — e-mail",
+    "business_phone": "Contact métier — téléphone",
+}
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    field: str
+    label: str
+    before: object
+    after: object
+
+    @property
+    def changed(self) -> bool:
+        return (self.before or "") != (self.after or "")
+
+
+@dataclass(frozen=True)
+class AccessRequestDiff:
+    baseline: str  # "request", "token" or "" (nothing to compare with)
+    rows: list[DiffRow]
+    privileges_added: list[str]
+    privileges_removed: list[str]
+    privileges_kept: list[str]
+
+    @property
+    def changed_rows(self) -> list[DiffRow]:
+        return [r for r in self.rows if r.changed] if self.baseline else []
+
+
+def access_request_diff(*, access_request: AccessRequest) -> AccessRequestDiff:
+    """Field by field against the request it was pre-filled from (else the token it is about)."""
+    after = access_request_snapshot(access_request=access_request)
+    if access_request.prefilled_from is not None:
+        baseline, before = "request", access_request_snapshot(access_request=access_request.prefilled_from)
+    elif access_request.token is not None and access_request.kind != AccessRequest.Kind.NEW:
+        baseline, before = "token", _token_snapshot(token=access_request.token)
+    else:
+        baseline, before = "", {}
+    if access_request.kind == AccessRequest.Kind.EXTENSION and access_request.token is not None:
+        # What an extension adds is measured against the token in force.
+        before_privileges = {p.code for p in access_request.token.privileges.all()}
+    else:
+        before_privileges = set(before.get("privileges", []))
+    after_privileges = set(after["privileges"])
+    rows = [
+        DiffRow(k, label, before.get(k, "") if baseline else None, after.get(k))
+        for k, label in DIFF_LABELS.items()
+    ]
+    return AccessRequestDiff(
+        baseline=baseline,
+        rows=rows,
+        privileges_added=sorted(after_privileges - before_privileges)
+        if baseline
+        else sorted(after_privileges),
+        privileges_removed=sorted(before_privileges - after_privileges),
+        privileges_kept=sorted(after_privileges & before_privileges),
+    )
+
+
+SIGNUP_SALT = "tokenmgr.signup"
+SIGNUP_MAX_AGE = 2 * 24 * 3600
+
+
+def signup_link_read(*, signed: str) -> dict | None:
+    """{"email", "next"} of a valid, unexpired signup link; None otherwise."""
+    from django.core import signing
+
+    try:
+        return signing.loads(signed, salt=SIGNUP_SALT, max_age=SIGNUP_MAX_AGE)
+    except signing.BadSignature:
+        return None

@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from . import services
+from . import selectors, services
 from .forms import AccessRequestForm, AccountForm, MessageForm, RegenerateForm, SignupForm
 from .models import AccessRequest, Origin, Token, TokenStatus
 from .services import AccessRequestError
@@ -163,7 +163,7 @@ def request_edit(request, request_id):
                 return redirect("request_detail", request_id=request_id)
             return _after_save(request, access_request)
     else:
-        initial = services.access_request_snapshot(access_request)
+        initial = selectors.access_request_snapshot(access_request=access_request)
         base_codes = {p.code for p in base}
         initial["privileges"] = [c for c in initial["privileges"] if c not in base_codes]
         form = AccessRequestForm(initial=initial, **kwargs)
@@ -233,7 +233,7 @@ def _token_request_view(request, token, kind, title):
     if token.revoked_at is not None or token.renewed_by_id is not None:
         messages.error(request, _("Ce jeton est révoqué ou déjà remplacé : il ne peut plus être renouvelé."))
         return redirect("token_pickup", public_id=token.public_id)
-    prefill = services.access_request_prefill(token=token, kind=kind)
+    prefill = selectors.access_request_prefill(token=token, kind=kind)
     existing = prefill.initial.pop("legal_basis_document", "")
     base = list(token.privileges.all()) if kind == AccessRequest.Kind.EXTENSION else []
     kwargs = {"kind": kind, "base_privileges": base, "existing_document": existing}
@@ -428,7 +428,7 @@ def signup(request):
 
 
 def signup_confirm(request, signed):
-    payload = services.signup_link_read(signed=signed)
+    payload = selectors.signup_link_read(signed=signed)
     if payload is None:
         return render(request, "tokens/signup_invalid.html", status=400)
     next_url = _safe_next(request, payload.get("next", ""))

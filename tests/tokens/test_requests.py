@@ -326,7 +326,7 @@ def test_contacts_are_updated_from_the_request(client_, applicant, instructor):
 def test_prefill_from_the_last_validated_request(client_, applicant, instructor):
     first = validated_request(instructor=instructor, client=client_, applicant=applicant)
     token = first.issued_token
-    prefill = services.access_request_prefill(token=token, kind="renewal")
+    prefill = selectors.access_request_prefill(token=token, kind="renewal")
     assert prefill.prefilled_from == first
     initial = prefill.initial
     assert initial["privileges"] == ["entreprises", "etablissements"]
@@ -344,7 +344,7 @@ def test_prefill_of_an_imported_token_uses_what_the_token_has(client_):
         client=client_, role="technical", email="tech@commune.example", name="T. Echnique"
     )
     token = issue_token(client=client_, privileges=("associations",), contacts=[contact]).token
-    prefill = services.access_request_prefill(token=token, kind="renewal")
+    prefill = selectors.access_request_prefill(token=token, kind="renewal")
     assert prefill.prefilled_from is None
     assert prefill.initial["privileges"] == ["associations"]
     assert prefill.initial["technical_email"] == "tech@commune.example"
@@ -353,7 +353,7 @@ def test_prefill_of_an_imported_token_uses_what_the_token_has(client_):
 
 def test_prefill_of_an_extension_leaves_the_legal_basis_empty(client_, applicant, instructor):
     token = validated_request(instructor=instructor, client=client_, applicant=applicant).issued_token
-    initial = services.access_request_prefill(token=token, kind="extension").initial
+    initial = selectors.access_request_prefill(token=token, kind="extension").initial
     assert initial["project_description"]
     assert not {"legal_basis_nature", "legal_basis_text", "legal_basis_url"} & initial.keys()
 
@@ -370,7 +370,7 @@ def test_diff_against_the_prefilled_request(client_, applicant, instructor):
         prefilled_from=first,
         data=full_data(privileges=privs("entreprises", "associations"), contacts=changed_contacts),
     )
-    diff = services.access_request_diff(access_request=ar)
+    diff = selectors.access_request_diff(access_request=ar)
     assert diff.baseline == "request"
     assert diff.privileges_added == ["associations"]
     assert diff.privileges_removed == ["etablissements"]
@@ -381,7 +381,7 @@ def test_diff_against_the_prefilled_request(client_, applicant, instructor):
 
 
 def test_diff_of_a_new_request_has_no_baseline(client_, applicant):
-    diff = services.access_request_diff(access_request=new_request(client=client_, applicant=applicant))
+    diff = selectors.access_request_diff(access_request=new_request(client=client_, applicant=applicant))
     assert diff.baseline == "" and diff.privileges_added == ["entreprises", "etablissements"]
     assert diff.changed_rows == []
 
@@ -412,7 +412,7 @@ def test_extension_adds_privileges_and_supersedes(client_, applicant, instructor
         client=client_, kind="extension", applicant=applicant, data=form.to_data(), token=token
     )
     services.access_request_submit(access_request=ar, by=applicant)
-    diff = services.access_request_diff(access_request=ar)
+    diff = selectors.access_request_diff(access_request=ar)
     assert diff.baseline == "token"
     assert diff.privileges_added == ["attestations_fiscales_dgfip"] and diff.privileges_removed == []
     new = services.access_request_validate(access_request=ar, by=instructor)
