@@ -10,6 +10,7 @@ COPY of the same file into a bare 8-text-column table.
 
 import datetime as dt
 import io
+import logging
 import os
 import random
 import resource
@@ -103,6 +104,17 @@ def copy_baseline(path: str) -> float:
     return elapsed
 
 
+class _PhaseLog(logging.Handler):
+    """Keeps the per-phase timings that tokens.importing logs at DEBUG level."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @register("import")
 def run() -> list[Row]:
     rows = int(os.environ.get("BENCH_IMPORT_ROWS", "1000000"))
@@ -126,12 +138,24 @@ def run() -> list[Row]:
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         log("import: import_tokens")
         out = io.StringIO()
-        started = time.perf_counter()
-        call_command("import_tokens", path, secrets_out=secrets_out, stdout=out, stderr=io.StringIO())
-        import_s = time.perf_counter() - started
+        phases = _PhaseLog()
+        importing_log = logging.getLogger("tokens.importing")
+        importing_log.addHandler(phases)
+        level, importing_log.level = importing_log.level, logging.DEBUG
+        importing_log.propagate = False  # shown below, once
+        try:
+            started = time.perf_counter()
+            call_command("import_tokens", path, secrets_out=secrets_out, stdout=out, stderr=io.StringIO())
+            import_s = time.perf_counter() - started
+        finally:
+            importing_log.removeHandler(phases)
+            importing_log.setLevel(level)
+            importing_log.propagate = True
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         imported = Token.objects.count() - before
         log(f"import: {out.getvalue().strip()} in {import_s:.1f} s (COPY: {copy_s:.1f} s)")
+        for message in phases.messages:
+            log(f"import: {message}")
     return [
         Row(
             f"import_tokens rows/s ({rows:,} rows)",

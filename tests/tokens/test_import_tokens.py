@@ -317,6 +317,43 @@ def test_existing_client_and_contacts_are_reused(tmp_path):
     assert all(t.contacts.get().email == "A@example.org" for t in Token.objects.all())
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 2, None])
+def test_contacts_resolved_once_per_client_and_address(tmp_path, monkeypatch, chunk_rows):
+    """Within a chunk, across chunks and against the database: one contact per (client, address, role)
+    whatever its case, each token linked to its own contacts only."""
+    if chunk_rows:
+        monkeypatch.setattr(importing, "CHUNK_ROWS", chunk_rows)
+    existing = ClientFactory(siret=SIRET_A, name="Mairie")
+    kept = Contact.objects.create(client=existing, email="Old@example.org", role=Contact.Role.REQUESTER)
+    other_role = Contact.objects.create(
+        client=existing, email="tech@example.org", role=Contact.Role.TECHNICAL
+    )
+    path = csv_file(
+        tmp_path,
+        row(label="1", contacts="old@EXAMPLE.org new@example.org"),
+        row(label="2", contacts="NEW@example.org tech@example.org"),
+        row(siret=SIRET_B, name="B", label="3", contacts="new@example.org"),
+        row(label="4"),
+        row(siret=SIRET_B, name="B", label="5", contacts="New@Example.org old@example.org"),
+    )
+    code, _, err = run(path)
+    assert code == 0, err
+
+    def emails(label):
+        links = Token.objects.get(label=label).contacts.values_list("client__siret", "email")
+        return sorted((siret, email.lower()) for siret, email in links)
+
+    assert emails("1") == [(SIRET_A, "new@example.org"), (SIRET_A, "old@example.org")]
+    assert emails("2") == [(SIRET_A, "new@example.org"), (SIRET_A, "tech@example.org")]
+    assert emails("3") == [(SIRET_B, "new@example.org")]
+    assert emails("4") == []
+    assert emails("5") == [(SIRET_B, "new@example.org"), (SIRET_B, "old@example.org")]
+    requesters = Contact.objects.filter(role=Contact.Role.REQUESTER)
+    assert requesters.count() == 5  # Old (kept), new and tech for A; new and old for B
+    assert Token.objects.get(label="1").contacts.filter(pk=kept.pk).exists()
+    assert not Token.objects.filter(contacts=other_role).exists()  # imported contacts are requesters
+
+
 def test_blank_lines_and_quoted_newlines_keep_physical_line_numbers(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text(
