@@ -727,6 +727,13 @@ class ChunkWriter:
             self.cursor.execute(f"SET LOCAL enable_hashjoin = {value}")
             self.cursor.execute(f"SET LOCAL enable_mergejoin = {value}")
 
+    def _hash_joins(self, on: bool) -> None:
+        """Hash joins of the chunk's rows with imp_contact (temporary tables have no statistics: the planner
+        would sort both sides by text for a merge join, or probe in a loop)."""
+        value = "off" if on else "on"
+        self.cursor.execute(f"SET LOCAL enable_mergejoin = {value}")
+        self.cursor.execute(f"SET LOCAL enable_nestloop = {value}")
+
     def _expanded(self, kind: str) -> str:
         """FROM items giving `n` (kept rows) and `x.value` (each value of n's space-separated `kind`)."""
         if self.pg:
@@ -802,30 +809,33 @@ class ChunkWriter:
         not found, and so created again): the links written later cannot point to a deleted contact.
         """
         cursor, client, contact = self.cursor, self.client, self.contact
-        cursor.execute(
-            f"""
+        with self._phase("contacts: collect"):
+            cursor.execute(
+                f"""
             INSERT INTO imp_contact (siret, client_id, email_key, email)
             SELECT n.siret, c.id, LOWER(x.value), MIN(x.value)
             FROM {self._expanded("contacts")}
             JOIN {client} c ON c.siret = n.siret
             GROUP BY n.siret, c.id, LOWER(x.value)
             """
-        )
+            )
         if not cursor.rowcount:
             return
-        cursor.execute("ANALYZE imp_contact")  # statistics for the joins below and for the links
         # One index probe per contact (a scalar subquery cannot be turned into a hash of the contact table).
-        cursor.execute(
-            f"""
+        with self._phase("contacts: find"):
+            cursor.execute(
+                f"""
             UPDATE imp_contact i SET contact_id = (
                 SELECT k.id FROM {contact} k
                 WHERE k.client_id = i.client_id AND LOWER(k.email) = i.email_key AND k.role = %s
                 FOR KEY SHARE)
             """,
-            [self.role],
-        )
-        cursor.execute(
-            f"""
+                [self.role],
+            )
+        self._hash_joins(True)
+        with self._phase("contacts: create"):
+            cursor.execute(
+                f"""
             WITH created AS (
                 INSERT INTO {contact} (client_id, email, name, phone, role)
                 SELECT client_id, email, '', '', %s FROM imp_contact WHERE contact_id IS NULL
@@ -833,8 +843,9 @@ class ChunkWriter:
             UPDATE imp_contact i SET contact_id = c.id FROM created c
             WHERE c.client_id = i.client_id AND c.email_key = i.email_key
             """,
-            [self.role],
-        )
+                [self.role],
+            )
+        self._hash_joins(False)
 
     def _lock_references(self) -> None:
         """The clients (and, elsewhere than PostgreSQL, contacts) this chunk's rows refer to cannot be deleted
@@ -881,7 +892,7 @@ class ChunkWriter:
             SELECT {id_value}{public_id}, c.id, n.label, n.issued_at, n.expires_at, n.origin, n.prefix, n.digest, '', %s,
                    %s
             FROM imp_new n JOIN {client} c ON c.siret = n.siret
-            {"" if self.pg else "ORDER BY n.line"}
+            ORDER BY {"n.digest" if self.pg else "n.line"}
             """,
                 [self.now, self.run_id],
             )
@@ -894,6 +905,7 @@ class ChunkWriter:
             )
         if self.pg:
             # The contact ids resolved once per chunk (_write_contacts_pg): a hash join.
+            self._hash_joins(True)
             with self._phase("token contacts"):
                 cursor.execute(
                     f"""
@@ -903,6 +915,7 @@ class ChunkWriter:
                     JOIN imp_contact i ON i.siret = n.siret AND i.email_key = LOWER(x.value)
                     """
                 )
+            self._hash_joins(False)
             return
         # Each contact id by an index probe (contact_unique_per_client_role), whatever the statistics say.
         with self._phase("token contacts"):
