@@ -5,7 +5,10 @@
 Generates BENCH_IMPORT_ROWS rows (default 1,000,000) spread over rows/20 clients (~50k for 1M), half with a legacy
 secret, dates as YYYY-MM-DD, naive ISO 8601 and ISO 8601 with offset, ~1 % repeated rows (duplicates), then times
 `import_tokens FILE --secrets-out FILE` on the migrated database of DATABASE_URL and, as the baseline, PostgreSQL
-COPY of the same file into a bare 8-text-column table.
+COPY of the same file into a bare 8-text-column table. Also logs the seconds spent per phase of the writes
+(tokens.importing logs them at DEBUG level). `make bench` runs it against scripts/with_services.py's throw-away
+PostgreSQL, whose settings (shared_buffers 2GB, max_wal_size 4GB, wal_buffers 64MB) hold the ~1.5 GB that a
+1M-row import writes: figures measured elsewhere depend on that server's settings.
 """
 
 import datetime as dt
