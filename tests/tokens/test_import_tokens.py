@@ -483,16 +483,3 @@ def test_import_without_the_right_to_skip_foreign_key_checks(tmp_path, monkeypat
     assert token.secret_digest == credentials.digest("legacy-secret-role-000")
     assert sorted(token.privileges.values_list("code", flat=True)) == ["entreprises", "exercices"]
     assert Token.objects.get(label="2").contacts.get().email == "b@example.org"
-
-
-def test_token_links_are_indexed_by_their_unique_pair_only():
-    """Migration 0006: the (token, privilege) and (token, contact) unique pairs serve lookups by token; the
-    separate token_id index Django adds would be written once more per imported link, for nothing."""
-    from django.db import connection
-
-    for through in (Token.privileges.through, Token.contacts.through):
-        with connection.cursor() as cursor:
-            constraints = connection.introspection.get_constraints(cursor, through._meta.db_table)
-        columns = [c["columns"] for c in constraints.values() if c["index"] or c["unique"]]
-        assert ["token_id"] not in columns
-        assert any(c[0] == "token_id" and len(c) == 2 for c in columns), columns
