@@ -475,9 +475,8 @@ class ChunkWriter:
         self.replica = False
         self.dropped = 0  # rows of earlier chunks in imp_dropped
         self._constraints: list[str] = []
-        self.phases: dict[
-            str, float
-        ] = {}  # seconds spent per phase, summed over the chunks (logged at the end)
+        # Seconds spent per phase, summed over the chunks (logged at the end).
+        self.phases: dict[str, float] = {}
         ts = "timestamp with time zone" if self.pg else "datetime"
         on_commit = " ON COMMIT DROP" if self.pg else ""
         columns = (
