@@ -1,6 +1,7 @@
 """Main portal flows in headless Chromium (Debian's), with screenshots under var/screenshots/."""
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.conftest import save_screenshot
 from tests.factories import ClientFactory, ContactFactory, UserFactory, issue_token
@@ -64,19 +65,19 @@ def test_dashboard_token_decline_and_revoke(page, live_server, integrator):
     user, client, tokens = integrator
     login(page, live_server, user.username)
     page.wait_for_selector("#tokens-table")
-    assert page.locator("#tokens-table tbody tr").count() == 4
+    expect(page.locator("#tokens-table tbody tr")).to_have_count(4)
     shot(page, "dashboard")
 
     # filter by "expires within 30 days" with the keyboard-usable form
     page.fill("#id_within", "30")
     page.click("form[role=search] button[type=submit]")
-    assert page.locator("#tokens-table tbody tr").count() == 1
+    expect(page.locator("#tokens-table tbody tr")).to_have_count(1)
     shot(page, "dashboard_filtered")
 
     page.click("text=Portail des aides économiques")
     page.wait_for_selector("h1")
     assert "Portail des aides économiques" in page.inner_text("h1")
-    assert page.locator("text=tech@agglo.example.org").count() == 1
+    expect(page.locator("text=tech@agglo.example.org")).to_have_count(1)
     shot(page, "token")
 
     page.click('button:has-text("Ce jeton n\'est plus utilisé")')
@@ -85,7 +86,7 @@ def test_dashboard_token_decline_and_revoke(page, live_server, integrator):
 
     page.click("a:has-text('Révoquer')")
     page.click("button:has-text('Révoquer définitivement')")  # empty: errors tied to fields
-    assert page.locator("#id_reason-desc-error").count() == 1
+    expect(page.locator("#id_reason-desc-error")).to_have_count(1)
     shot(page, "revoke_errors")
     page.fill("#id_reason", "Application arrêtée")
     page.check("#id_confirm", force=True)
@@ -117,7 +118,7 @@ def test_verify_calendar_webhooks_and_english(page, live_server, integrator):
     page.click("#fr-navigation >> text=Webhooks")
     page.fill("#id_url", "http://insecure.example.fr/hook")
     page.click("main form button[type=submit]")
-    assert page.locator("#id_url-desc-error").count() == 1
+    expect(page.locator("#id_url-desc-error")).to_have_count(1)
     shot(page, "webhooks_error")
     page.fill("#id_url", "https://hooks.example.fr/tokenmgr")
     page.click("main form button[type=submit]")

@@ -6,6 +6,7 @@ import warnings
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
+from playwright.sync_api import expect
 
 from tests.factories import ClientFactory, UserFactory
 from tests.tokens.test_requests import full_data
@@ -111,7 +112,7 @@ def test_reminder_link_to_renewal_to_validation_to_pickup(live_server, catalogue
     admin.goto(live_server.url + reverse("admin:tokens_accessrequest_changelist") + "?state__exact=submitted")
     admin.locator("#result_list tbody tr a").first.click()
     assert admin.locator("[data-diff=added]").inner_text() == "+ associations"
-    assert admin.locator("tr[data-field=business_email][data-changed='1']").count() == 1
+    expect(admin.locator("tr[data-field=business_email][data-changed='1']")).to_have_count(1)
     screenshot(admin, "renewal_3_admin_diff")
     admin.locator("a[data-action=validate]").click()
     admin.get_by_role("button", name="Valider et délivrer le jeton").click()
