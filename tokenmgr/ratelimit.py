@@ -66,9 +66,8 @@ class _LocalCounts:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._window: int | None = None
-        self._state: dict[
-            str, list[int]
-        ] = {}  # key -> [shared count at last sync, local hits since, allowance]
+        # counter name -> [shared count at its last sync, hits counted here since, allowance left]
+        self._state: dict[str, list[int]] = {}
 
     def hit(self, window: int, keys: list[str], limits: list[int], make_key) -> list[int]:
         """The count of each key after this hit; `make_key` names the shared counter (cache prefix included)."""
