@@ -41,6 +41,7 @@ from portal.selectors import reminders_declined_token_ids, tokens_without_declin
 from portal.webhooks import token_payload, webhook_emit
 from tokens import validity
 from tokens.models import Contact, Token
+from tokens.selectors import emails_dedupe
 
 from . import emails
 from .models import Reminder, ReminderStatus, SweepRun
@@ -239,15 +240,10 @@ def _deliverable(email: str) -> bool:
 
 def recipients_for(token: Token) -> list[str]:
     """Every contact's address, deduplicated case-insensitively (first spelling kept), requester first."""
-    seen: dict[str, str] = {}
     contacts = sorted(
         token.contacts.all(), key=lambda c: (CONTACT_ROLE_ORDER.get(c.role, 99), c.email.lower())
     )
-    for contact in contacts:
-        email = contact.email.strip()
-        if email and _deliverable(email) and email.lower() not in seen:
-            seen[email.lower()] = email
-    return list(seen.values())
+    return emails_dedupe(emails=(c.email for c in contacts if _deliverable(c.email.strip())))
 
 
 def admin_recipients() -> list[str]:
