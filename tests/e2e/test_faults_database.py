@@ -13,13 +13,6 @@ from tests.e2e.topology import Topology
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
-ISSUE = (
-    "from tokens.services import client_get_or_create, token_issue; from tokens.models import Privilege;"
-    "c = client_get_or_create(siret='13002526500013', name='DINUM');"
-    "print(token_issue(client=c, privileges=list(Privilege.objects.filter(code='entreprises'))).secret)"
-)
-
-
 CACHE_SECONDS = 2
 
 
@@ -32,7 +25,7 @@ def _assert_json_503(answers):
 
 def test_postgresql_restart_while_serving_privileges(report):
     with Topology(extra_env={"TOKEN_CHECK_CACHE_SECONDS": str(CACHE_SECONDS)}) as topo:
-        secret = topo.manage("shell", "-c", ISSUE).stdout.strip().splitlines()[-1]
+        secret = topo.issue_secret()
         path = f"/v2/privileges?token={secret}"
         status, body = topo.get_json(path)
         assert (status, body) == (200, {"privileges": ["entreprises"]})

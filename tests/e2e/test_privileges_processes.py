@@ -16,11 +16,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 CACHE_SECONDS = 2
 PER_TOKEN = 200
 
-ISSUE = (
-    "from tokens.services import client_get_or_create, token_issue; from tokens.models import Privilege;"
-    "c = client_get_or_create(siret='13002526500013', name='DINUM');"
-    "print(token_issue(client=c, privileges=list(Privilege.objects.filter(code='entreprises'))).secret)"
-)
 REVOKE = (
     "from tokens.models import Token; from tokens.services import token_revoke;"
     "token_revoke(token=Token.objects.get(secret_prefix='{prefix}'), by=None, reason='fuite')"
@@ -30,9 +25,7 @@ REVOKE = (
 def test_revocation_and_rate_limit_across_workers(report):
     env = {"TOKEN_CHECK_CACHE_SECONDS": str(CACHE_SECONDS), "RATELIMIT_PRIVILEGES_PER_TOKEN": str(PER_TOKEN)}
     with Topology(extra_env=env) as topo:
-        secret, limited = (
-            topo.manage("shell", "-c", ISSUE).stdout.strip().splitlines()[-1] for _ in range(2)
-        )
+        secret, limited = topo.issue_secret(), topo.issue_secret()
 
         # Rate limit: one request per connection, spread by the kernel over both workers, all in one window.
         if time.time() % 60 > 45:

@@ -299,6 +299,11 @@ class Topology:
     def mail_count(self) -> int:
         return sum(1 for _ in self.maildir.glob("*.eml")) if self.maildir.exists() else 0
 
+    def issue_secret(self, *, siret: str = "13002526500013", privileges: str = "entreprises") -> str:
+        """A new token through manage.py issue_token; its secret (alone on the last line of stdout, CONTRACT §3)."""
+        out = self.manage("issue_token", "--siret", siret, "--privileges", privileges).stdout
+        return out.strip().splitlines()[-1]
+
     def import_due_tokens(self, count: int, *, days_left: int = 10, siret: str = "13002526500013") -> None:
         """`count` tokens (one distinct contact each) expiring in about `days_left` days, through import_tokens."""
         issued_on = issued_on_for(days_left)
