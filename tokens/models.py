@@ -12,7 +12,7 @@ from django.db.models import Case, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from . import validity
+from . import fields, validity
 from .siret import validate_siret
 
 
@@ -181,8 +181,18 @@ class Token(models.Model):
         Client, on_delete=models.PROTECT, related_name="tokens", verbose_name=_("client"), db_index=False
     )
     label = models.CharField(_("libellé"), max_length=255, blank=True)
-    privileges = models.ManyToManyField(Privilege, related_name="tokens", verbose_name=_("privilèges"))
-    contacts = models.ManyToManyField(Contact, related_name="tokens", blank=True, verbose_name=_("contacts"))
+    # Link tables indexed by their unique (token, privilege|contact) pair; a contact's tokens by contact too
+    # (deleting a contact), a privilege's tokens by no index: a few dozen privileges share millions of links.
+    privileges = fields.ManyToManyField(
+        Privilege,
+        related_name="tokens",
+        verbose_name=_("privilèges"),
+        source_index=False,
+        target_index=False,
+    )
+    contacts = fields.ManyToManyField(
+        Contact, related_name="tokens", blank=True, verbose_name=_("contacts"), source_index=False
+    )
     issued_at = models.DateTimeField(_("émis le"))
     expires_at = models.DateTimeField(_("expire le"))
     origin = models.CharField(_("origine"), max_length=32, choices=Origin.choices)
@@ -201,13 +211,15 @@ class Token(models.Model):
         db_index=False,
     )
     revocation_reason = models.TextField(_("motif de révocation"), blank=True)
-    renewed_by = models.OneToOneField(
+    # At most one predecessor per token (token_renewed_by_unique): indexed only where set, like revoked_by.
+    renewed_by = models.ForeignKey(
         "self",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="renews",
         verbose_name=_("remplacé par"),
+        db_index=False,
     )
     last_used_at = models.DateTimeField(_("dernière utilisation"), null=True, blank=True)
     created_at = models.DateTimeField(_("créé le"), default=timezone.now)
@@ -240,7 +252,14 @@ class Token(models.Model):
                 condition=models.Q(revoked_by__isnull=False),
             ),
         ]
-        constraints = [models.UniqueConstraint(fields=["secret_digest"], name="token_secret_digest_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["secret_digest"], name="token_secret_digest_unique"),
+            models.UniqueConstraint(
+                fields=["renewed_by"],
+                name="token_renewed_by_unique",
+                condition=models.Q(renewed_by__isnull=False),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.label or self.secret_prefix} — {self.client.name}"
