@@ -10,7 +10,9 @@ The import is one streaming pass and one transaction:
    known, or, without a secret, the same (SIRET, label, issued_at), in the database or earlier in the file) and
    inserts clients, contacts, tokens (each pointing to the run's TokenImport audit record), their privileges and
    contacts, with a constant number of statements per chunk. On PostgreSQL a worker thread writes a chunk while the next one is
-   validated, so that Python and the database work at the same time.
+   validated, so that Python and the database work at the same time; the client and contact ids that earlier
+   chunks resolved are kept (KnownIds, bounded) and staged with the next chunks' rows, so that the database
+   only resolves the others.
 
 A row without a secret gets a new one, derived as HMAC-SHA256(run key, line number) with a random 256-bit run key
 that lives only in memory: its digest is staged, and the secret itself is rebuilt from the line number only for
@@ -30,6 +32,7 @@ import operator
 import os
 import re
 import secrets as secrets_module
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +57,7 @@ NAME_MAX = Client._meta.get_field("name").max_length
 LABEL_MAX = Token._meta.get_field("label").max_length
 EMAIL_MAX = Contact._meta.get_field("email").max_length
 CHUNK_ROWS = 50_000  # rows validated (and kept in memory) while the previous chunk is written
+WORKER_SWITCH_INTERVAL = 0.0005  # seconds: sys.setswitchinterval while a PostgreSQL import runs
 
 logger = logging.getLogger(__name__)
 
@@ -259,11 +263,48 @@ class _Sha256Hmac:
         return outer.hexdigest()
 
 
+class KnownIds:
+    """Client and contact ids this run has resolved, and locked, so far (PostgreSQL only; bounded).
+
+    The worker fills it as it writes each chunk; the reading thread stages the next chunks' rows with the ids it
+    finds here, and the writer resolves (probes, creates, locks) only the others. Only clients with a real name
+    are kept: a placeholder name (the SIRET) may still be replaced by a later row. Contacts are keyed by their
+    client and the e-mail exactly as written (no case folding on this side: the database's LOWER decides which
+    spellings are one contact). Ids stay valid until the end of the run: its transaction created or locked them.
+    """
+
+    def __init__(self, *, max_clients: int = 131_072, max_contacts: int = 262_144) -> None:
+        self.clients: dict[str, int] = {}
+        self.contacts: dict[str, int] = {}
+        self.max_clients = max_clients
+        self.max_contacts = max_contacts
+
+    @staticmethod
+    def contact_key(client_id: int, email: str) -> str:
+        return f"{client_id} {email}"
+
+    def add_clients(self, pairs: Iterable[tuple[str, int]]) -> None:
+        room = self.max_clients - len(self.clients)
+        self.clients.update(itertools.islice(pairs, max(room, 0)))
+
+    def add_contacts(self, triples: Iterable[tuple[int, str, int]]) -> None:
+        room = self.max_contacts - len(self.contacts)
+        key = self.contact_key
+        found = ((key(c, e), i) for c, e, i in triples if i is not None)
+        self.contacts.update(itertools.islice(found, max(room, 0)))
+
+
 class RowValidator:
     """Validates CSV rows into staging tuples (or COPY text lines); caches are bounded so memory stays constant."""
 
     def __init__(
-        self, header: list[str], *, now: dt.datetime, run_key: bytes, copy_format: bool = False
+        self,
+        header: list[str],
+        *,
+        now: dt.datetime,
+        run_key: bytes,
+        copy_format: bool = False,
+        known: KnownIds | None = None,
     ) -> None:
         names = [h.strip().lower() for h in header]
         duplicated = sorted({n for n in names if n and names.count(n) > 1})
@@ -278,6 +319,7 @@ class RowValidator:
         self._pick = operator.itemgetter(*(names.index(c) for c in COLUMNS))
         self.now = now
         self.copy_format = copy_format
+        self.known = known or KnownIds(max_clients=0, max_contacts=0)
         self.catalogue = dict(Privilege.objects.values_list("code", "id"))
         self.secret_prefix = settings.TOKEN_SECRET_PREFIX
         self.tz = validity.local_tz()
@@ -321,9 +363,24 @@ class RowValidator:
         fmt = self.format_datetime
         return fmt(issued), fmt(expires), origin, issued
 
-    def _emails_uncached(self, raw: str) -> str:
-        emails = " ".join(check_emails(split_list(raw)))
-        return copy_text(emails) if self.copy_format else emails
+    def _emails_uncached(self, raw: str) -> tuple[str, tuple[str, ...]]:
+        emails = check_emails(split_list(raw))
+        text = " ".join(emails)
+        return (copy_text(text) if self.copy_format else text), tuple(emails)
+
+    def _known_ids(self, siret: str, emails: tuple[str, ...]) -> str:
+        """The `client_id` and `contact_ids` COPY fields: the ids known so far, or NULL (\\N) to resolve."""
+        known = self.known
+        client_id = known.clients.get(siret)
+        if client_id is None:
+            return "\\N\t\\N"
+        if not emails:
+            return f"{client_id}\t"
+        contacts, key = known.contacts, known.contact_key
+        ids = [contacts.get(key(client_id, e)) for e in emails]
+        if None in ids:
+            return f"{client_id}\t\\N"
+        return f"{client_id}\t{' '.join(map(str, ids))}"
 
     def digest(self, secret: str) -> str:
         return self._digest.hexdigest(secret.encode())
@@ -350,7 +407,7 @@ class RowValidator:
             origin = default_origin
         elif origin not in ORIGINS:
             check_origin(origin, issued)  # raises the message
-        emails = self._emails(contacts)
+        emails, email_list = self._emails(contacts)
         secret = secret.strip()
         if secret:
             if len(secret) > MAX_SECRET_LENGTH or " " in secret or not secret.isprintable():
@@ -373,7 +430,8 @@ class RowValidator:
             text = self._text
             return (
                 f"{line}\t{siret}\t{text(name)}\t{text(label)}\t{issued_text}\t{expires_text}\t{origin}\t{privs}\t"
-                f"{emails}\t{'t' if has_secret else 'f'}\t{digest}\t{copy_text(prefix)}\t{'t' if repeat else 'f'}\n"
+                f"{emails}\t{'t' if has_secret else 'f'}\t{digest}\t{copy_text(prefix)}\t{'t' if repeat else 'f'}\t"
+                f"{self._known_ids(siret, email_list)}\n"
             )
         return (
             line,
@@ -459,11 +517,14 @@ class ChunkWriter:
 
     On PostgreSQL, chunks are written by a worker thread on the raw connection while the next chunk is validated:
     the two overlap. Kept rows draw their token id from the token table's sequence, so that privileges and contacts
-    are inserted without joining back on the token table, and public ids come from gen_random_uuid().
+    are inserted without joining back on the token table, and public ids come from gen_random_uuid(). Rows come
+    staged with the client and contact ids of `known` where it has them; the writer resolves the others (one
+    probe per distinct client or contact, locked FOR KEY SHARE) and adds them to `known` for the next chunks.
     """
 
-    def __init__(self, cursor, *, now: dt.datetime, run_id: int) -> None:
+    def __init__(self, cursor, *, now: dt.datetime, run_id: int, known: KnownIds | None = None) -> None:
         self.cursor = cursor
+        self.known = known or KnownIds(max_clients=0, max_contacts=0)
         self.run_id = run_id
         self.pg = connection.vendor == "postgresql"
         self.now = connection.ops.adapt_datetimefield_value(now)
@@ -493,20 +554,24 @@ class ChunkWriter:
             # deleted in place; `repeat` marks the repeats within the chunk, found by the validator.
             cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [Token._meta.db_table])
             self.sequence = cursor.fetchone()[0]
+            # client_id and contact_ids (space-separated) come staged when the reading thread found them in
+            # `known`; else NULL, and the writer resolves them.
             cursor.execute(
-                f"CREATE TEMPORARY TABLE imp_new ({columns}, repeat boolean NOT NULL, "
-                f"token_id bigint NOT NULL DEFAULT nextval('{self.sequence}')){on_commit}"
+                f"CREATE TEMPORARY TABLE imp_new ({columns}, repeat boolean NOT NULL, client_id bigint, "
+                f"contact_ids text, token_id bigint NOT NULL DEFAULT nextval('{self.sequence}')){on_commit}"
             )
-            # The chunk's distinct contacts (client, e-mail as the contact index compares it) and their ids.
+            # The chunk's distinct contacts still to resolve (client, e-mail as the contact index compares it)
+            # and their ids.
             cursor.execute(
-                "CREATE TEMPORARY TABLE imp_contact (siret varchar(14) NOT NULL, client_id bigint NOT NULL, "
+                "CREATE TEMPORARY TABLE imp_contact (client_id bigint NOT NULL, "
                 f"email_key text NOT NULL, email varchar(254) NOT NULL, contact_id bigint){on_commit}"
             )
         else:
             cursor.execute(f"CREATE TEMPORARY TABLE imp_row ({columns}){on_commit}")
             cursor.execute(f"CREATE TEMPORARY TABLE imp_new ({columns}){on_commit}")
         cursor.execute(
-            f"CREATE TEMPORARY TABLE imp_first (siret varchar(14) NOT NULL, name varchar(255) NOT NULL){on_commit}"
+            "CREATE TEMPORARY TABLE imp_first (siret varchar(14) NOT NULL, name varchar(255) NOT NULL, "
+            f"client_id bigint){on_commit}"
         )
         cursor.execute(
             f"CREATE TEMPORARY TABLE imp_dropped (siret varchar(14) NOT NULL, label varchar(255) NOT NULL, "
@@ -586,7 +651,7 @@ class ChunkWriter:
             if self.pg:
                 self.cursor.execute("TRUNCATE imp_new, imp_first, imp_contact")
                 with self.cursor.copy(
-                    f"COPY imp_new ({', '.join(STAGE_COLUMNS)}, repeat) FROM STDIN"
+                    f"COPY imp_new ({', '.join(STAGE_COLUMNS)}, repeat, client_id, contact_ids) FROM STDIN"
                 ) as copy:
                     copy.write("".join(rows).encode())
             else:
@@ -608,9 +673,6 @@ class ChunkWriter:
                 self._write_clients()
             with self._phase("contacts"):
                 self._write_contacts()
-            if self.replica:
-                with self._phase("lock references"):
-                    self._lock_references()
             self._write_tokens()
         with self._phase("generated lines"):
             cursor.execute("SELECT line FROM imp_new WHERE NOT has_secret ORDER BY line")
@@ -649,9 +711,11 @@ class ChunkWriter:
             ),
             (
                 "duplicates: known keys",
+                # The client's id as staged, else looked up (only then: COALESCE evaluates lazily).
                 f"""NOT w.has_secret AND NOT w.repeat AND EXISTS (
-                SELECT 1 FROM {client} c JOIN {token} t ON t.client_id = c.id
-                WHERE c.siret = w.siret AND t.label = w.label AND t.issued_at = w.issued_at)""",
+                SELECT 1 FROM {token} t
+                WHERE t.client_id = COALESCE(w.client_id, (SELECT c.id FROM {client} c WHERE c.siret = w.siret))
+                  AND t.label = w.label AND t.issued_at = w.issued_at)""",
             ),
         ):
             with self._phase(phase):
@@ -736,7 +800,7 @@ class ChunkWriter:
     def _expanded(self, kind: str) -> str:
         """FROM items giving `n` (kept rows) and `x.value` (each value of n's space-separated `kind`)."""
         if self.pg:
-            cast = "::integer" if kind == "privs" else ""
+            cast = {"privs": "::integer", "contact_ids": "::bigint"}.get(kind, "")
             return (
                 f"imp_new n CROSS JOIN LATERAL "
                 f"(SELECT v{cast} AS value FROM unnest(string_to_array(n.{kind}, ' ')) v) x"
@@ -753,18 +817,21 @@ class ChunkWriter:
 
     def _write_clients(self) -> None:
         """Clients are created with the first name the file gives them; a placeholder name (the SIRET) is
-        replaced, as services.client_get_or_create does."""
+        replaced, as services.client_get_or_create does. On PostgreSQL, only the rows staged without a client id
+        are looked at; their clients are then locked, their ids staged and kept in `known`."""
         cursor, client = self.cursor, self.client
         cursor.execute(
-            """
+            f"""
             INSERT INTO imp_first (siret, name)
             SELECT siret, name FROM (
                 SELECT siret, name,
                        ROW_NUMBER() OVER (PARTITION BY siret ORDER BY CASE WHEN name = '' THEN 1 ELSE 0 END, line) AS rn
-                FROM imp_new
+                FROM imp_new {"WHERE client_id IS NULL" if self.pg else ""}
             ) f WHERE rn = 1
             """
         )
+        if self.pg and not cursor.rowcount:
+            return
         cursor.execute(
             f"""
             INSERT INTO {client} (name, siret, created_at)
@@ -780,6 +847,25 @@ class ChunkWriter:
             WHERE name = siret AND siret IN (SELECT f.siret FROM imp_first f WHERE f.name <> '')
             """
         )
+        if not self.pg:
+            return
+        # Locked FOR KEY SHARE: no one can delete them before we commit (the foreign-key checks may be off).
+        self._hash_joins(True)
+        cursor.execute(
+            f"""
+            WITH locked AS (
+                SELECT c.id, c.siret, c.name FROM {client} c WHERE c.siret IN (SELECT siret FROM imp_first)
+                FOR KEY SHARE)
+            UPDATE imp_first f SET client_id = l.id FROM locked l WHERE l.siret = f.siret
+            RETURNING f.siret, l.id, l.name <> l.siret
+            """
+        )
+        self.known.add_clients((siret, pk) for siret, pk, named in cursor.fetchall() if named)
+        cursor.execute(
+            "UPDATE imp_new n SET client_id = f.client_id FROM imp_first f "
+            "WHERE n.client_id IS NULL AND f.siret = n.siret"
+        )
+        self._hash_joins(False)
 
     def _write_contacts(self) -> None:
         client, contact = self.client, self.contact
@@ -807,15 +893,15 @@ class ChunkWriter:
         imp_contact. The existing contacts are locked FOR KEY SHARE as they are found (one deleted meanwhile is
         not found, and so created again): the links written later cannot point to a deleted contact.
         """
-        cursor, client, contact = self.cursor, self.client, self.contact
+        cursor, contact = self.cursor, self.contact
         with self._phase("contacts: collect"):
             cursor.execute(
                 f"""
-            INSERT INTO imp_contact (siret, client_id, email_key, email)
-            SELECT n.siret, c.id, LOWER(x.value), MIN(x.value)
+            INSERT INTO imp_contact (client_id, email_key, email)
+            SELECT n.client_id, LOWER(x.value), MIN(x.value)
             FROM {self._expanded("contacts")}
-            JOIN {client} c ON c.siret = n.siret
-            GROUP BY n.siret, c.id, LOWER(x.value)
+            WHERE n.contact_ids IS NULL
+            GROUP BY n.client_id, LOWER(x.value)
             """
             )
         if not cursor.rowcount:
@@ -845,19 +931,9 @@ class ChunkWriter:
                 [self.role],
             )
         self._hash_joins(False)
-
-    def _lock_references(self) -> None:
-        """The clients (and, elsewhere than PostgreSQL, contacts) this chunk's rows refer to cannot be deleted
-        before we commit; on PostgreSQL, _write_contacts_pg locks the contacts as it finds them."""
-        clients = f"SELECT c.id FROM {self.client} c WHERE c.siret IN (SELECT siret FROM imp_first)"
-        self.cursor.execute(f"SELECT COUNT(*) FROM ({clients} FOR KEY SHARE) x")
-        if self.pg:
-            return
-        self.cursor.execute(
-            f"""SELECT COUNT(*) FROM (SELECT 1 FROM {self.contact} k WHERE k.role = %s AND k.client_id IN ({clients})
-                FOR KEY SHARE) x""",
-            [self.role],
-        )
+        with self._phase("contacts: keep ids"):
+            cursor.execute("SELECT client_id, email, contact_id FROM imp_contact")
+            self.known.add_contacts(cursor.fetchall())
 
     def _write_tokens(self) -> None:
         cursor, client, contact = self.cursor, self.client, self.contact
@@ -874,6 +950,7 @@ class ChunkWriter:
             )
             join_token, token_id = "", "n.token_id"
             distinct, on_conflict = "", ""  # a row's e-mails are distinct (case-insensitively), its token new
+            client_id, join_client = "n.client_id", ""  # resolved by _write_clients
         else:
             id_column = id_value = ""
             # A random UUID (version 4) as 32 hex digits, like Django stores it: only SQLite gets here.
@@ -883,14 +960,15 @@ class ChunkWriter:
             )
             join_token, token_id = f"JOIN {self.token} t ON t.secret_digest = n.digest", "t.id"
             distinct, on_conflict = "DISTINCT ", ""
+            client_id, join_client = "c.id", f"JOIN {client} c ON c.siret = n.siret"
         with self._phase("tokens"):
             cursor.execute(
                 f"""
             INSERT INTO {self.token} ({id_column}public_id, client_id, label, issued_at, expires_at, origin,
                                       secret_prefix, secret_digest, revocation_reason, created_at, imported_by_run_id)
-            SELECT {id_value}{public_id}, c.id, n.label, n.issued_at, n.expires_at, n.origin, n.prefix, n.digest, '', %s,
-                   %s
-            FROM imp_new n JOIN {client} c ON c.siret = n.siret
+            SELECT {id_value}{public_id}, {client_id}, n.label, n.issued_at, n.expires_at, n.origin, n.prefix, n.digest,
+                   '', %s, %s
+            FROM imp_new n {join_client}
             ORDER BY {"n.digest" if self.pg else "n.line"}
             """,
                 [self.now, self.run_id],
@@ -903,18 +981,26 @@ class ChunkWriter:
             """
             )
         if self.pg:
-            # The contact ids resolved once per chunk (_write_contacts_pg): a hash join.
-            self._hash_joins(True)
             with self._phase("token contacts"):
+                # The contact ids staged by the reading thread, then those resolved by _write_contacts_pg (a
+                # hash join).
+                cursor.execute(
+                    f"""
+                    INSERT INTO {self.token_contacts} (token_id, contact_id)
+                    SELECT n.token_id, x.value FROM {self._expanded("contact_ids")}
+                    """
+                )
+                self._hash_joins(True)
                 cursor.execute(
                     f"""
                     INSERT INTO {self.token_contacts} (token_id, contact_id)
                     SELECT n.token_id, i.contact_id
                     FROM {self._expanded("contacts")}
-                    JOIN imp_contact i ON i.siret = n.siret AND i.email_key = LOWER(x.value)
+                    JOIN imp_contact i ON i.client_id = n.client_id AND i.email_key = LOWER(x.value)
+                    WHERE n.contact_ids IS NULL
                     """
                 )
-            self._hash_joins(False)
+                self._hash_joins(False)
             return
         # Each contact id by an index probe (contact_unique_per_client_role), whatever the statistics say.
         with self._phase("token contacts"):
@@ -1029,6 +1115,11 @@ def tokens_import(
         if out is not None:
             out.writelines(f"{line},{validator.generated_secret(line)}\n" for line in lines)
 
+    switch_interval = sys.getswitchinterval()
+    if pg:
+        # The worker thread waits for the GIL after each statement, while the reading thread validates: up to
+        # the switch interval (5 ms by default) during which the database has nothing to do.
+        sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             if pg:
@@ -1048,8 +1139,9 @@ def tokens_import(
                     on_error(1, "la ligne 1 doit être l'en-tête.")
                     result.errors += 1
                     raise _Abort
+                known = KnownIds() if pg else None
                 try:
-                    validator = RowValidator(first[1], now=now, run_key=run_key, copy_format=pg)
+                    validator = RowValidator(first[1], now=now, run_key=run_key, copy_format=pg, known=known)
                 except InvalidValue as exc:
                     on_error(1, str(exc))
                     result.errors += 1
@@ -1061,7 +1153,7 @@ def tokens_import(
                 if pg:
                     # The worker gets its own cursor on the same (thread-safe) psycopg connection; this thread
                     # does not touch the database while a chunk is being written.
-                    writer = ChunkWriter(connection.connection.cursor(), now=now, run_id=run.pk)
+                    writer = ChunkWriter(connection.connection.cursor(), now=now, run_id=run.pk, known=known)
                     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="import_tokens")
                 else:
                     writer = ChunkWriter(cursor, now=now, run_id=run.pk)
@@ -1130,6 +1222,7 @@ def tokens_import(
     except _Abort:
         pass
     finally:
+        sys.setswitchinterval(switch_interval)
         if out is not None and not out.closed:
             out.close()
         if tmp_out and os.path.exists(tmp_out):

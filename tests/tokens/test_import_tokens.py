@@ -483,3 +483,95 @@ def test_import_without_the_right_to_skip_foreign_key_checks(tmp_path, monkeypat
     assert token.secret_digest == credentials.digest("legacy-secret-role-000")
     assert sorted(token.privileges.values_list("code", flat=True)) == ["entreprises", "exercices"]
     assert Token.objects.get(label="2").contacts.get().email == "b@example.org"
+
+
+def _spy_staged_ids(monkeypatch) -> list[tuple[int, int, int]]:
+    """Per written chunk: (rows, rows staged with their client id, rows staged with their contact ids)."""
+    staged: list[tuple[int, int, int]] = []
+    write = importing.ChunkWriter.write
+
+    def spying(self, count):
+        self.cursor.execute(
+            "SELECT COUNT(*), COUNT(client_id), COUNT(contact_ids) FILTER (WHERE contact_ids <> '') FROM imp_new"
+        )
+        staged.append(tuple(self.cursor.fetchone()))
+        return write(self, count)
+
+    monkeypatch.setattr(importing.ChunkWriter, "write", spying)
+    return staged
+
+
+def test_ids_resolved_by_earlier_chunks_are_staged_with_later_rows(tmp_path, monkeypatch):
+    """A client or contact resolved by one chunk is not looked up again: the next chunks' rows come staged with
+    its id. What is not known yet (a new address, another spelling, a client still named by its SIRET) is
+    resolved by the database as before, and every token ends up with the right client and contacts."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("ids are staged with the rows on PostgreSQL only")
+    monkeypatch.setattr(importing, "CHUNK_ROWS", 1)
+    staged = _spy_staged_ids(monkeypatch)
+    path = csv_file(
+        tmp_path,
+        row(label="1", contacts="x@example.org y@example.org"),
+        row(siret=SIRET_B, name="", label="2"),  # B named by its SIRET for now
+        row(label="3", contacts="y@example.org x@example.org"),  # all known by now
+        row(label="4", contacts="X@Example.org"),  # another spelling: resolved by LOWER
+        row(label="5", contacts="x@example.org z@example.org"),  # one new address
+        row(siret=SIRET_B, name="Ville B", label="6", contacts="b@example.org"),  # names B
+        row(label="7", contacts="z@example.org"),
+        row(siret=SIRET_B, name="Autre", label="8", contacts="b@example.org"),
+    )
+    code, out, err = run(path)
+    assert code == 0, err
+    assert "imported: 8" in out
+    # The reading thread validates a chunk while the previous one may still be being written: ids found by
+    # chunk k are staged from chunk k + 2 on at the latest.
+    assert staged == [(1, 0, 0), (1, 0, 0), (1, 1, 1), (1, 1, 0), (1, 1, 0), (1, 0, 0), (1, 1, 1), (1, 1, 1)]
+
+    def contacts(label):
+        return sorted(Token.objects.get(label=label).contacts.values_list("email", flat=True))
+
+    assert contacts("1") == contacts("3") == ["x@example.org", "y@example.org"]
+    assert contacts("4") == ["x@example.org"]
+    assert contacts("5") == ["x@example.org", "z@example.org"]
+    assert contacts("6") == contacts("8") == ["b@example.org"]
+    assert contacts("7") == ["z@example.org"]
+    assert Client.objects.get(siret=SIRET_B).name == "Ville B"
+    assert set(Token.objects.filter(label__in="268").values_list("client__siret", flat=True)) == {SIRET_B}
+    assert Contact.objects.count() == 4
+
+
+@pytest.mark.parametrize("bound", [0, 1])
+def test_known_ids_are_bounded(tmp_path, monkeypatch, bound):
+    """Past its bound, KnownIds keeps what it has and adds nothing: the rest is resolved by the database."""
+    known = importing.KnownIds(max_clients=bound, max_contacts=bound)
+    known.add_clients([(SIRET_A, 1), (SIRET_B, 2)])
+    known.add_contacts([(1, "a@example.org", 10), (1, "b@example.org", 11), (1, "c@example.org", None)])
+    assert len(known.clients) == len(known.contacts) == bound
+    monkeypatch.setattr(importing, "CHUNK_ROWS", 1)
+
+    class Bounded(importing.KnownIds):
+        def __init__(self, **kwargs):
+            super().__init__(max_clients=bound, max_contacts=bound)
+
+    monkeypatch.setattr(importing, "KnownIds", Bounded)
+    rows = [
+        row(siret=(SIRET_A, SIRET_B)[i % 2], label=str(i), contacts=f"c{i % 3}@example.org") for i in range(8)
+    ]
+    code, _, err = run(csv_file(tmp_path, *rows))
+    assert code == 0, err
+    for i in range(8):
+        token = Token.objects.get(label=str(i))
+        assert token.client.siret == (SIRET_A, SIRET_B)[i % 2]
+        assert list(token.contacts.values_list("email", "client_id")) == [
+            (f"c{i % 3}@example.org", token.client_id)
+        ]
+    assert Contact.objects.count() == 6
+
+
+def test_switch_interval_is_restored(tmp_path):
+    before = sys.getswitchinterval()
+    assert run(csv_file(tmp_path, row()))[0] == 0
+    assert run(csv_file(tmp_path, "not,a,row"))[0] == 1
+    assert sys.getswitchinterval() == before
