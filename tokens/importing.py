@@ -701,33 +701,32 @@ class ChunkWriter:
             kept -= cursor.rowcount
         # Three statements, each EXISTS at the top of its WHERE: a semi-join, i.e. one index probe per row. (OR-ed
         # EXISTS would be subplans, which the planner may run "hashed": a scan of the whole token table per chunk.)
-        self._nested_loops(True)
-        for phase, condition in (
-            ("duplicates: repeats in the chunk", "w.repeat"),
-            # Generated secrets are new by construction: only given ones are looked up.
-            (
-                "duplicates: known secrets",
-                f"w.has_secret AND NOT w.repeat AND EXISTS (SELECT 1 FROM {token} t WHERE t.secret_digest = w.digest)",
-            ),
-            (
-                "duplicates: known keys",
-                # The client's id as staged, else looked up (only then: COALESCE evaluates lazily).
-                f"""NOT w.has_secret AND NOT w.repeat AND EXISTS (
-                SELECT 1 FROM {token} t
-                WHERE t.client_id = COALESCE(w.client_id, (SELECT c.id FROM {client} c WHERE c.siret = w.siret))
-                  AND t.label = w.label AND t.issued_at = w.issued_at)""",
-            ),
-        ):
-            with self._phase(phase):
-                cursor.execute(
-                    f"""
-                    WITH gone AS (DELETE FROM imp_new w WHERE {condition} RETURNING w.siret, w.label, w.issued_at)
-                    INSERT INTO imp_dropped (siret, label, issued_at) SELECT siret, label, issued_at FROM gone
-                    """
-                )
-            self.dropped += cursor.rowcount
-            kept -= cursor.rowcount
-        self._nested_loops(False)
+        with self._only_join("nestloop"):
+            for phase, condition in (
+                ("duplicates: repeats in the chunk", "w.repeat"),
+                # Generated secrets are new by construction: only given ones are looked up.
+                (
+                    "duplicates: known secrets",
+                    f"w.has_secret AND NOT w.repeat AND EXISTS (SELECT 1 FROM {token} t WHERE t.secret_digest = w.digest)",
+                ),
+                (
+                    "duplicates: known keys",
+                    # The client's id as staged, else looked up (only then: COALESCE evaluates lazily).
+                    f"""NOT w.has_secret AND NOT w.repeat AND EXISTS (
+                    SELECT 1 FROM {token} t
+                    WHERE t.client_id = COALESCE(w.client_id, (SELECT c.id FROM {client} c WHERE c.siret = w.siret))
+                      AND t.label = w.label AND t.issued_at = w.issued_at)""",
+                ),
+            ):
+                with self._phase(phase):
+                    cursor.execute(
+                        f"""
+                        WITH gone AS (DELETE FROM imp_new w WHERE {condition} RETURNING w.siret, w.label, w.issued_at)
+                        INSERT INTO imp_dropped (siret, label, issued_at) SELECT siret, label, issued_at FROM gone
+                        """
+                    )
+                self.dropped += cursor.rowcount
+                kept -= cursor.rowcount
         return kept
 
     def _stage(self, rows: list) -> None:
@@ -749,29 +748,28 @@ class ChunkWriter:
         cursor = self.cursor
         token_id = f", nextval('{self.sequence}')" if self.pg else ""
         columns = ", ".join(STAGE_COLUMNS)
-        self._nested_loops(True)
-        cursor.execute(
-            f"""
-            INSERT INTO imp_new ({columns}{", token_id" if self.pg else ""})
-            SELECT {columns}{token_id}
-            FROM (
-                SELECT r.*,
-                       ROW_NUMBER() OVER (PARTITION BY digest ORDER BY line) AS rn_secret,
-                       ROW_NUMBER() OVER (PARTITION BY siret, label, issued_at ORDER BY line) AS rn_key
-                FROM imp_row r
-            ) w
-            WHERE w.rn_secret = 1
-              AND (w.has_secret OR w.rn_key = 1)
-              -- Keys of rows dropped from earlier chunks: checked below, by a hash join.
-              -- Generated secrets are new by construction: only given ones are looked up.
-              AND NOT EXISTS (SELECT 1 FROM {token} t WHERE w.has_secret AND t.secret_digest = w.digest)
-              AND NOT EXISTS (
-                  SELECT 1 FROM {client} c JOIN {token} t ON t.client_id = c.id
-                  WHERE NOT w.has_secret AND c.siret = w.siret AND t.label = w.label AND t.issued_at = w.issued_at)
-            """
-        )
-        imported = cursor.rowcount
-        self._nested_loops(False)
+        with self._only_join("nestloop"):
+            cursor.execute(
+                f"""
+                INSERT INTO imp_new ({columns}{", token_id" if self.pg else ""})
+                SELECT {columns}{token_id}
+                FROM (
+                    SELECT r.*,
+                           ROW_NUMBER() OVER (PARTITION BY digest ORDER BY line) AS rn_secret,
+                           ROW_NUMBER() OVER (PARTITION BY siret, label, issued_at ORDER BY line) AS rn_key
+                    FROM imp_row r
+                ) w
+                WHERE w.rn_secret = 1
+                  AND (w.has_secret OR w.rn_key = 1)
+                  -- Keys of rows dropped from earlier chunks: checked below, by a hash join.
+                  -- Generated secrets are new by construction: only given ones are looked up.
+                  AND NOT EXISTS (SELECT 1 FROM {token} t WHERE w.has_secret AND t.secret_digest = w.digest)
+                  AND NOT EXISTS (
+                      SELECT 1 FROM {client} c JOIN {token} t ON t.client_id = c.id
+                      WHERE NOT w.has_secret AND c.siret = w.siret AND t.label = w.label AND t.issued_at = w.issued_at)
+                """
+            )
+            imported = cursor.rowcount
         if self.dropped:
             cursor.execute(
                 """
@@ -783,19 +781,22 @@ class ChunkWriter:
             imported -= cursor.rowcount
         return imported
 
-    def _nested_loops(self, on: bool) -> None:
-        """Index probes rather than hashes of whole tables, for the statements that check rows one by one."""
-        if self.pg:
-            value = "off" if on else "on"
-            self.cursor.execute(f"SET LOCAL enable_hashjoin = {value}")
-            self.cursor.execute(f"SET LOCAL enable_mergejoin = {value}")
+    @contextlib.contextmanager
+    def _only_join(self, method: str) -> Iterator[None]:
+        """The statements inside join by `method` only (PostgreSQL; elsewhere, the planner chooses).
 
-    def _hash_joins(self, on: bool) -> None:
-        """Hash joins of the chunk's rows with imp_contact (temporary tables have no statistics: the planner
-        would sort both sides by text for a merge join, or probe in a loop)."""
-        value = "off" if on else "on"
-        self.cursor.execute(f"SET LOCAL enable_mergejoin = {value}")
-        self.cursor.execute(f"SET LOCAL enable_nestloop = {value}")
+        "nestloop": index probes rather than hashes of whole tables, for the statements that check rows one by
+        one (the planner's statistics do not follow the tables growing during the import: a hash of the whole
+        token table per chunk would make the import quadratic). "hashjoin": joins of the chunk's rows with the
+        small temporary tables, which have no statistics (the planner would sort both sides by text for a merge
+        join, or probe in a loop). Not reset on an error: the transaction is rolled back.
+        """
+        off = [m for m in ("nestloop", "hashjoin", "mergejoin") if m != method] if self.pg else []
+        for other in off:
+            self.cursor.execute(f"SET LOCAL enable_{other} = off")
+        yield
+        for other in off:
+            self.cursor.execute(f"SET LOCAL enable_{other} = on")
 
     def _expanded(self, kind: str) -> str:
         """FROM items giving `n` (kept rows) and `x.value` (each value of n's space-separated `kind`)."""
@@ -850,22 +851,21 @@ class ChunkWriter:
         if not self.pg:
             return
         # Locked FOR KEY SHARE: no one can delete them before we commit (the foreign-key checks may be off).
-        self._hash_joins(True)
-        cursor.execute(
-            f"""
-            WITH locked AS (
-                SELECT c.id, c.siret, c.name FROM {client} c WHERE c.siret IN (SELECT siret FROM imp_first)
-                FOR KEY SHARE)
-            UPDATE imp_first f SET client_id = l.id FROM locked l WHERE l.siret = f.siret
-            RETURNING f.siret, l.id, l.name <> l.siret
-            """
-        )
-        self.known.add_clients((siret, pk) for siret, pk, named in cursor.fetchall() if named)
-        cursor.execute(
-            "UPDATE imp_new n SET client_id = f.client_id FROM imp_first f "
-            "WHERE n.client_id IS NULL AND f.siret = n.siret"
-        )
-        self._hash_joins(False)
+        with self._only_join("hashjoin"):
+            cursor.execute(
+                f"""
+                WITH locked AS (
+                    SELECT c.id, c.siret, c.name FROM {client} c WHERE c.siret IN (SELECT siret FROM imp_first)
+                    FOR KEY SHARE)
+                UPDATE imp_first f SET client_id = l.id FROM locked l WHERE l.siret = f.siret
+                RETURNING f.siret, l.id, l.name <> l.siret
+                """
+            )
+            self.known.add_clients((siret, pk) for siret, pk, named in cursor.fetchall() if named)
+            cursor.execute(
+                "UPDATE imp_new n SET client_id = f.client_id FROM imp_first f "
+                "WHERE n.client_id IS NULL AND f.siret = n.siret"
+            )
 
     def _write_contacts(self) -> None:
         client, contact = self.client, self.contact
@@ -917,20 +917,18 @@ class ChunkWriter:
             """,
                 [self.role],
             )
-        self._hash_joins(True)
-        with self._phase("contacts: create"):
+        with self._only_join("hashjoin"), self._phase("contacts: create"):
             cursor.execute(
                 f"""
-            WITH created AS (
-                INSERT INTO {contact} (client_id, email, name, phone, role)
-                SELECT client_id, email, '', '', %s FROM imp_contact WHERE contact_id IS NULL
-                RETURNING id, client_id, LOWER(email) AS email_key)
-            UPDATE imp_contact i SET contact_id = c.id FROM created c
-            WHERE c.client_id = i.client_id AND c.email_key = i.email_key
-            """,
+                WITH created AS (
+                    INSERT INTO {contact} (client_id, email, name, phone, role)
+                    SELECT client_id, email, '', '', %s FROM imp_contact WHERE contact_id IS NULL
+                    RETURNING id, client_id, LOWER(email) AS email_key)
+                UPDATE imp_contact i SET contact_id = c.id FROM created c
+                WHERE c.client_id = i.client_id AND c.email_key = i.email_key
+                """,
                 [self.role],
             )
-        self._hash_joins(False)
         with self._phase("contacts: keep ids"):
             cursor.execute("SELECT client_id, email, contact_id FROM imp_contact")
             self.known.add_contacts(cursor.fetchall())
@@ -990,17 +988,16 @@ class ChunkWriter:
                     SELECT n.token_id, x.value FROM {self._expanded("contact_ids")}
                     """
                 )
-                self._hash_joins(True)
-                cursor.execute(
-                    f"""
-                    INSERT INTO {self.token_contacts} (token_id, contact_id)
-                    SELECT n.token_id, i.contact_id
-                    FROM {self._expanded("contacts")}
-                    JOIN imp_contact i ON i.client_id = n.client_id AND i.email_key = LOWER(x.value)
-                    WHERE n.contact_ids IS NULL
-                    """
-                )
-                self._hash_joins(False)
+                with self._only_join("hashjoin"):
+                    cursor.execute(
+                        f"""
+                        INSERT INTO {self.token_contacts} (token_id, contact_id)
+                        SELECT n.token_id, i.contact_id
+                        FROM {self._expanded("contacts")}
+                        JOIN imp_contact i ON i.client_id = n.client_id AND i.email_key = LOWER(x.value)
+                        WHERE n.contact_ids IS NULL
+                        """
+                    )
             return
         # Each contact id by an index probe (contact_unique_per_client_role), whatever the statistics say.
         with self._phase("token contacts"):
