@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 SWEEP_MAX_AGE = dt.timedelta(hours=26)
 
+_clock = time.monotonic
 _lock = threading.Lock()
 _answers: dict[str, tuple[float, tuple[dict, int]]] = {}  # view -> (monotonic time, (body, status))
 _state = {"migrations_applied": False, "broker": None}
@@ -41,8 +42,8 @@ def _answer(name: str, compute) -> JsonResponse:
     ttl = settings.HEALTH_CACHE_SECONDS
     with _lock:
         cached = _answers.get(name)
-        if cached is None or ttl <= 0 or time.monotonic() - cached[0] >= ttl:
-            cached = _answers[name] = (time.monotonic(), compute())
+        if cached is None or ttl <= 0 or _clock() - cached[0] >= ttl:
+            cached = _answers[name] = (_clock(), compute())
     body, status = cached[1]
     return JsonResponse(body, status=status)
 

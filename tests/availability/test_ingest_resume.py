@@ -51,6 +51,10 @@ def clean_run(calls_file, capsys):
     return expected
 
 
+class Crash(Exception):
+    """Stands for the process dying in the middle of a chunk's transaction."""
+
+
 def crash_after(monkeypatch, chunks: int):
     """The (chunks + 1)-th chunk transaction fails after writing its counters (rolled back with them)."""
     real = services._touch_activity
@@ -60,7 +64,7 @@ def crash_after(monkeypatch, chunks: int):
         real(last_calls)
         seen[0] += 1
         if seen[0] > chunks:
-            raise KeyboardInterrupt("crash injected")
+            raise Crash
 
     monkeypatch.setattr(services, "_touch_activity", touch)
 
@@ -71,7 +75,7 @@ def test_rerun_after_a_crash_counts_nothing_twice(
 ):
     with monkeypatch.context() as patch:
         crash_after(patch, chunks_before_crash)
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(Crash):
             command(calls_file, capsys)
     capsys.readouterr()
     record = IngestedFile.objects.get()
@@ -108,7 +112,7 @@ def test_stdin_is_all_or_nothing_and_counted_once(calls_file, capsys, monkeypatc
     data = calls_file.read_bytes()
     with monkeypatch.context() as patch:
         crash_after(patch, 2)
-        with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(Crash):
             command("-", capsys, stdin=data, monkeypatch=patch)
     assert counters() == {}  # one transaction: the crash committed nothing
     code, out, _ = command("-", capsys, stdin=data, monkeypatch=monkeypatch)

@@ -77,7 +77,7 @@ def clock(monkeypatch):
     from tokenmgr import health
 
     now = [1000.0]
-    monkeypatch.setattr(health.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(health, "_clock", lambda: now[0])
     return now
 
 
