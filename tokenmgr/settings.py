@@ -233,6 +233,17 @@ RATELIMIT_INCIDENTS_PER_IP = env.int("RATELIMIT_INCIDENTS_PER_IP", default=1000)
 RATELIMIT_INGEST_PER_IP = env.int("RATELIMIT_INGEST_PER_IP", default=600)
 
 # ------------------------------------------------------------------------------
+# Inbound limits and health checks
+# ------------------------------------------------------------------------------
+# POST /api/watchdoge/calls: a larger body (Content-Length) is refused with 413 before any of it is read; a line
+# longer than AVAILABILITY_INGEST_MAX_LINE_BYTES (end-of-line included) is rejected with its line number, here and
+# in `ingest_calls`, without ever being held in memory.
+AVAILABILITY_INGEST_MAX_BODY_BYTES = env.int("AVAILABILITY_INGEST_MAX_BODY_BYTES", default=16 * 1024 * 1024)
+AVAILABILITY_INGEST_MAX_LINE_BYTES = env.int("AVAILABILITY_INGEST_MAX_LINE_BYTES", default=4096)
+# /healthz and /readyz answers are reused for this many seconds per process (0 = checked on every call).
+HEALTH_CACHE_SECONDS = env.float("HEALTH_CACHE_SECONDS", default=5)
+
+# ------------------------------------------------------------------------------
 # Portal (issue 5)
 # ------------------------------------------------------------------------------
 PORTAL_PAGE_SIZE = env.int("PORTAL_PAGE_SIZE", default=50)
