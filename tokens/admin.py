@@ -26,10 +26,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+from django.views.decorators.debug import sensitive_post_parameters
 
 from . import credentials, exports, validity
 from .models import Client, Contact, Endpoint, Origin, Privilege, Token, TokenEvent, TokenImport, TokenStatus
@@ -599,6 +601,7 @@ class TokenAdmin(admin.ModelAdmin):
         add_never_cache_headers(response)
         return response
 
+    @method_decorator(sensitive_post_parameters("secret"))  # hidden from error reports too
     def secret_search_view(self, request):
         """A pasted whole secret, by POST: matched by digest, never written to a URL, a page or a log."""
         if request.method != "POST":

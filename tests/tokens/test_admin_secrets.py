@@ -6,6 +6,7 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.urls import reverse
+from django.views.debug import SafeExceptionReporterFilter
 
 from tests.factories import ClientFactory, issue_token
 from tokens.models import Privilege, Token, TokenEvent
@@ -95,6 +96,10 @@ def test_secret_search_by_post_goes_to_the_token(admin_client, caplog):
 
     response = admin_client.post(SECRET_SEARCH, {"secret": f"  {issued.secret} "})
     assert response.status_code == 302
+    # Were the view to fail, Django's error report (log, email) would not show the pasted secret.
+    assert response.wsgi_request.sensitive_post_parameters == ("secret",)
+    report = SafeExceptionReporterFilter().get_post_parameters(response.wsgi_request)
+    assert issued.secret not in str(dict(report))
     assert response.url == reverse("admin:tokens_token_change", args=[issued.token.pk])
     assert secret_free(response, issued.secret)
     change = admin_client.get(response.url)
