@@ -8,6 +8,8 @@ token they change gets its event). A token secret never travels in a URL: a past
 """
 
 import datetime as dt
+import hashlib
+import secrets
 
 from django import forms
 from django.conf import settings
@@ -15,6 +17,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.admin.widgets import AdminSplitDateTime
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
@@ -282,6 +285,10 @@ class TokenIssueForm(forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text=_("Adresses e-mail, une par ligne : ajoutées aux contacts (demandeurs) du client."),
     )
+    # One value per rendered form: a second submission of the same form (double click, resent POST) issues nothing.
+    issue_nonce = forms.CharField(
+        widget=forms.HiddenInput, required=False, max_length=64, initial=lambda: secrets.token_urlsafe(16)
+    )
 
     class Meta:
         model = Token
@@ -347,6 +354,7 @@ CSV_COLUMNS = [
 
 
 ISSUED_SECRET_SESSION_KEY = "tokens.admin.issued_secret.{}"
+ISSUE_NONCE_SECONDS = 24 * 3600
 
 
 def _is_full_secret(term: str) -> bool:
@@ -385,7 +393,7 @@ class TokenAdmin(admin.ModelAdmin):
     actions = ["revoke_tokens", "export_csv", "export_csv_excel"]
     list_per_page = 50
     add_fieldsets = [
-        (None, {"fields": ["client", "label", "privileges"]}),
+        (None, {"fields": ["client", "label", "privileges", "issue_nonce"]}),
         (_("Validité"), {"fields": ["issued_at", "origin"]}),
         (_("Contacts"), {"fields": ["contacts", "new_contacts"]}),
     ]
@@ -537,7 +545,26 @@ class TokenAdmin(admin.ModelAdmin):
         form_class = self.get_form(request, None)
         form = form_class(request.POST) if request.method == "POST" else form_class()
         if request.method == "POST" and form.is_valid():
-            token = self._issue(request, form.cleaned_data)
+            nonce = form.cleaned_data.get("issue_nonce")
+            key = "tokens:admin-issue:" + hashlib.sha256(nonce.encode()).hexdigest() if nonce else None
+            if key and not cache.add(key, "", ISSUE_NONCE_SECONDS):
+                self.message_user(
+                    request,
+                    _("Ce formulaire a déjà été envoyé : aucun nouveau jeton n'a été émis."),
+                    messages.WARNING,
+                )
+                first = cache.get(key)
+                if first:
+                    return redirect("admin:tokens_token_issued", public_id=first)
+                return redirect("admin:tokens_token_changelist")
+            try:
+                token = self._issue(request, form.cleaned_data)
+            except BaseException:
+                if key:
+                    cache.delete(key)
+                raise
+            if key:
+                cache.set(key, str(token.public_id), ISSUE_NONCE_SECONDS)
             return redirect("admin:tokens_token_issued", public_id=token.public_id)
         adminform = helpers.AdminForm(form, self.add_fieldsets, {}, model_admin=self)
         context = {

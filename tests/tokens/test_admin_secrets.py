@@ -69,6 +69,29 @@ def test_reloading_the_issued_page_creates_nothing_and_shows_no_secret(admin_cli
     assert admin_client.get("/v2/privileges", {"token": secret}).json() == {"privileges": ["entreprises"]}
 
 
+def test_the_same_issue_form_sent_twice_issues_one_token(admin_client):
+    form = admin_client.get(ISSUE).context["adminform"].form
+    nonce = form["issue_nonce"].value()
+    assert len(nonce) >= 16
+    data = {**_issue_data(ClientFactory()), "issue_nonce": nonce}
+    first = admin_client.post(ISSUE, data)
+    token = Token.objects.get()
+    issued_url = reverse("admin:tokens_token_issued", args=[token.public_id])
+    assert first.url == issued_url
+    second = admin_client.post(ISSUE, data, follow=True)  # double click, or the POST sent again
+    assert second.redirect_chain == [(issued_url, 302)]
+    assert Token.objects.count() == 1
+    assert any("déjà été envoyé" in str(m) for m in second.context["messages"])
+    # The first answer was never displayed: the duplicate leads to it, and it shows the secret once.
+    assert second.context["secret"].startswith("tkm_")
+    assert admin_client.get(issued_url).context["secret"] is None
+    # A fresh form issues again.
+    fresh_nonce = admin_client.get(ISSUE).context["adminform"].form["issue_nonce"].value()
+    assert fresh_nonce != nonce
+    assert admin_client.post(ISSUE, {**data, "issue_nonce": fresh_nonce}).status_code == 302
+    assert Token.objects.count() == 2
+
+
 def test_the_add_button_leads_to_the_issue_page(admin_client):
     assert admin_client.get(reverse("admin:tokens_token_add")).url == ISSUE
     page = admin_client.get(CHANGELIST).content.decode()
@@ -76,6 +99,7 @@ def test_the_add_button_leads_to_the_issue_page(admin_client):
     form = admin_client.get(ISSUE)
     assert form.status_code == 200
     assert 'name="_addanother"' not in form.content.decode()
+    assert 'type="hidden" name="issue_nonce"' in form.content.decode()
 
 
 def test_issuing_needs_the_add_permission(client, django_user_model):
