@@ -362,6 +362,13 @@ def _is_full_secret(term: str) -> bool:
     return term.startswith(settings.TOKEN_SECRET_PREFIX) and len(term) > credentials.DISPLAY_PREFIX_LENGTH
 
 
+def _audit_value(value):
+    """A changed field's value as the audit event keeps it: contacts by email."""
+    if value is None or isinstance(value, str | int):
+        return value
+    return sorted(getattr(v, "email", str(v)) for v in value)
+
+
 class SecretSearchForm(forms.Form):
     secret = forms.CharField(label=_("Jeton complet"), max_length=4096, strip=True)
 
@@ -657,7 +664,16 @@ class TokenAdmin(admin.ModelAdmin):
                 token=obj,
                 kind=TokenEvent.Kind.UPDATED,
                 actor=request.user,
-                data={"fields": form.changed_data},
+                data={
+                    "fields": form.changed_data,
+                    "changes": {
+                        name: {
+                            "old": _audit_value(form.initial.get(name)),
+                            "new": _audit_value(form.cleaned_data[name]),
+                        }
+                        for name in form.changed_data
+                    },
+                },
             )
 
     # --- actions --------------------------------------------------------------

@@ -392,6 +392,7 @@ def test_admin_issue_legacy_origin_and_refusals(admin_client):
 def test_change_view_edits_label_and_contacts_only(admin_client, admin_user):
     issued = issue_token(label="avant", contacts=1)
     token = issued.token
+    previous_contact = token.contacts.get()
     contact = ContactFactory(client=token.client)
     url = reverse("admin:tokens_token_change", args=[token.pk])
     page = admin_client.get(url)
@@ -422,6 +423,13 @@ def test_change_view_edits_label_and_contacts_only(admin_client, admin_user):
     event = TokenEvent.objects.get(token=token, kind=TokenEvent.Kind.UPDATED)
     assert event.actor == admin_user
     assert set(event.data["fields"]) == {"label", "contacts"}
+    assert event.data["changes"] == {
+        "label": {"old": "avant", "new": "après"},
+        "contacts": {
+            "old": [previous_contact.email],
+            "new": [contact.email],
+        },
+    }
     assert admin_client.get("/v2/privileges", {"token": issued.secret}).status_code == 200
 
 
