@@ -546,7 +546,7 @@ def test_plain_text_parts_are_not_html_escaped(
 # ------------------------------------------------------------------------------
 
 
-def test_update_event_records_old_and_new_values(client_, applicant):
+def test_update_event_records_old_and_new_values(client_, applicant, admin_client):
     ar = new_request(client=client_, applicant=applicant)
     changed = contacts()
     changed["technical"]["phone"] = "06 00 00 00 00"
@@ -565,6 +565,13 @@ def test_update_event_records_old_and_new_values(client_, applicant):
         "privileges": {"old": ["entreprises", "etablissements"], "new": ["associations", "entreprises"]},
         "technical_phone": {"old": "01 02 03 04 05", "new": "06 00 00 00 00"},
     }
+    # The admin's history shows them.
+    html = admin_client.get(reverse("admin:tokens_accessrequest_change", args=[ar.pk])).content.decode()
+    assert (
+        '<strong>Intitulé du projet</strong> : <span class="ar-removed">Aides sociales</span> → '
+        '<span class="ar-added">Aides sociales 2027</span>'
+    ) in html
+    assert '<span class="ar-removed">entreprises, etablissements</span>' in html
 
 
 def test_an_update_changing_nothing_records_no_values(client_, applicant):
