@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+from django.db import transaction
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .models import (
@@ -62,13 +64,17 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     inlines = [WebhookAttemptInline]
     actions = ["replay"]
 
-    @admin.action(description=_("Rejouer les livraisons sélectionnées"))
+    @admin.action(description=_("Rejouer les livraisons sélectionnées"), permissions=["change"])
     def replay(self, request, queryset):
-        for delivery in queryset:
-            webhook_delivery_replay(delivery=delivery)
-        self.message_user(
-            request, _("%d livraison(s) remise(s) en file.") % queryset.count(), messages.SUCCESS
-        )
+        # Replaying sends data to a third party again: the change permission is required and each replay is
+        # recorded in the admin's history of the delivery (who, when).
+        replayed = 0
+        with transaction.atomic():
+            for delivery in queryset:
+                webhook_delivery_replay(delivery=delivery)
+                self.log_change(request, delivery, gettext("Livraison rejouée (remise en file)."))
+                replayed += 1
+        self.message_user(request, _("%d livraison(s) remise(s) en file.") % replayed, messages.SUCCESS)
 
 
 @admin.register(WebhookEvent)
