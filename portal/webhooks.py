@@ -10,6 +10,7 @@ bounds connect, handshake, send and read together. Deliveries are outbox rows cl
 (tokenmgr.outbox): no transaction or row lock is held while the request is in flight.
 """
 
+import concurrent.futures
 import datetime as dt
 import hashlib
 import hmac
@@ -283,13 +284,23 @@ class Destination:
     addresses: list[str]
 
 
-def _resolve(host: str, port: int) -> list[str]:
+# getaddrinfo cannot be interrupted: lookups run here, and a delivery stops waiting for one at its deadline.
+_lookups = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-dns")
+
+
+def _resolve(host: str, port: int, deadline: _Deadline) -> list[str]:
     """Every address of `host`, in the resolver's order, without duplicates (one lookup per attempt)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    lookup = _lookups.submit(
+        socket.getaddrinfo, host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    try:
+        infos = lookup.result(timeout=deadline.remaining())
+    except concurrent.futures.TimeoutError:
+        raise TimeoutError(f"resolving {host!r}") from None
     return list(dict.fromkeys(info[4][0] for info in infos))
 
 
-def destination(url: str) -> Destination:
+def destination(url: str, deadline: _Deadline) -> Destination:
     """Resolve the URL's host once and check every address and the port; raises DeliveryError when refused."""
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -300,7 +311,7 @@ def destination(url: str) -> Destination:
     if parts.scheme not in ("https", "http") or not host:
         raise DeliveryError(Cause.ADDRESS, f"not an http(s) URL: {url!r}")
     try:
-        addresses = _resolve(host, port)
+        addresses = _resolve(host, port, deadline)
     except (socket.gaierror, UnicodeError) as exc:
         raise DeliveryError(Cause.DNS, f"resolving {host!r}: {exc}") from None
     if not addresses:
@@ -330,7 +341,7 @@ def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float) -> i
     """
     deadline = _Deadline(timeout)
     try:
-        dest = destination(url)
+        dest = destination(url, deadline)
         connection_class = _PinnedHTTPSConnection if dest.scheme == "https" else _PinnedHTTPConnection
         conn = connection_class(dest.host, dest.port, addresses=dest.addresses, deadline=deadline)
         try:
@@ -558,7 +569,11 @@ def webhook_delivery_attempt(*, delivery_id: int, now: dt.datetime | None = None
     elif endpoint.disabled_at is not None:
         outcome = Outcome(cause=Cause.DISABLED, error="endpoint disabled", final=True)
     else:
-        outcome = _send(delivery, endpoint)
+        try:
+            outcome = _send(delivery, endpoint)
+        except Exception as exc:  # a bug must not leave the row claimed until its lease ends
+            logger.exception("webhook delivery %s: unexpected error", delivery.pk)
+            outcome = Outcome(cause=Cause.NETWORK, error=f"{type(exc).__name__}: {exc}")
     duration = int((time.monotonic() - started) * 1000)
     return _settle(delivery, worker, outcome, duration, now or timezone.now())
 

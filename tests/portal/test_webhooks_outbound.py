@@ -250,7 +250,7 @@ def test_every_resolved_address_is_checked(monkeypatch, settings):
 
     monkeypatch.setattr(socket, "getaddrinfo", two_answers)
     with pytest.raises(webhooks.DeliveryError) as exc:
-        webhooks.destination("https://hooks.example.fr/in")
+        webhooks.destination("https://hooks.example.fr/in", webhooks._Deadline(2))
     assert exc.value.cause == Cause.ADDRESS and "10.0.0.7" in str(exc.value)
 
 
@@ -369,6 +369,31 @@ def test_silent_tls_handshake_gives_up_at_the_deadline(loopback, trust_test_ca, 
     finally:
         server.close()
     assert exc.value.cause == Cause.TIMEOUT and elapsed < 1.5
+
+
+def test_slow_dns_counts_in_the_deadline(monkeypatch):
+    def slow_lookup(*args, **kwargs):
+        time.sleep(3)
+        return _Resolver(PUBLIC)(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_lookup)
+    started = time.monotonic()
+    with pytest.raises(webhooks.DeliveryError) as exc:
+        webhooks.post("https://hooks.example.fr/in", b"{}", {}, timeout=1)
+    assert exc.value.cause == Cause.TIMEOUT and time.monotonic() - started < 1.5
+
+
+def test_unexpected_error_is_a_failed_attempt_not_a_stuck_claim(own_client, monkeypatch, _no_broker):
+    delivery = _delivery(own_client, "https://hooks.example.fr/in")
+
+    def broken(event):
+        raise KeyError("bug")
+
+    monkeypatch.setattr(webhooks, "event_body", broken)
+    assert webhooks.webhook_delivery_attempt(delivery_id=delivery.pk) == "pending"
+    delivery.refresh_from_db()
+    assert delivery.lease_until is None and delivery.next_attempt_at > timezone.now()
+    assert WebhookAttempt.objects.get().cause == Cause.NETWORK
 
 
 def test_https_to_the_pinned_address_verifies_the_host_name(loopback, server_tls, trust_test_ca, monkeypatch):
