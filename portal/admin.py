@@ -41,7 +41,8 @@ class WebhookAttemptInline(admin.TabularInline):
     model = WebhookAttempt
     extra = 0
     can_delete = False
-    readonly_fields = ["at", "status_code", "error", "duration_ms"]
+    # `error` is the technical detail (exception, resolved address): staff only, never shown to integrators.
+    readonly_fields = ["at", "status_code", "cause", "error", "duration_ms"]
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -49,16 +50,19 @@ class WebhookAttemptInline(admin.TabularInline):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["event", "endpoint", "status", "attempts", "next_attempt_at", "delivered_at"]
+    list_display = ["event", "url", "status", "attempts", "next_attempt_at", "delivered_at"]
     list_filter = ["status", "event__type"]
-    search_fields = ["event__id", "endpoint__url", "endpoint__client__name"]
+    search_fields = ["event__id", "url", "event__client__name", "event__client__siret"]
     readonly_fields = [
         "event",
         "endpoint",
+        "url",
         "status",
         "attempts",
         "next_attempt_at",
         "delivered_at",
+        "lease_until",
+        "claimed_by",
         "created_at",
     ]
     inlines = [WebhookAttemptInline]

@@ -11,9 +11,11 @@ from tokens.models import Token
 from . import webhooks
 
 EXPIRY_LOOKBACK_DAYS = 7
+# Webhook tasks run on their own queue ("webhooks", tokenmgr/celery.py): a slow endpoint never delays reminders.
+SOFT_TIME_LIMIT, TIME_LIMIT = webhooks.task_time_limits()
 
 
-@shared_task(acks_late=True, ignore_result=True)
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=SOFT_TIME_LIMIT, time_limit=TIME_LIMIT)
 def webhook_deliver(delivery_id: int) -> str | None:
     return webhooks.webhook_delivery_attempt(delivery_id=delivery_id)
 

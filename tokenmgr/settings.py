@@ -249,7 +249,13 @@ HEALTH_CACHE_SECONDS = env.float("HEALTH_CACHE_SECONDS", default=5)
 PORTAL_PAGE_SIZE = env.int("PORTAL_PAGE_SIZE", default=50)
 RATELIMIT_VERIFY_PER_IP = env.int("RATELIMIT_VERIFY_PER_IP", default=30)
 RATELIMIT_VERIFY_PER_USER = env.int("RATELIMIT_VERIFY_PER_USER", default=30)
-WEBHOOK_TIMEOUT_SECONDS = env.int("WEBHOOK_TIMEOUT_SECONDS", default=10)
+# One deadline per delivery attempt: connect, TLS handshake, send and read together.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10)
+# Destination ports a webhook URL may use.
+WEBHOOK_ALLOWED_PORTS = [int(p) for p in env.list("WEBHOOK_ALLOWED_PORTS", default=["443", "8443"])]
+# Test events ("ping") per minute, per endpoint and per user.
+RATELIMIT_WEBHOOK_PING_PER_ENDPOINT = env.int("RATELIMIT_WEBHOOK_PING_PER_ENDPOINT", default=3)
+RATELIMIT_WEBHOOK_PING_PER_USER = env.int("RATELIMIT_WEBHOOK_PING_PER_USER", default=10)
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
 WEBHOOK_BACKOFF_BASE_SECONDS = env.int("WEBHOOK_BACKOFF_BASE_SECONDS", default=30)
 # Tests only: accept http:// and loopback targets (local receiver). Never in production.
