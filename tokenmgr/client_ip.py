@@ -64,37 +64,33 @@ def _parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address |
 
 
 class _Resolver:
-    """The rule for one TRUSTED_PROXIES value; whether an address is a proxy is cached (a handful of addresses)."""
+    """The rule for one TRUSTED_PROXIES value. Results are cached per (REMOTE_ADDR, X-Forwarded-For): a busy API
+    client sends the same pair again and again, so the hot path is one dictionary lookup."""
 
     def __init__(self, networks: tuple[Network, ...]) -> None:
         self.networks = networks
+        self.client_ip = lru_cache(maxsize=8192)(self._client_ip)
 
-        @lru_cache(maxsize=1024)
-        def is_trusted(text: str):
-            """The parsed address when `text` is a trusted proxy, else None."""
-            address = _parse_address(text)
-            if address is not None and any(address in network for network in networks):
-                return address
-            return None
+    def _hop(self, text: str):
+        """(address or None, whether it is a trusted proxy)."""
+        address = _parse_address(text)
+        return address, address is not None and any(address in network for network in self.networks)
 
-        self.is_trusted = is_trusted
-
-    def client_ip(self, remote_addr: str, forwarded_for: str) -> str:
-        proxy = self.is_trusted(remote_addr)
-        if proxy is None:
+    def _client_ip(self, remote_addr: str, forwarded_for: str) -> str:
+        proxy, trusted = self._hop(remote_addr)
+        if not trusted:
             return remote_addr
         client = proxy  # all hops trusted (or no header): the request comes from a proxy itself
         for entry in reversed(forwarded_for.split(",")):
             if not entry.strip():
                 continue
-            hop = self.is_trusted(entry)
-            if hop is not None:
-                client = hop
+            address, trusted = self._hop(entry)
+            if trusted:
+                client = address
                 continue
-            address = _parse_address(entry)
             # Our last trusted proxy wrote this entry as its peer's address, so it is valid; if it is not, the
             # chain is broken and that proxy is the only identity we can vouch for.
-            return str(address) if address is not None else str(client)
+            return str(address if address is not None else client)
         return str(client)
 
 
