@@ -75,3 +75,16 @@ def pytest_terminal_summary(terminalreporter):
                 seen.add(rep.nodeid)
                 terminalreporter.write_sep("-", f"report: {rep.nodeid}")
                 terminalreporter.write_line(props["report"])
+
+
+@pytest.fixture
+def celery_eager():
+    """Tasks enqueued during the test run at once in this process, as a worker would run them (errors raised).
+    Tasks are enqueued on commit: wrap the request in django_capture_on_commit_callbacks(execute=True), or use a
+    transactional test."""
+    from tokenmgr.celery import app
+
+    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = saved

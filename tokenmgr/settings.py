@@ -1,8 +1,11 @@
 """tokenmgr settings: one file, every value from the environment with an embedded default (CONTRACT §1)."""
 
+import datetime as dt
 from pathlib import Path
 
 import environ
+
+from tokenmgr.client_ip import parse_trusted_proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -31,6 +34,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "tokenmgr.axes_app.AxesConfig",
     "widget_tweaks",
     "dsfr",
     "ninja",
@@ -53,6 +57,7 @@ MIDDLEWARE = [
     "notifications.magic_links.MagicLinkMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 TEMPLATES = [
@@ -102,6 +107,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 AUTHENTICATION_BACKENDS = [
+    "tokenmgr.login_throttle.PasswordLoginThrottleBackend",  # first: refuses locked-out (account, IP) pairs
     "django.contrib.auth.backends.ModelBackend",
     "sesame.backends.ModelBackend",
 ]
@@ -109,6 +115,29 @@ LOGIN_URL = "/connexion/"
 LOGIN_REDIRECT_URL = "/"
 SESAME_MAX_AGE = env.int("SESAME_MAX_AGE", default=7 * 24 * 3600)
 SESAME_ONE_TIME = True
+
+# Client IP: the reverse proxies in front of the app (IPs or CIDR ranges, comma-separated). X-Forwarded-For is read
+# only from them (tokenmgr/client_ip.py). Parsed here, once: a malformed entry stops start-up.
+try:
+    TRUSTED_PROXIES = parse_trusted_proxies(env("TRUSTED_PROXIES", default=""))
+except ValueError as _error:
+    raise SystemExit(f"TRUSTED_PROXIES: {_error}") from None
+
+# Password logins (portal and /admin/), django-axes: after AXES_FAILURE_LIMIT failures for one (account, client IP)
+# within AXES_COOLOFF_TIME of each other, that pair is refused (the right password included) until AXES_COOLOFF_TIME
+# has passed since its last failure; the account from another IP, or another account from that IP, is unaffected.
+AXES_FAILURE_LIMIT = 10
+AXES_COOLOFF_TIME = dt.timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "tokenmgr.login_throttle.client_ip_or_none"
+AXES_USERNAME_CALLABLE = "tokenmgr.login_throttle.username_key"
+AXES_LOCKOUT_CALLABLE = "tokenmgr.login_throttle.lockout_response"
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_RESET_ON_SUCCESS = True
+# Attempts refused during a lock-out are not counted: the lock ends AXES_COOLOFF_TIME after the failure that set it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful login
+AXES_VERBOSE = False
 
 # ------------------------------------------------------------------------------
 # Internationalisation and time
@@ -300,6 +329,7 @@ LOGGING = {
         "django.request": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "axes": {"level": "WARNING"},  # failures and lock-outs; not a line per successful login
     },
 }
 
