@@ -31,6 +31,7 @@ from .selectors import (
     access_request_missing,
     access_request_snapshot,
     emails_dedupe,
+    instructor_conflict,
     instructor_emails,
     is_instructor,
 )
@@ -237,6 +238,12 @@ def _require_instructor(user) -> None:
         )
 
 
+def _require_no_conflict(user, access_request: AccessRequest) -> None:
+    conflict = instructor_conflict(user=user, access_request=access_request)
+    if conflict:
+        raise AccessRequestError(conflict, code="conflict_of_interest")
+
+
 def _event(access_request, kind, *, by, from_state="", reason="", data=None) -> AccessRequestEvent:
     return AccessRequestEvent.objects.create(
         access_request=access_request,
@@ -401,6 +408,7 @@ def access_request_request_changes(*, access_request: AccessRequest, by, reason:
     _require_instructor(by)
     reason = _require_reason(reason)
     locked = _lock_for(access_request, "request_changes")
+    _require_no_conflict(by, locked)
     locked.state = AccessRequest.State.CHANGES_REQUESTED
     locked.updated_at = timezone.now()
     locked.save(update_fields=["state", "updated_at"])
@@ -415,6 +423,7 @@ def access_request_refuse(*, access_request: AccessRequest, by, reason: str) -> 
     _require_instructor(by)
     reason = _require_reason(reason)
     locked = _lock_for(access_request, "refuse")
+    _require_no_conflict(by, locked)
     locked.state = AccessRequest.State.REFUSED
     locked.decided_at = locked.updated_at = timezone.now()
     locked.decided_by = by
@@ -468,6 +477,7 @@ def access_request_validate(
     """
     _require_instructor(by)
     locked = _lock_for(access_request, "validate")
+    _require_no_conflict(by, locked)
     if revoke_previous:
         revoke_reason = _require_reason(revoke_reason)
         if locked.token is None:
