@@ -109,6 +109,9 @@ LOGIN_URL = "/connexion/"
 LOGIN_REDIRECT_URL = "/"
 SESAME_MAX_AGE = env.int("SESAME_MAX_AGE", default=7 * 24 * 3600)
 SESAME_ONE_TIME = True
+# Sensitive actions (secrets, revocation, webhooks, calendar key, first password) need a password or a fresh emailed
+# link within this many seconds (portal.reauth).
+REAUTH_MAX_AGE_SECONDS = env.int("REAUTH_MAX_AGE_SECONDS", default=900)
 
 # ------------------------------------------------------------------------------
 # Internationalisation and time
