@@ -20,7 +20,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods, require_POST
 
-from tokenmgr import ratelimit
+from tokenmgr import ratelimit, reauth
 
 from . import services
 from .forms import LoginForm, LoginLinkForm, ResetForm
@@ -153,6 +153,7 @@ def login_link(request):
             )
         )
     login(request, user, backend="sesame.backends.ModelBackend")
+    reauth.mark(request)  # a link asked for just now proves the mailbox as a password would
     return HttpResponseRedirect(next_url or settings.LOGIN_REDIRECT_URL, status=303)
 
 

@@ -8,4 +8,6 @@ class PortalConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from tokenmgr import reauth  # noqa: F401  (connects the login signal: recent authentication)
+
         from . import receivers  # noqa: F401  (connects the token signals to webhooks)

@@ -1,7 +1,7 @@
 from django.urls import path
 from django.views.i18n import set_language
 
-from . import accounts, views
+from . import accounts, reauth, views
 
 urlpatterns = [
     # Sign-in (LOGIN_URL = /connexion/): password or emailed link, logout, password reset.
@@ -24,6 +24,9 @@ urlpatterns = [
         name="password_reset_complete",
     ),
     path("deconnexion/", accounts.LogoutView.as_view(), name="logout"),
+    # Recent authentication before sensitive actions: password, or a one-time link by email.
+    path("reauth/", reauth.reauth, name="reauth"),
+    path("reauth/lien/", reauth.reauth_link, name="reauth_link"),
     path("", views.dashboard, name="portal_dashboard"),
     path("jetons/<uuid:public_id>/", views.token_detail, name="portal_token"),
     path("jetons/<uuid:public_id>/decliner/", views.token_decline, name="portal_token_decline"),

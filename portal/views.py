@@ -18,6 +18,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from tokenmgr import ratelimit
+from tokenmgr.reauth import recent_auth_required
 from tokens import validity
 from tokens.models import Token
 from tokens.selectors import TokenCheck, token_by_secret, token_check
@@ -226,6 +227,7 @@ def token_resume(request, public_id):
 
 
 @login_required
+@recent_auth_required
 @require_http_methods(["GET", "POST"])
 def token_revoke(request, public_id):
     token = _token_or_404(request, public_id)
@@ -309,6 +311,9 @@ def verify(request):
 # Calendar
 # ---------------------------------------------------------------------------------------------------------------
 @login_required
+@recent_auth_required(
+    when=lambda request: request.method == "POST" and request.POST.get("action") == "generate"
+)
 @require_http_methods(["GET", "POST"])
 def calendar_settings(request):
     new_url = None
@@ -373,6 +378,7 @@ def _endpoint_or_404(request, pk) -> WebhookEndpoint:
 
 
 @login_required
+@recent_auth_required(when=lambda request: request.method == "POST")
 @require_http_methods(["GET", "POST"])
 def webhook_list(request):
     clients = list(selectors.user_clients(request.user, only_client=_only_client(request)))
@@ -439,6 +445,9 @@ def webhook_detail(request, pk):
 
 
 @login_required
+@recent_auth_required(
+    when=lambda request: request.POST.get("action") in ("disable", "rotate"), return_to="portal_webhook"
+)
 @require_POST
 def webhook_action(request, pk):
     endpoint = _endpoint_or_404(request, pk)

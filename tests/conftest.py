@@ -1,4 +1,5 @@
 import importlib
+import time
 import uuid
 
 import pytest
@@ -52,6 +53,22 @@ def _fresh_token_check_cache():
     from tokens.selectors import check_cache
 
     check_cache.clear()
+
+
+@pytest.fixture
+def recent_auth():
+    """Stamp a test client's session as strongly authenticated just now (tokenmgr.reauth), as entering the password
+    on /reauth/ does; for sessions opened otherwise than by a password (a reminder's link, `force_login` with the
+    sesame backend) that go on to a sensitive action."""
+    from tokenmgr import reauth
+
+    def stamp(http_client):
+        session = http_client.session
+        session[reauth.SESSION_KEY] = int(time.time())
+        session.save()
+        return http_client
+
+    return stamp
 
 
 @pytest.fixture

@@ -115,6 +115,9 @@ LOGIN_URL = "/connexion/"
 LOGIN_REDIRECT_URL = "/"
 SESAME_MAX_AGE = env.int("SESAME_MAX_AGE", default=7 * 24 * 3600)
 SESAME_ONE_TIME = True
+# Sensitive actions (secrets, revocation, webhooks, calendar key, first password) need a password or a fresh emailed
+# link within this many seconds (portal.reauth).
+REAUTH_MAX_AGE_SECONDS = env.int("REAUTH_MAX_AGE_SECONDS", default=900)
 
 # Client IP: the reverse proxies in front of the app (IPs or CIDR ranges, comma-separated). X-Forwarded-For is read
 # only from them (tokenmgr/client_ip.py). Parsed here, once: a malformed entry stops start-up.

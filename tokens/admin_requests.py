@@ -205,13 +205,17 @@ class AccessRequestAdmin(admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         obj = self._get(request, object_id)
         can_instruct = selectors.is_instructor(user=request.user)
+        conflict = (
+            selectors.instructor_conflict(user=request.user, access_request=obj) if can_instruct else ""
+        )
         extra_context = {
             **(extra_context or {}),
             "diff": selectors.access_request_diff(access_request=obj),
             "events": _with_changes(obj.events.select_related("actor")),
             "thread": obj.messages.select_related("author"),
             "can_instruct": can_instruct,
-            "can_decide": can_instruct and obj.state == AccessRequest.State.SUBMITTED,
+            "can_decide": can_instruct and obj.state == AccessRequest.State.SUBMITTED and not conflict,
+            "conflict": conflict,
             "message_form": MessageForm() if can_instruct else None,
             "actions": [
                 (name, spec["title"], reverse("admin:tokens_accessrequest_action", args=[obj.pk, name]))
@@ -227,8 +231,12 @@ class AccessRequestAdmin(admin.ModelAdmin):
         if not selectors.is_instructor(user=request.user):
             raise PermissionDenied
         spec = ACTIONS[action]
-        form = spec["form"](request.POST if request.method == "POST" else None)
         change_url = reverse("admin:tokens_accessrequest_change", args=[obj.pk])
+        conflict = selectors.instructor_conflict(user=request.user, access_request=obj)
+        if conflict:  # the services refuse it too; no decision form for such a request
+            messages.error(request, conflict)
+            return redirect(change_url)
+        form = spec["form"](request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             try:
                 if action == "validate":

@@ -203,6 +203,22 @@ def is_instructor(*, user: "AbstractUser | AnonymousUser | None") -> bool:
     return bool(user and user.is_active and user.is_staff and user.has_perm(INSTRUCT_PERMISSION))
 
 
+def instructor_conflict(*, user, access_request: AccessRequest) -> str:
+    """Why `user` may not decide `access_request` ('' when they may): nobody judges their own request, nor one
+    concerning a client they are a member of."""
+    from django.utils.translation import gettext as _
+
+    if user is None or not user.is_authenticated:
+        return ""
+    if access_request.applicant_id is not None and access_request.applicant_id == user.pk:
+        return _("Vous avez vous-même déposé cette demande : un autre instructeur doit en décider.")
+    if access_request.client.members.filter(pk=user.pk).exists():
+        return _(
+            "Vous êtes membre de l'organisation concernée par cette demande : un autre instructeur doit en décider."
+        )
+    return ""
+
+
 def emails_dedupe(*, emails: Iterable[str]) -> list[str]:
     """`emails` stripped, without blanks, each address once (case-insensitive), first spelling kept, in order."""
     seen: dict[str, str] = {}

@@ -33,6 +33,7 @@ from .selectors import (
     access_request_snapshot,
     check_cache,
     emails_dedupe,
+    instructor_conflict,
     instructor_emails,
     is_instructor,
 )
@@ -303,6 +304,12 @@ def _require_instructor(user) -> None:
         )
 
 
+def _require_no_conflict(user, access_request: AccessRequest) -> None:
+    conflict = instructor_conflict(user=user, access_request=access_request)
+    if conflict:
+        raise AccessRequestError(conflict, code="conflict_of_interest")
+
+
 def _event(access_request, kind, *, by, from_state="", reason="", data=None) -> AccessRequestEvent:
     return AccessRequestEvent.objects.create(
         access_request=access_request,
@@ -473,6 +480,7 @@ def access_request_request_changes(*, access_request: AccessRequest, by, reason:
     _require_instructor(by)
     reason = _require_reason(reason)
     locked = _lock_for(access_request, "request_changes")
+    _require_no_conflict(by, locked)
     locked.state = AccessRequest.State.CHANGES_REQUESTED
     locked.updated_at = timezone.now()
     locked.save(update_fields=["state", "updated_at"])
@@ -487,6 +495,7 @@ def access_request_refuse(*, access_request: AccessRequest, by, reason: str) -> 
     _require_instructor(by)
     reason = _require_reason(reason)
     locked = _lock_for(access_request, "refuse")
+    _require_no_conflict(by, locked)
     locked.decision_diff = access_request_diff(access_request=locked, live=True).as_data()
     locked.state = AccessRequest.State.REFUSED
     locked.decided_at = locked.updated_at = timezone.now()
@@ -541,6 +550,7 @@ def access_request_validate(
     """
     _require_instructor(by)
     locked = _lock_for(access_request, "validate")
+    _require_no_conflict(by, locked)
     # The evidence, before the grant touches the baseline (the contacts it updates, the token it supersedes).
     decision_diff = access_request_diff(access_request=locked, live=True).as_data()
     if revoke_previous:

@@ -17,6 +17,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from tokenmgr.reauth import recent_auth_required
+
 from . import selectors, services
 from .forms import AccessRequestForm, AccountForm, MessageForm, RegenerateForm, SignupForm
 from .models import AccessRequest, Origin, Token, TokenStatus
@@ -285,6 +287,11 @@ def token_extend(request, public_id):
     )
 
 
+def _completing_account(request) -> bool:
+    return request.user.is_authenticated and not request.user.has_usable_password()
+
+
+@recent_auth_required(when=_completing_account)  # setting a first password
 def token_legacy_renew(request, public_id):
     """demarches_simplifiees route: explains the change of platform, account creation, then a NEW request.
 
@@ -372,6 +379,7 @@ def _secret_page(request, token, secret, *, regenerated):
 
 @never_cache
 @login_required
+@recent_auth_required(return_to="token_pickup")
 @require_POST
 def token_reveal(request, public_id):
     token = _member_token(request, public_id)
@@ -386,6 +394,7 @@ def token_reveal(request, public_id):
 
 @never_cache
 @login_required
+@recent_auth_required(return_to="token_pickup")
 @require_POST
 def token_regenerate(request, public_id):
     token = _member_token(request, public_id)

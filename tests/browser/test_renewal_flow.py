@@ -1,10 +1,12 @@
 """Reminder link → pre-filled renewal form → submit → instructor validates in the admin → pick-up of the new secret."""
 
 import datetime as dt
+import re
 import warnings
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core import mail
 from django.urls import reverse
 from playwright.sync_api import expect
 
@@ -123,13 +125,26 @@ def test_reminder_link_to_renewal_to_validation_to_pickup(live_server, catalogue
     assert renewal.state == "validated" and old.renewed_by == renewal.issued_token
     assert not Token.objects.active().filter(pk=old.pk).exists()
 
-    # 4. The integrator picks up the new secret, shown once.
+    # 4. The integrator picks up the new secret, shown once, after confirming their identity: a reminder's link is
+    # not enough for a secret, and the account it opened has no password, so a fresh link comes by email.
     integrator.reload()
     integrator.locator("#pickup-link").click()
+    pickup_url = integrator.url
+    integrator.get_by_role("button", name="Afficher le secret").click()
+    integrator.wait_for_url("**/reauth/?next=*")
+    mail.outbox.clear()
+    integrator.get_by_role("button", name="Recevoir le lien par e-mail").click()
+    expect(integrator.locator("main")).to_contain_text("Vérifiez votre messagerie")
+    screenshot(integrator, "renewal_5_reauth_link_sent")
+    assert [m.to for m in mail.outbox] == [[contact_email]]
+    link = re.search(r"https?://\S+/reauth/lien/\?\S+", mail.outbox[0].body).group(0)
+    integrator.goto(live_server.url + link[link.index("/reauth/") :])
+    integrator.get_by_role("button", name="Continuer").click()
+    integrator.wait_for_url(pickup_url)
     integrator.get_by_role("button", name="Afficher le secret").click()
     secret = integrator.input_value("#token-secret")
     integrator.locator("#copy-secret").click()
-    screenshot(integrator, "renewal_5_secret_shown_once")
+    screenshot(integrator, "renewal_6_secret_shown_once")
     now = dt.datetime.now(dt.UTC)
     check = selectors.token_check(secret=secret, now=now, touch=False)
     assert check.outcome == selectors.TokenCheck.OK
@@ -137,4 +152,4 @@ def test_reminder_link_to_renewal_to_validation_to_pickup(live_server, catalogue
     integrator.goto(live_server.url + reverse("token_pickup", args=[renewal.issued_token.public_id]))
     assert secret not in integrator.content()
     assert integrator.locator("#secret-prefix").inner_text() == secret[:12] + "…"
-    screenshot(integrator, "renewal_6_prefix_only")
+    screenshot(integrator, "renewal_7_prefix_only")

@@ -40,6 +40,8 @@ SIGNED_IN = {
     "portal_webhooks": ["get", "post"],
     "portal_webhook": ["get"],
     "portal_webhook_action": ["post"],
+    "reauth": ["get", "post"],
+    "reauth_link": ["get", "post"],
 }
 POST_DATA = {
     "reason": "x",

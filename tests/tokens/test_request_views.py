@@ -309,7 +309,7 @@ def test_legacy_path_end_to_end(client, instructor, django_capture_on_commit_cal
     assert not Reminder.objects.filter(token=legacy).exists()
 
 
-def test_legacy_magic_link_user_completes_the_account_first(client, instructor):
+def test_legacy_magic_link_user_completes_the_account_first(client, instructor, recent_auth):
     legacy_client = ClientFactory()
     user = get_user_model().objects.create_user(username="it@commune.example", email="it@commune.example")
     user.set_unusable_password()
@@ -317,7 +317,9 @@ def test_legacy_magic_link_user_completes_the_account_first(client, instructor):
     legacy_client.members.add(user)
     legacy = issue_token(client=legacy_client, origin="demarches_simplifiees").token
     url = reverse("token_legacy_renew", args=[legacy.public_id])
-    client.force_login(user)
+    client.force_login(user, backend="sesame.backends.ModelBackend")  # as a reminder's link does
+    assert client.get(url)["Location"].startswith(reverse("reauth"))  # a first password needs a fresh proof
+    recent_auth(client)
     page = client.get(url)
     assert "tokens/account_form.html" in [t.name for t in page.templates]
     response = client.post(
