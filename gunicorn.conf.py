@@ -7,3 +7,8 @@ logger_class = "tokenmgr.logging.GunicornLogger"
 accesslog = "-"
 errorlog = "-"
 wsgi_app = "tokenmgr.wsgi:application"
+
+# Settings are read once in the master, before any worker starts: a refused configuration (a missing production
+# key, say) stops gunicorn at start-up with its one-line reason instead of a loop of failing workers.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tokenmgr.settings")
+import tokenmgr.settings  # noqa: E402, F401
