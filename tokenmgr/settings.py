@@ -351,7 +351,7 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # Staff second factor (django-otp, TOTP + one-time recovery codes) on /admin/: `required` or `off`.
-STAFF_2FA = env("STAFF_2FA", default="off" if DEBUG else "required").strip().lower()
+STAFF_2FA = (env("STAFF_2FA", default="").strip() or ("off" if DEBUG else "required")).lower()
 if STAFF_2FA not in {"required", "off"}:
     raise SystemExit(f"tokenmgr: STAFF_2FA must be 'required' or 'off', not {STAFF_2FA!r}.")
 STAFF_2FA_RECOVERY_CODES = 10
