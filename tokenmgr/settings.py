@@ -76,7 +76,7 @@ MIDDLEWARE = [
     "notifications.magic_links.MagicLinkMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "tokenmgr.security.DocumentCSPMiddleware",
 ]
 
 TEMPLATES = [
@@ -332,7 +332,7 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]  # see SECURE_HSTS_PRELOAD
 X_FRAME_OPTIONS = "DENY"
 
-# django-csp: every response gets the header. No inline script anywhere (static files only; `request.csp_nonce`
+# django-csp: every HTML response gets the header (tokenmgr.security). No inline script anywhere (static files only; `request.csp_nonce`
 # for the rare tag a library renders inline). Inline *styles* stay allowed: the admin, the DSFR and Swagger UI set
 # style attributes, and a style cannot run code.
 CONTENT_SECURITY_POLICY = {
