@@ -332,9 +332,9 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]  # see SECURE_HSTS_PRELOAD
 X_FRAME_OPTIONS = "DENY"
 
-# django-csp: every HTML response gets the header (tokenmgr.security). No inline script anywhere (static files only; `request.csp_nonce`
-# for the rare tag a library renders inline). Inline *styles* stay allowed: the admin, the DSFR and Swagger UI set
-# style attributes, and a style cannot run code.
+# django-csp, on every HTML response (tokenmgr.security). No inline script anywhere: static files only, and
+# `request.csp_nonce` for the rare tag a library renders inline. Inline *styles* stay allowed: the admin, the DSFR
+# and Swagger UI set style attributes, and a style cannot run code.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
