@@ -90,6 +90,19 @@ def test_password_alone_leads_to_enrolment_and_no_admin_page(staff, clock):
     assert not TOTPDevice.objects.filter(user=staff, confirmed=True).exists()
 
 
+def test_steps_need_a_password_session_and_can_be_left(staff, clock):
+    anonymous = Client()
+    for url in (ENROL, VERIFY, CODES):
+        response = anonymous.get(url)
+        assert response.status_code == 302 and response.url == LOGIN, url
+    client, _ = password_login(staff)
+    response = client.post(reverse("admin:staff2fa_logout"))
+    assert response.status_code == 200
+    assert "_auth_user_id" not in client.session
+    assert client.get(ENROL).url == LOGIN
+    assert not TOTPDevice.objects.filter(user=staff).exists()
+
+
 def test_enrolment_page_shows_qr_code_and_secret(staff, clock):
     client, _ = password_login(staff)
     page = client.get(ENROL)
