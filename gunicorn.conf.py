@@ -11,3 +11,8 @@ errorlog = "-"
 # The combined format, and the request id the application answered with.
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
 wsgi_app = "tokenmgr.wsgi:application"
+
+# Settings are read once in the master, before any worker starts: a refused configuration (a missing production
+# key, say) stops gunicorn at start-up with its one-line reason instead of a loop of failing workers.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tokenmgr.settings")
+import tokenmgr.settings  # noqa: E402, F401

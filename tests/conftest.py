@@ -48,6 +48,13 @@ def _isolated_cache(settings):
 
 
 @pytest.fixture(autouse=True)
+def _staff_2fa_off(settings):
+    """The suite runs with DEBUG off, where STAFF_2FA defaults to `required`: tests of admin screens log in with a
+    password only. Tests of the second factor set `settings.STAFF_2FA = "required"` themselves."""
+    settings.STAFF_2FA = "off"
+
+
+@pytest.fixture(autouse=True)
 def _fresh_token_check_cache():
     """The process-local cache of token checks (tokens/selectors.py) starts empty in every test."""
     from tokens.selectors import check_cache

@@ -4,6 +4,7 @@ import datetime as dt
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 
 from tokenmgr.client_ip import parse_trusted_proxies
 
@@ -16,7 +17,24 @@ env = environ.Env()
 # Core
 # ------------------------------------------------------------------------------
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env("SECRET_KEY", default="dev-insecure-change-me-0123456789abcdefghijklmnopqrstuvwxyz")
+
+
+def _key(name: str, development_default: str) -> str:
+    """A key from the environment; with DEBUG off, its missing (or development) value stops the process at once.
+
+    SystemExit with one line: manage.py, gunicorn (gunicorn.conf.py imports these settings) and Celery all print it
+    without a traceback and exit with status 1.
+    """
+    value = env(name, default="") or development_default
+    if value == development_default and not DEBUG:
+        raise SystemExit(
+            f"tokenmgr: {name} is not set; with DEBUG off the embedded development {name} is refused "
+            f"(set the {name} environment variable to a long random value, or DEBUG=1 for development)."
+        )
+    return value
+
+
+SECRET_KEY = _key("SECRET_KEY", "dev-insecure-change-me-0123456789abcdefghijklmnopqrstuvwxyz")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
@@ -26,7 +44,7 @@ WSGI_APPLICATION = "tokenmgr.wsgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "staff2fa.apps.StaffAdminConfig",  # django.contrib.admin, its site asking staff for a second factor
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -42,6 +60,10 @@ INSTALLED_APPS = [
     "notifications",
     "availability",
     "portal",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "csp",
 ]
 
 MIDDLEWARE = [
@@ -54,9 +76,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "notifications.magic_links.MagicLinkMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "tokenmgr.security.DocumentCSPMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -204,7 +228,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 TOKEN_VALIDITY_MONTHS = 18
 TOKEN_SECRET_PREFIX = "tkm_"
 # HMAC key for secret digests; distinct from SECRET_KEY so that rotating one does not void every token.
-TOKEN_DIGEST_KEY = env("TOKEN_DIGEST_KEY", default="tokenmgr-digest-key-change-me")
+TOKEN_DIGEST_KEY = _key("TOKEN_DIGEST_KEY", "tokenmgr-digest-key-change-me")
 REMINDER_DAYS = sorted(
     {int(d) for d in env.list("REMINDER_DAYS", default=["90", "60", "30", "15"])}, reverse=True
 )
@@ -336,10 +360,54 @@ LOGGING = {
     },
 }
 
+# ------------------------------------------------------------------------------
+# Security: HTTPS behind the reverse proxy, Content-Security-Policy, staff second factor
+# ------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
 if not DEBUG:
-    SESSION_COOKIE_HTTPONLY = True
-    SECURE_CONTENT_TYPE_NOSNIFF = True
+    # The reverse proxy terminates TLS and says so in X-Forwarded-Proto (it must overwrite a client's header).
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Served over HTTPS when its public address is: cookies never travel in clear, browsers remember to use HTTPS.
+SITE_IS_HTTPS = SITE_URL.startswith("https://")
+SESSION_COOKIE_SECURE = SITE_IS_HTTPS
+CSRF_COOKIE_SECURE = SITE_IS_HTTPS
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=SITE_IS_HTTPS)
+# Probes and scrapers may reach the app directly over plain HTTP, without the proxy's header.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if SITE_IS_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+# Preloading is a decision about the whole registrable domain, taken by its owner: opt-in only.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]  # see SECURE_HSTS_PRELOAD
+X_FRAME_OPTIONS = "DENY"
+
+# django-csp, on every HTML response (tokenmgr.security). No inline script anywhere: static files only, and
+# `request.csp_nonce` for the rare tag a library renders inline. Inline *styles* stay allowed: the admin, the DSFR
+# and Swagger UI set style attributes, and a style cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
+# Staff second factor (django-otp, TOTP + one-time recovery codes) on /admin/: `required` or `off`.
+STAFF_2FA = (env("STAFF_2FA", default="").strip() or ("off" if DEBUG else "required")).lower()
+if STAFF_2FA not in {"required", "off"}:
+    raise SystemExit(f"tokenmgr: STAFF_2FA must be 'required' or 'off', not {STAFF_2FA!r}.")
+STAFF_2FA_RECOVERY_CODES = 10
+OTP_TOTP_ISSUER = "tokenmgr"
+# Device secrets are never shown in the admin (the device admins are not registered either: see staff2fa.apps).
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # Serve static files straight from the app folders when collectstatic has not run (make run, tests).
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
