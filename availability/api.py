@@ -18,7 +18,7 @@ from tokenmgr import ratelimit
 from tokenmgr.errors import error_response
 from tokens.api import UNAUTHORIZED, ErrorOut
 from tokens.catalogue import ENDPOINT_PATHS
-from tokens.models import Token
+from tokens.models import ClientMembership, Token
 from tokens.selectors import TokenCheck, token_check
 
 from . import periods, selectors, services
@@ -256,7 +256,8 @@ def incidents(request):
 def _may_ingest(token_id: int) -> bool:
     """The token's client must have an active member holding the permission availability.ingest_calls."""
     client_id = Token.objects.filter(pk=token_id).values_list("client_id", flat=True).first()
-    members = get_user_model().objects.filter(clients=client_id, is_active=True)
+    access = ClientMembership.objects.effective().filter(client_id=client_id).values("user_id")
+    members = get_user_model().objects.filter(pk__in=access, is_active=True)
     return any(user.has_perm("availability.ingest_calls") for user in members)
 
 

@@ -20,7 +20,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts.identity import ascii_lower
 from tokenmgr import ratelimit
+from tokens.services import memberships_sync_from_proof
 
 from . import services
 from .forms import LoginForm, LoginLinkForm, ResetForm
@@ -80,7 +82,7 @@ class LoginView(auth_views.LoginView):
         return context
 
     def post(self, request, *args, **kwargs):
-        username = (request.POST.get("username") or "").strip().lower()[:254]
+        username = ascii_lower((request.POST.get("username") or "").strip())[:254]
         quota = _throttled(
             request,
             *ratelimit.hit_many(  # both counters in one round trip
@@ -115,7 +117,7 @@ def login_link_request(request):
     context["breadcrumbs"] = [(_("Connexion"), None)]
     if not form.is_valid():
         return render(request, "registration/login.html", context, status=400)
-    email = form.cleaned_data["email"].strip().lower()
+    email = form.cleaned_data["email"]  # normalized by the form
     quota = _throttled(
         request,
         *ratelimit.hit_many(  # both counters in one round trip
@@ -163,10 +165,11 @@ def login_link(request):
             render(
                 request,
                 "registration/login_link_confirm.html",
-                {"token": token, "next": next_url, "login_email": user.email or user.username},
+                {"token": token, "next": next_url, "login_email": user.email},
             )
         )
     login(request, user, backend="sesame.backends.ModelBackend")
+    memberships_sync_from_proof(user=user)  # the link was mailed to user.email: the address is proved
     return HttpResponseRedirect(next_url or settings.LOGIN_REDIRECT_URL, status=303)
 
 
@@ -186,7 +189,7 @@ class PasswordResetView(auth_views.PasswordResetView):
         return {"site_url": settings.SITE_URL}
 
     def post(self, request, *args, **kwargs):
-        email = (request.POST.get("email") or "").strip().lower()[:254]
+        email = ascii_lower((request.POST.get("email") or "").strip())[:254]
         quota = _throttled(
             request,
             *ratelimit.hit_many(  # both counters in one round trip
@@ -207,6 +210,11 @@ class PasswordResetDoneView(auth_views.PasswordResetDoneView):
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     template_name = "registration/password_reset_confirm.html"
     success_url = reverse_lazy("password_reset_complete")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        memberships_sync_from_proof(user=form.user)  # the reset link was mailed to user.email: address proved
+        return response
 
 
 class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):

@@ -135,17 +135,18 @@ LOGIN_LINK_MAX_AGE = 3600  # seconds; shorter than reminder links (SESAME_MAX_AG
 
 
 def login_link_users(*, email: str) -> list:
-    """Active, non-staff accounts of an address (case-insensitive, on email or username). Staff sign in by password:
-    a link in an email must not open the admin."""
+    """The active, non-staff account of an address (by its normalized form). Staff sign in by password: a link in
+    an email must not open the admin."""
     from django.contrib.auth import get_user_model
-    from django.db.models import Q
 
-    email = email.strip()
-    if not email:
+    from accounts.identity import normalize_email_or_none
+
+    email = normalize_email_or_none(email)
+    if email is None:
         return []
     return list(
         get_user_model()
-        .objects.filter(Q(email__iexact=email) | Q(username__iexact=email))
+        .objects.filter(email=email)
         .filter(is_active=True, is_staff=False, is_superuser=False)
         .order_by("pk")
     )
@@ -173,7 +174,7 @@ def login_link_send(*, email: str, next_url: str = "") -> int:
 
     sent = 0
     for user in login_link_users(email=email):
-        address = user.email or user.username
+        address = user.email
         context = {
             "user": user,
             "email": address,

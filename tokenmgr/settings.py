@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "widget_tweaks",
     "dsfr",
     "ninja",
+    "accounts",
     "tokens",
     "notifications",
     "availability",
@@ -95,6 +96,7 @@ else:
 # ------------------------------------------------------------------------------
 # Auth
 # ------------------------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
