@@ -73,6 +73,8 @@ class User(AbstractUser):
         return username
 
     def clean(self):
+        if not self.email:  # blank: reported by the field's own validation
+            return
         try:
             self.email = normalize_email(self.email)
         except InvalidEmail as error:

@@ -126,8 +126,9 @@ class MembershipGrantForm(forms.ModelForm):
         model = ClientMembership
         fields = ["client", "user"]
 
-    def validate_unique(self):
-        """A second grant to the same person only turns their membership into an explicit one."""
+    def _get_validation_exclusions(self):
+        # A grant to someone who already has access is allowed: it makes their access explicit (source admin).
+        return {*super()._get_validation_exclusions(), "client", "user"}
 
 
 @admin.register(ClientMembership)

@@ -89,6 +89,8 @@ class Contact(models.Model):
 
     def clean(self):
         super().clean()
+        if not self.email:  # blank: reported by the field's own validation
+            return
         try:
             self.email = normalize_email(self.email)
         except InvalidEmail as error:
