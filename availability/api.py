@@ -19,7 +19,7 @@ from tokenmgr import ratelimit
 from tokenmgr.errors import error_response
 from tokens.api import UNAUTHORIZED, ErrorOut
 from tokens.catalogue import ENDPOINT_PATHS
-from tokens.models import Token
+from tokens.models import ClientMembership, Token
 from tokens.selectors import TokenCheck, token_check
 
 from . import periods, selectors, services
@@ -263,7 +263,8 @@ def _may_ingest(token_id: int) -> bool:
         return False
     granted = {"codename": "ingest_calls", "content_type__app_label": "availability"}
     holders = Permission.objects.filter(**granted)
-    members = get_user_model().objects.filter(clients=client_id, is_active=True)
+    access = ClientMembership.objects.effective().filter(client_id=client_id).values("user_id")
+    members = get_user_model().objects.filter(pk__in=access, is_active=True)
     return (
         members.filter(user_permissions__in=holders).exists()
         or members.filter(groups__permissions__in=holders).exists()

@@ -16,13 +16,13 @@ A link is `<SITE_URL><token page>?sesame=<token>`, the sesame token being scoped
 from urllib.parse import urlencode
 
 from django.contrib.auth import login, user_logged_in
-from django.db import transaction
 from django.dispatch import receiver
 from django.http import Http404, HttpResponseRedirect
 from sesame import settings as sesame_settings
 from sesame.utils import get_user
 
-from tokens.models import Token
+from tokens.models import Client, Token
+from tokens.services import memberships_sync_from_proof
 
 from . import views
 from .services import magic_link_scope
@@ -50,7 +50,7 @@ def may_access(request, token: Token) -> bool:
     scoped = request.session.get(SESSION_CLIENT_KEY)
     if scoped is not None and scoped != token.client_id:
         return False
-    return token.client.members.filter(pk=user.pk).exists()
+    return Client.objects.accessible_to(user).filter(pk=token.client_id).exists()
 
 
 class MagicLinkMiddleware:
@@ -100,14 +100,13 @@ class MagicLinkMiddleware:
 
     @staticmethod
     def is_contact(user, token: Token) -> bool:
-        return token.contacts.filter(email__iexact=user.username).exists()
+        return token.contacts.filter(email=user.email).exists()
 
     def sign_in(self, request, sesame: str, token: Token, scope: str):
         user = get_user(sesame, scope=scope, update_last_login=True)  # single use: this spends the link
         if user is None or not self.is_contact(user, token):
             return views.magic_link_invalid(request, next_url=clean_url(request))
-        with transaction.atomic():
-            token.client.members.add(user)
+        memberships_sync_from_proof(user=user)
         login(request, user, backend="sesame.backends.ModelBackend")
         request.session[SESSION_CLIENT_KEY] = token.client_id
         return HttpResponseRedirect(clean_url(request), status=303)

@@ -32,7 +32,6 @@ from django.db.models import (
     When,
     prefetch_related_objects,
 )
-from django.db.models.functions import Lower
 from django.utils import timezone
 from sesame.utils import get_query_string
 
@@ -260,17 +259,14 @@ def login_users_for(emails: set[str]) -> dict[str, object]:
         return {}
 
     def fetch():
-        return {
-            u.login_email: u
-            for u in user_model.objects.annotate(login_email=Lower("username")).filter(login_email__in=emails)
-        }
+        return {u.email: u for u in user_model.objects.filter(email__in=emails)}
 
     users = fetch()
     missing = emails - users.keys()
     if missing:
         new = []
         for email in sorted(missing):
-            user = user_model(username=email, email=email)
+            user = user_model(email=email)
             user.set_unusable_password()
             new.append(user)
         user_model.objects.bulk_create(new, ignore_conflicts=True)

@@ -21,6 +21,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_http_methods, require_POST
 
 from tokenmgr import ratelimit, reauth
+from tokens.services import memberships_sync_from_proof
 
 from . import services
 from .forms import LoginForm, LoginLinkForm, ResetForm
@@ -149,10 +150,11 @@ def login_link(request):
             render(
                 request,
                 "registration/login_link_confirm.html",
-                {"token": token, "next": next_url, "login_email": user.email or user.username},
+                {"token": token, "next": next_url, "login_email": user.email},
             )
         )
     login(request, user, backend="sesame.backends.ModelBackend")
+    memberships_sync_from_proof(user=user)  # the link was mailed to user.email: the address is proved
     reauth.mark(request)  # a link asked for just now proves the mailbox as a password would
     return HttpResponseRedirect(next_url or settings.LOGIN_REDIRECT_URL, status=303)
 
@@ -187,6 +189,11 @@ class PasswordResetDoneView(auth_views.PasswordResetDoneView):
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     template_name = "registration/password_reset_confirm.html"
     success_url = reverse_lazy("password_reset_complete")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        memberships_sync_from_proof(user=form.user)  # the reset link was mailed to user.email: address proved
+        return response
 
 
 class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):

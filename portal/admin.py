@@ -25,7 +25,7 @@ class ReminderOptOutAdmin(admin.ModelAdmin):
 class CalendarFeedAdmin(admin.ModelAdmin):
     list_display = ["user", "created_at", "last_fetched_at"]
     readonly_fields = ["user", "key_digest", "created_at", "last_fetched_at"]
-    search_fields = ["user__username", "user__email"]
+    search_fields = ["user__email"]
 
 
 @admin.register(WebhookEndpoint)

@@ -1,8 +1,10 @@
 from django import forms
-from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UsernameField
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from accounts.forms import EmailAddressField
+from accounts.identity import normalize_email_or_none
 from tokens.models import Origin, Privilege, TokenStatus
 
 from .selectors import DEFAULT_SORT, SORTS, DashboardFilters
@@ -109,7 +111,9 @@ class WebhookForm(forms.Form):
 class LoginForm(AuthenticationForm):
     """Django's form with French labels that say what the username is here (the email address)."""
 
-    username = UsernameField(
+    # A plain CharField: Django's UsernameField applies NFKC, which would map a fullwidth address onto an ASCII one.
+    # The account is looked up by the normalized address (accounts.models.UserManager.get_by_natural_key).
+    username = forms.CharField(
         label=_("Adresse e-mail"),
         max_length=254,
         widget=forms.TextInput(
@@ -130,7 +134,7 @@ class LoginForm(AuthenticationForm):
 
 
 class LoginLinkForm(forms.Form):
-    email = forms.EmailField(
+    email = EmailAddressField(
         label=_("Adresse e-mail"),
         max_length=254,
         widget=forms.EmailInput(attrs={"autocomplete": "email", "spellcheck": "false"}),
@@ -141,7 +145,7 @@ class LoginLinkForm(forms.Form):
 class ResetForm(PasswordResetForm):
     """Reset also serves accounts without a usable password (created by a reminder's login link)."""
 
-    email = forms.EmailField(
+    email = EmailAddressField(
         label=_("Adresse e-mail"),
         max_length=254,
         widget=forms.EmailInput(attrs={"autocomplete": "email", "spellcheck": "false"}),
@@ -151,4 +155,7 @@ class ResetForm(PasswordResetForm):
     def get_users(self, email):
         from django.contrib.auth import get_user_model
 
-        return get_user_model()._default_manager.filter(email__iexact=email.strip(), is_active=True)
+        normalized = normalize_email_or_none(email)
+        if normalized is None:
+            return get_user_model()._default_manager.none()
+        return get_user_model()._default_manager.filter(email=normalized, is_active=True)

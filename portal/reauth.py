@@ -83,7 +83,7 @@ def reauth(request):
         "form": form,
         "next": next_url,
         "with_password": with_password,
-        "email": user.email or user.username,
+        "email": user.email,
         "max_age_minutes": LINK_MAX_AGE // 60,
         "breadcrumbs": _crumbs(),
     }
@@ -136,7 +136,7 @@ def link_send(*, user, next_url: str = "") -> None:
     from django.core.mail import EmailMultiAlternatives
     from django.template.loader import render_to_string
 
-    address = user.email or user.username
+    address = user.email
     context = {
         "email": address,
         "link": link_url(user=user, next_url=next_url),
@@ -194,7 +194,7 @@ def reauth_link(request):
                 {
                     "token": token,
                     "next": next_url,
-                    "email": user.email or user.username,
+                    "email": user.email,
                     "breadcrumbs": _crumbs(),
                 },
             )

@@ -15,7 +15,7 @@ from django.db.models import Case, CharField, Count, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from tokens import validity
-from tokens.models import EXPIRING_WITHIN_DAYS, Client, Token, TokenStatus
+from tokens.models import EXPIRING_WITHIN_DAYS, Client, ClientMembership, Token, TokenStatus
 
 from .models import ReminderOptOut
 
@@ -219,7 +219,7 @@ class DashboardFilters:
 
 def user_clients(user, *, only_client: int | None = None) -> QuerySet:
     """The user's clients; only `only_client` in a session opened by a reminder's link (scoped to one client)."""
-    qs = Client.objects.filter(members=user)
+    qs = Client.objects.accessible_to(user)
     if only_client is not None:
         qs = qs.filter(pk=only_client)
     return qs.order_by("name", "id")
@@ -386,3 +386,27 @@ class TimelineEntry:
 
 def token_predecessors(token: Token) -> list[Token]:
     return list(Token.objects.filter(renewed_by=token).select_related("client"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Who has access
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClientAccess:
+    client: Client
+    memberships: list  # ClientMembership, with .user and .granted_by, each one giving access now
+
+
+def client_accesses(user, *, only_client: int | None = None) -> list[ClientAccess]:
+    """For each client the user may see, everyone who has access to it now and how (same rule as every page)."""
+    clients = list(user_clients(user, only_client=only_client))
+    by_client: dict[int, list] = defaultdict(list)
+    memberships = (
+        ClientMembership.objects.effective()
+        .filter(client__in=[c.pk for c in clients])
+        .select_related("user", "granted_by")
+        .order_by("user__last_name", "user__first_name", "user__email")
+    )
+    for membership in memberships:
+        by_client[membership.client_id].append(membership)
+    return [ClientAccess(client=c, memberships=by_client[c.pk]) for c in clients]

@@ -141,11 +141,8 @@ LOGIN_LINK_MAX_AGE = 3600  # seconds; shorter than reminder links (SESAME_MAX_AG
 
 
 def login_link_users(*, email: str) -> list:
-    """Active, non-staff accounts of an address (case-insensitive, on email or username). Staff sign in by password:
-    a link in an email must not open the admin."""
-    email = email.strip()
-    if not email:
-        return []
+    """The active, non-staff account of an address (by its normalized form). Staff sign in by password: a link in
+    an email must not open the admin."""
     return list(_accounts_of(email).filter(is_active=True, is_staff=False, is_superuser=False).order_by("pk"))
 
 
@@ -171,7 +168,7 @@ def login_link_send(*, email: str, next_url: str = "") -> int:
 
     sent = 0
     for user in login_link_users(email=email):
-        address = user.email or user.username
+        address = user.email
         context = {
             "user": user,
             "email": address,
@@ -267,10 +264,12 @@ def account_email_send(*, kind: str, email: str, next_url: str = "") -> int:
 
 
 def _accounts_of(email: str):
+    """The account of an address, compared in its normalized form only (accounts.identity)."""
     from django.contrib.auth import get_user_model
-    from django.db.models import Q
 
-    return get_user_model().objects.filter(Q(email__iexact=email) | Q(username__iexact=email))
+    address = normalize_email_or_none(email)
+    users = get_user_model().objects
+    return users.filter(email=address) if address is not None else users.none()
 
 
 def password_reset_send(*, email: str) -> int:

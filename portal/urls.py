@@ -33,6 +33,7 @@ urlpatterns = [
     path("jetons/<uuid:public_id>/reprendre-rappels/", views.token_resume, name="portal_token_resume"),
     path("jetons/<uuid:public_id>/revoquer/", views.token_revoke, name="portal_token_revoke"),
     path("verifier/", views.verify, name="portal_verify"),
+    path("acces/", views.access_list, name="portal_access"),
     path("calendrier/", views.calendar_settings, name="portal_calendar"),
     path("calendrier/<str:key>.ics", views.calendar_feed, name="portal_calendar_feed"),
     path("webhooks/", views.webhook_list, name="portal_webhooks"),

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from tokenmgr import ratelimit
 from tokenmgr.reauth import recent_auth_required
 from tokens import validity
-from tokens.models import Token
+from tokens.models import Client, Token
 from tokens.selectors import TokenCheck, token_by_secret, token_check
 
 from . import ics, selectors, services
@@ -287,7 +287,7 @@ def verify(request):
             own = (
                 token is not None
                 and _only_client(request) in (None, token.client_id)
-                and token.client.members.filter(pk=request.user.pk).exists()
+                and Client.objects.accessible_to(request.user).filter(pk=token.client_id).exists()
             )
             context.update(
                 {
@@ -368,10 +368,30 @@ def calendar_feed(request, key):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Who has access to my clients
+# ---------------------------------------------------------------------------------------------------------------
+@login_required
+@require_GET
+def access_list(request):
+    only_client = _only_client(request)
+    return render(
+        request,
+        "portal/access.html",
+        {
+            "accesses": selectors.client_accesses(request.user, only_client=only_client),
+            "scoped": only_client is not None,
+            "breadcrumbs": _crumbs((_("Qui a accès"), None)),
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Webhooks
 # ---------------------------------------------------------------------------------------------------------------
 def _endpoint_or_404(request, pk) -> WebhookEndpoint:
-    endpoints = WebhookEndpoint.objects.select_related("client").filter(client__members=request.user)
+    endpoints = WebhookEndpoint.objects.select_related("client").filter(
+        client__in=Client.objects.accessible_to(request.user)
+    )
     if _only_client(request) is not None:
         endpoints = endpoints.filter(client_id=_only_client(request))
     return get_object_or_404(endpoints, pk=pk)

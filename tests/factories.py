@@ -5,7 +5,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from tokens.models import Client, Contact, Privilege
+from tokens.models import Client, ClientMembership, Contact, MembershipSource, Privilege
 from tokens.services import token_issue
 
 
@@ -31,10 +31,9 @@ def make_siret(rng: random.Random | None = None) -> str:
 class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
-        django_get_or_create = ("username",)
+        django_get_or_create = ("email",)
 
-    username = factory.Sequence(lambda n: f"user{n}@example.org")
-    email = factory.LazyAttribute(lambda u: u.username)
+    email = factory.Sequence(lambda n: f"user{n}@example.org")
     password = factory.django.Password("correct horse battery staple")
 
 
@@ -44,6 +43,18 @@ class ClientFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"Commune n°{n}")
     siret = factory.LazyFunction(make_siret)
+
+
+class ClientMembershipFactory(factory.django.DjangoModelFactory):
+    """Access granted explicitly (source admin) unless told otherwise."""
+
+    class Meta:
+        model = ClientMembership
+        django_get_or_create = ("client", "user")
+
+    client = factory.SubFactory(ClientFactory)
+    user = factory.SubFactory(UserFactory)
+    source = MembershipSource.ADMIN
 
 
 class ContactFactory(factory.django.DjangoModelFactory):

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "widget_tweaks",
     "dsfr",
     "ninja",
+    "accounts",
     "tokens",
     "notifications",
     "availability",
@@ -124,6 +125,7 @@ else:
 # ------------------------------------------------------------------------------
 # Auth
 # ------------------------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -19,9 +19,8 @@ from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.admin.widgets import AdminSplitDateTime
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.validators import validate_email
 from django.db import transaction
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Exists, OuterRef, Prefetch
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
@@ -36,10 +35,26 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_post_parameters
 
+from accounts.identity import InvalidEmail, normalize_email
+
 from . import credentials, exports, validity
-from .models import Client, Contact, Endpoint, Origin, Privilege, Token, TokenEvent, TokenImport, TokenStatus
+from .models import (
+    Client,
+    ClientMembership,
+    ClientMembershipEvent,
+    Contact,
+    Endpoint,
+    Origin,
+    Privilege,
+    Token,
+    TokenEvent,
+    TokenImport,
+    TokenStatus,
+)
 from .services import (
     ContactData,
+    client_membership_grant,
+    client_membership_remove,
     contact_delete,
     contacts_get_or_create,
     privilege_delete,
@@ -109,16 +124,142 @@ class ClientTokenInline(admin.TabularInline):
         return False
 
 
+def _with_effective(queryset):
+    """Each membership annotated with whether it gives access now (the portal's own rule)."""
+    effective = ClientMembership.objects.effective().filter(pk=OuterRef("pk"))
+    return queryset.annotate(is_effective=Exists(effective))
+
+
+@admin.display(description=_("accès en vigueur"), boolean=True)
+def _effective(obj):
+    return obj.is_effective
+
+
+class ClientMembershipInline(admin.TabularInline):
+    """Who has access to the client, and how. Rows are removed here (audited); grants go through "Ajouter un accès"."""
+
+    model = ClientMembership
+    fk_name = "client"
+    extra = 0
+    fields = ["user", "source", "email", "granted_by", "created_at", "effective"]
+    readonly_fields = fields
+    can_delete = True
+    verbose_name = _("accès au client")
+    verbose_name_plural = _("personnes ayant accès au client (cocher « supprimer » pour retirer un accès)")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return _with_effective(super().get_queryset(request).select_related("user", "granted_by"))
+
+    effective = staticmethod(_effective)
+
+
+class MembershipGrantForm(forms.ModelForm):
+    reason = forms.CharField(label=_("Motif"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    class Meta:
+        model = ClientMembership
+        fields = ["client", "user"]
+
+    def _get_validation_exclusions(self):
+        # A grant to someone who already has access is allowed: it makes their access explicit (source admin).
+        return {*super()._get_validation_exclusions(), "client", "user"}
+
+
+@admin.register(ClientMembership)
+class ClientMembershipAdmin(admin.ModelAdmin):
+    """Access to clients: grant explicitly (source admin), see how each person got access, remove (audited)."""
+
+    form = MembershipGrantForm
+    list_display = ["user", "client", "source", _effective, "email", "granted_by", "created_at"]
+    list_filter = ["source"]
+    search_fields = ["user__email", "user__last_name", "client__name", "client__siret"]
+    list_select_related = ["user", "client", "granted_by"]
+    autocomplete_fields = ["client", "user"]
+    actions = ["remove_selected"]
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # removals go through the audited service
+        return actions
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["client", "user", "source", "email", "granted_by", "created_at"] if obj else []
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["client", "user", "reason"]
+        return ["client", "user", "source", "email", "granted_by", "created_at"]
+
+    def get_queryset(self, request):
+        return _with_effective(super().get_queryset(request))
+
+    def has_change_permission(self, request, obj=None):
+        return False if obj is not None else super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        membership = client_membership_grant(
+            client=obj.client, user=obj.user, by=request.user, reason=form.cleaned_data.get("reason", "")
+        )
+        obj.pk = membership.pk
+
+    def delete_model(self, request, obj):
+        client_membership_remove(membership=obj, by=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset:
+            client_membership_remove(membership=membership, by=request.user)
+
+    @admin.action(description=_("Retirer l'accès des personnes sélectionnées"), permissions=["delete"])
+    def remove_selected(self, request, queryset):
+        count = 0
+        for membership in queryset:
+            client_membership_remove(membership=membership, by=request.user)
+            count += 1
+        self.message_user(
+            request,
+            ngettext("%(count)d accès retiré.", "%(count)d accès retirés.", count) % {"count": count},
+            messages.SUCCESS,
+        )
+
+
+@admin.register(ClientMembershipEvent)
+class ClientMembershipEventAdmin(admin.ModelAdmin):
+    list_display = ["at", "kind", "email", "client", "source", "actor", "reason"]
+    list_filter = ["kind", "source"]
+    search_fields = ["email", "client__name", "client__siret"]
+    list_select_related = ["client", "actor"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Client)
 class ClientAdmin(admin.ModelAdmin):
     list_display = ["name", "siret", "token_count", "created_at"]
     search_fields = ["name", "siret"]
-    filter_horizontal = ["members"]
-    inlines = [ContactInline, ClientTokenInline]
+    inlines = [ContactInline, ClientMembershipInline, ClientTokenInline]
     readonly_fields = ["created_at"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(token_count=Count("tokens", distinct=True))
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not ClientMembership:
+            return super().save_formset(request, form, formset, change)
+        # Removals only (the inline adds nothing and changes nothing), each one audited.
+        removed = [f.instance for f in formset.deleted_forms if f.instance.pk]
+        for membership in removed:
+            client_membership_remove(membership=membership, by=request.user)
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], removed
 
     @admin.display(description=_("jetons"), ordering="token_count")
     def token_count(self, obj):
@@ -296,12 +437,15 @@ class TokenIssueForm(forms.ModelForm):
 
     def clean_new_contacts(self):
         emails = [line.strip() for line in self.cleaned_data["new_contacts"].splitlines() if line.strip()]
+        normalized = []
         for email in emails:
             try:
-                validate_email(email)
-            except ValidationError as exc:
-                raise ValidationError(_("Adresse e-mail invalide : %(email)s") % {"email": email}) from exc
-        return emails
+                normalized.append(normalize_email(email))
+            except InvalidEmail as exc:
+                raise ValidationError(
+                    _("Adresse e-mail invalide : %(email)s (%(why)s)") % {"email": email, "why": exc}
+                ) from exc
+        return list(dict.fromkeys(normalized))
 
     def clean(self):
         cleaned = super().clean()

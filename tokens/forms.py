@@ -6,6 +6,8 @@ from django import forms
 from django.contrib.auth import password_validation
 from django.utils.translation import gettext_lazy as _
 
+from accounts.forms import EmailAddressField
+
 from .models import AccessRequest, Privilege, validate_pdf
 from .services import AccessRequestData
 
@@ -92,10 +94,8 @@ class AccessRequestForm(forms.Form):
             self.fields[f"{role}_name"] = forms.CharField(
                 label=_("%(role)s — nom et prénom") % {"role": role_label}, max_length=255, required=False
             )
-            self.fields[f"{role}_email"] = forms.EmailField(
-                label=_("%(role)s — adresse e-mail") % {"role": role_label},
-                required=False,
-                error_messages={"invalid": _("Adresse e-mail invalide (exemple : prenom.nom@mairie.fr).")},
+            self.fields[f"{role}_email"] = EmailAddressField(
+                label=_("%(role)s — adresse e-mail") % {"role": role_label}, required=False
             )
             self.fields[f"{role}_phone"] = forms.CharField(
                 label=_("%(role)s — téléphone") % {"role": role_label}, max_length=32, required=False
@@ -230,7 +230,7 @@ class RegenerateForm(forms.Form):
 
 
 class SignupForm(forms.Form):
-    email = forms.EmailField(label=_("Adresse e-mail professionnelle"))
+    email = EmailAddressField(label=_("Adresse e-mail professionnelle"))
 
 
 class AccountForm(forms.Form):

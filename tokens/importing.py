@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
+
+from accounts.identity import InvalidEmail, ascii_lower, normalize_email
 
 from . import credentials, validity
 from .models import Client, Contact, Origin, Privilege, Token, TokenEvent, TokenImport
@@ -105,33 +105,29 @@ def check_origin(value: str | None, issued_at: dt.datetime) -> str:
     return value
 
 
-# A strict subset of what Django's validate_email accepts (plain ASCII dot-atom @ hostname), checked first because
-# it is much faster; anything else goes through Django's validator.
+# A strict subset of what normalize_email accepts (plain ASCII dot-atom @ hostname), checked first because it is
+# much faster; anything else goes through normalize_email.
 _SIMPLE_EMAIL = re.compile(
     r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
 )
 
 
 def check_email(value: str) -> str:
+    """The address in its normalized form (accounts.identity), the only form contacts are stored in."""
     value = value.strip()
     if len(value) > EMAIL_MAX:
         raise InvalidValue(f"adresse e-mail trop longue : {shown(value)}.")
     if _SIMPLE_EMAIL.fullmatch(value):
-        return value
+        return ascii_lower(value)  # what normalize_email gives for a plain ASCII address, without its checks
     try:
-        validate_email(value)
-    except ValidationError:
-        raise InvalidValue(f"adresse e-mail invalide : {shown(value)}.") from None
-    return value
+        return normalize_email(value)
+    except InvalidEmail as error:
+        raise InvalidValue(f"adresse e-mail invalide : {shown(value)} ({error}).") from None
 
 
 def check_emails(values: Iterable[str]) -> list[str]:
-    """Valid addresses, deduplicated case-insensitively (first spelling kept)."""
-    seen: dict[str, str] = {}
-    for value in values:
-        email = check_email(value)
-        seen.setdefault(email.lower(), email)
-    return list(seen.values())
+    """Valid addresses, normalized, each once."""
+    return list(dict.fromkeys(check_email(value) for value in values))
 
 
 def parse_issued_at(value: str, *, now: dt.datetime | None = None) -> dt.datetime:
@@ -269,8 +265,7 @@ class KnownIds:
     The worker fills it as it writes each chunk; the reading thread stages the next chunks' rows with the ids it
     finds here, and the writer resolves (probes, creates, locks) only the others. Only clients with a real name
     are kept: a placeholder name (the SIRET) may still be replaced by a later row. Contacts are keyed by their
-    client and the e-mail exactly as written (no case folding on this side: the database's LOWER decides which
-    spellings are one contact). Ids stay valid until the end of the run: its transaction created or locked them.
+    client and their normalized e-mail (check_email), compared as is on both sides. Ids stay valid until the end of the run: its transaction created or locked them.
     """
 
     def __init__(self, *, max_clients: int = 131_072, max_contacts: int = 262_144) -> None:
@@ -875,12 +870,12 @@ class ChunkWriter:
         self.cursor.execute(
             f"""
             INSERT INTO {contact} (client_id, email, name, phone, role)
-            SELECT c.id, MIN(x.value), '', '', %s
+            SELECT c.id, x.value, '', '', %s
             FROM {self._expanded("contacts")}
             JOIN {client} c ON c.siret = n.siret
             WHERE NOT EXISTS (
-                SELECT 1 FROM {contact} k WHERE k.client_id = c.id AND LOWER(k.email) = LOWER(x.value) AND k.role = %s)
-            GROUP BY c.id, LOWER(x.value)
+                SELECT 1 FROM {contact} k WHERE k.client_id = c.id AND k.email = x.value AND k.role = %s)
+            GROUP BY c.id, x.value
             """,
             [self.role, self.role],
         )
@@ -898,10 +893,10 @@ class ChunkWriter:
             cursor.execute(
                 f"""
             INSERT INTO imp_contact (client_id, email_key, email)
-            SELECT n.client_id, LOWER(x.value), MIN(x.value)
+            SELECT n.client_id, x.value, x.value
             FROM {self._expanded("contacts")}
             WHERE n.contact_ids IS NULL
-            GROUP BY n.client_id, LOWER(x.value)
+            GROUP BY n.client_id, x.value
             """
             )
         if not cursor.rowcount:
@@ -912,7 +907,7 @@ class ChunkWriter:
                 f"""
             UPDATE imp_contact i SET contact_id = (
                 SELECT k.id FROM {contact} k
-                WHERE k.client_id = i.client_id AND LOWER(k.email) = i.email_key AND k.role = %s
+                WHERE k.client_id = i.client_id AND k.email = i.email_key AND k.role = %s
                 FOR KEY SHARE)
             """,
                 [self.role],
@@ -923,7 +918,7 @@ class ChunkWriter:
                 WITH created AS (
                     INSERT INTO {contact} (client_id, email, name, phone, role)
                     SELECT client_id, email, '', '', %s FROM imp_contact WHERE contact_id IS NULL
-                    RETURNING id, client_id, LOWER(email) AS email_key)
+                    RETURNING id, client_id, email AS email_key)
                 UPDATE imp_contact i SET contact_id = c.id FROM created c
                 WHERE c.client_id = i.client_id AND c.email_key = i.email_key
                 """,
@@ -994,7 +989,7 @@ class ChunkWriter:
                         INSERT INTO {self.token_contacts} (token_id, contact_id)
                         SELECT n.token_id, i.contact_id
                         FROM {self._expanded("contacts")}
-                        JOIN imp_contact i ON i.client_id = n.client_id AND i.email_key = LOWER(x.value)
+                        JOIN imp_contact i ON i.client_id = n.client_id AND i.email_key = x.value
                         WHERE n.contact_ids IS NULL
                         """
                     )
@@ -1006,7 +1001,7 @@ class ChunkWriter:
             INSERT INTO {self.token_contacts} (token_id, contact_id)
             SELECT {distinct}{token_id}, (
                 SELECT k.id FROM {contact} k
-                WHERE k.client_id = c.id AND LOWER(k.email) = LOWER(x.value) AND k.role = %s)
+                WHERE k.client_id = c.id AND k.email = x.value AND k.role = %s)
             FROM {self._expanded("contacts")} {join_token}
             JOIN {client} c ON c.siret = n.siret
             {on_conflict}

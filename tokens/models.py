@@ -7,13 +7,28 @@ import datetime as dt
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Case, Value, When
+from django.db.models import Case, Exists, OuterRef, Q, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from accounts.identity import InvalidEmail, normalize_email
+
 from . import fields, validity
 from .siret import validate_siret
+
+
+def accessible_client_ids(user):
+    """The ids of the clients `user` may see now, as a subquery: the one access rule, read on every request."""
+    if user is None or not user.is_authenticated:
+        return ClientMembership.objects.none().values("client_id")
+    return ClientMembership.objects.effective().filter(user_id=user.pk).values("client_id")
+
+
+class ClientQuerySet(models.QuerySet):
+    def accessible_to(self, user):
+        return self.filter(pk__in=accessible_client_ids(user))
 
 
 class Client(models.Model):
@@ -21,10 +36,19 @@ class Client(models.Model):
 
     name = models.CharField(_("nom"), max_length=255)
     siret = models.CharField(_("SIRET"), max_length=14, unique=True, validators=[validate_siret])
+    # Who may see the client: read through Client.objects.accessible_to(), never through this relation alone (a
+    # membership proved as a contact stops counting once the person is no longer a contact).
     members = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, related_name="clients", blank=True, verbose_name=_("membres")
+        settings.AUTH_USER_MODEL,
+        through="ClientMembership",
+        through_fields=("client", "user"),
+        related_name="clients",
+        blank=True,
+        verbose_name=_("membres"),
     )
     created_at = models.DateTimeField(_("créé le"), default=timezone.now)
+
+    objects = ClientQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("client")
@@ -52,13 +76,25 @@ class Contact(models.Model):
         verbose_name_plural = _("contacts")
         ordering = ["client", "role", "email"]
         constraints = [
-            models.UniqueConstraint(
-                "client", models.functions.Lower("email"), "role", name="contact_unique_per_client_role"
-            )
+            # The address is stored normalized (accounts.identity): equal addresses are equal strings.
+            models.UniqueConstraint(fields=["client", "email", "role"], name="contact_unique_per_client_role")
         ]
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>" if self.name else self.email
+
+    def save(self, *args, **kwargs):
+        self.email = normalize_email(self.email)
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        super().clean()
+        if not self.email:  # blank: reported by the field's own validation
+            return
+        try:
+            self.email = normalize_email(self.email)
+        except InvalidEmail as error:
+            raise ValidationError({"email": str(error)}, code="invalid") from None
 
 
 class Privilege(models.Model):
@@ -151,7 +187,7 @@ class TokenQuerySet(models.QuerySet):
         return self.with_status(now).filter(status=status)
 
     def for_user(self, user):
-        return self.filter(client__members=user)
+        return self.filter(client_id__in=accessible_client_ids(user))
 
 
 class TokenImport(models.Model):
@@ -324,6 +360,95 @@ class TokenEvent(models.Model):
         return f"{self.get_kind_display()} — {self.at:%Y-%m-%d %H:%M}"
 
 
+class MembershipSource(models.TextChoices):
+    CONTACT = "contact", _("contact ayant prouvé son adresse")
+    ADMIN = "admin", _("accordé par un administrateur")
+
+
+class ClientMembershipQuerySet(models.QuerySet):
+    def effective(self):
+        """Memberships that give access now: granted by an admin, or proved by someone who is still a contact (with
+        that same address) of one of the client's tokens."""
+        still_contact = Contact.objects.filter(
+            client=OuterRef("client"), email=OuterRef("email"), tokens__client=OuterRef("client")
+        )
+        return self.filter(
+            Q(source=MembershipSource.ADMIN) | (Q(source=MembershipSource.CONTACT) & Exists(still_contact))
+        )
+
+
+class ClientMembership(models.Model):
+    """A person's access to a client: proved as a contact (`email`: the address they proved) or granted by an admin."""
+
+    # Indexed by client_membership_unique (client first); the user's clients by the user foreign key's index.
+    client = models.ForeignKey(
+        Client, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("client"), db_index=False
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="client_memberships",
+        verbose_name=_("utilisateur"),
+    )
+    source = models.CharField(_("origine de l'accès"), max_length=16, choices=MembershipSource.choices)
+    email = models.EmailField(_("adresse prouvée"), blank=True)
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("accordé par"),
+    )
+    created_at = models.DateTimeField(_("depuis le"), default=timezone.now)
+
+    objects = ClientMembershipQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("accès à un client")
+        verbose_name_plural = _("accès aux clients")
+        ordering = ["client", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["client", "user"], name="client_membership_unique"),
+            # No default: `client.members.add(user)` without a source fails instead of granting anything.
+            models.CheckConstraint(
+                condition=Q(source__in=MembershipSource.values), name="client_membership_source_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} — {self.client.name} ({self.get_source_display()})"
+
+
+class ClientMembershipEvent(models.Model):
+    """Audit trail of access to clients: grants, proofs and removals, with who did it."""
+
+    class Kind(models.TextChoices):
+        PROVED = "proved", _("adresse prouvée par un contact")
+        GRANTED = "granted", _("accordé par un administrateur")
+        REMOVED = "removed", _("retiré par un administrateur")
+
+    client = models.ForeignKey(Client, on_delete=models.CASCADE, related_name="membership_events")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    email = models.EmailField(_("adresse"))  # the person's address at the time (the account may be deleted)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    source = models.CharField(max_length=16, choices=MembershipSource.choices, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField(default=timezone.now)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = _("événement d'accès")
+        verbose_name_plural = _("journal des accès aux clients")
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["client", "at"], name="client_membership_event_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} — {self.email} — {self.at:%Y-%m-%d %H:%M}"
+
+
 # ------------------------------------------------------------------------------
 # Access requests (issue 4): a mutable request, immutable grants (after DataPass)
 # ------------------------------------------------------------------------------
@@ -354,7 +479,7 @@ def validate_pdf(upload) -> None:
 
 class AccessRequestQuerySet(models.QuerySet):
     def for_user(self, user):
-        return self.filter(client__members=user)
+        return self.filter(client_id__in=accessible_client_ids(user))
 
     def open(self):
         return self.filter(state__in=AccessRequest.OPEN_STATES)
@@ -538,8 +663,11 @@ __all__ = [
     "AccessRequestEvent",
     "AccessRequestMessage",
     "Client",
+    "ClientMembership",
+    "ClientMembershipEvent",
     "Contact",
     "Endpoint",
+    "MembershipSource",
     "Origin",
     "Privilege",
     "Token",

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 
+from accounts.identity import normalize_email_or_none
+
 from . import credentials
 from .models import AccessRequest, Privilege, Token
 
@@ -220,12 +222,14 @@ def instructor_conflict(*, user, access_request: AccessRequest) -> str:
 
 
 def emails_dedupe(*, emails: Iterable[str]) -> list[str]:
-    """`emails` stripped, without blanks, each address once (case-insensitive), first spelling kept, in order."""
+    """`emails` stripped, without blanks, each address once (by its normalized form: look-alikes stay distinct),
+    first spelling kept, in order."""
     seen: dict[str, str] = {}
     for email in emails:
         email = (email or "").strip()
-        if email and email.lower() not in seen:
-            seen[email.lower()] = email
+        key = normalize_email_or_none(email) or email
+        if email and key not in seen:
+            seen[key] = email
     return list(seen.values())
 
 

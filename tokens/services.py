@@ -9,9 +9,12 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
+from django.db.models import F
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+
+from accounts.identity import InvalidEmail, normalize_email
 
 from . import credentials, signals, validity
 from .models import (
@@ -19,7 +22,10 @@ from .models import (
     AccessRequestEvent,
     AccessRequestMessage,
     Client,
+    ClientMembership,
+    ClientMembershipEvent,
     Contact,
+    MembershipSource,
     Origin,
     Privilege,
     Token,
@@ -78,10 +84,16 @@ def client_get_or_create(*, siret: str, name: str = "") -> Client:
 
 
 def contacts_get_or_create(*, client: Client, contacts: Sequence[ContactData]) -> list[Contact]:
+    """The client's contacts of these addresses and roles, created when missing; ValidationError on a bad address."""
     result: list[Contact] = []
     for data in contacts:
-        email = data.email.strip()
-        contact = Contact.objects.filter(client=client, email__iexact=email, role=data.role).first()
+        try:
+            email = normalize_email(data.email)
+        except InvalidEmail as error:
+            raise ValidationError(
+                {"email": f"{error} ({data.email.strip()})"}, code="invalid_email"
+            ) from None
+        contact = Contact.objects.filter(client=client, email=email, role=data.role).first()
         if contact is None:
             contact = Contact(client=client, email=email, name=data.name, phone=data.phone, role=data.role)
             contact.full_clean(exclude=["client"], validate_unique=False, validate_constraints=False)
@@ -361,7 +373,7 @@ def _request_mail(name: str, *, to: Sequence[str], access_request: AccessRequest
 
 
 def _applicant_email(access_request: AccessRequest) -> list[str]:
-    return [access_request.applicant.email or access_request.applicant.username]
+    return [access_request.applicant.email]
 
 
 # ------------------------------------------------------------------------------
@@ -689,40 +701,110 @@ def token_secret_regenerate(*, token: Token, by, reason: str = "") -> str:
 
 
 # ------------------------------------------------------------------------------
+# Access to clients: proved by a contact's own mailbox, or granted by an admin
+# ------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def memberships_sync_from_proof(*, user) -> list[Client]:
+    """`user` just proved they receive mail at `user.email` (they followed a link mailed there: sign-up
+    confirmation, login link, password reset, reminder link): join every client one of whose tokens lists that exact
+    address as a contact. Returns the clients joined now. Access lasts while the address stays such a contact
+    (ClientMembership.objects.effective())."""
+    email = normalize_email(user.email)
+    clients = list(
+        Client.objects.filter(contacts__email=email, contacts__tokens__client=F("pk"))
+        .exclude(memberships__user=user)
+        .distinct()
+        .order_by("pk")
+    )
+    for client in clients:
+        _, created = ClientMembership.objects.get_or_create(
+            client=client, user=user, defaults={"source": MembershipSource.CONTACT, "email": email}
+        )
+        if created:
+            ClientMembershipEvent.objects.create(
+                client=client,
+                user=user,
+                email=email,
+                kind=ClientMembershipEvent.Kind.PROVED,
+                source=MembershipSource.CONTACT,
+                actor=user,
+            )
+    # A membership proved earlier with another address of the same account now counts with this one.
+    ClientMembership.objects.filter(user=user, source=MembershipSource.CONTACT).exclude(email=email).update(
+        email=email
+    )
+    return clients
+
+
+@transaction.atomic
+def client_membership_grant(*, client: Client, user, by, reason: str = "") -> ClientMembership:
+    """An admin's explicit grant: lasts whether or not the person is a contact, until an admin removes it."""
+    membership, created = ClientMembership.objects.select_for_update().get_or_create(
+        client=client,
+        user=user,
+        defaults={"source": MembershipSource.ADMIN, "granted_by": by},
+    )
+    if not created and membership.source == MembershipSource.ADMIN:
+        return membership
+    if not created:
+        membership.source, membership.granted_by, membership.email = MembershipSource.ADMIN, by, ""
+        membership.save(update_fields=["source", "granted_by", "email"])
+    ClientMembershipEvent.objects.create(
+        client=client,
+        user=user,
+        email=user.email,
+        kind=ClientMembershipEvent.Kind.GRANTED,
+        source=MembershipSource.ADMIN,
+        actor=by,
+        reason=(reason or "").strip(),
+    )
+    return membership
+
+
+@transaction.atomic
+def client_membership_remove(*, membership: ClientMembership, by, reason: str = "") -> None:
+    """An admin removes someone's access: effective on that person's next request. A contact who proves their
+    address again (next link followed) joins again: stop listing them as a contact to keep them out."""
+    membership = ClientMembership.objects.select_related("user").filter(pk=membership.pk).first()
+    if membership is None:
+        return
+    ClientMembershipEvent.objects.create(
+        client_id=membership.client_id,
+        user=membership.user,
+        email=membership.user.email,
+        kind=ClientMembershipEvent.Kind.REMOVED,
+        source=membership.source,
+        actor=by,
+        reason=(reason or "").strip(),
+    )
+    membership.delete()
+
+
+# ------------------------------------------------------------------------------
 # Accounts (legacy route: account creation with a verified email)
 # ------------------------------------------------------------------------------
 
 
 @transaction.atomic
-def client_memberships_claim(*, user) -> list[Client]:
-    """Join every client listing the user's (verified) email as a contact: contacts are co-holders."""
-    email = (user.email or "").strip()
-    if not email:
-        return []
-    clients = list(Client.objects.filter(contacts__email__iexact=email).exclude(members=user).distinct())
-    for client in clients:
-        client.members.add(user)
-    return clients
-
-
-@transaction.atomic
 def user_signup(*, email: str, password: str, first_name: str = "", last_name: str = ""):
-    """Create an account whose email was just verified (signed link or magic link), then claim memberships."""
+    """Create the account of an address just proved by its signed link, then join the clients it is a contact of."""
     from django.contrib.auth import get_user_model
 
     User = get_user_model()
-    email = email.strip()
-    if (
-        User.objects.filter(username__iexact=email).exists()
-        or User.objects.filter(email__iexact=email).exists()
-    ):
+    try:
+        email = normalize_email(email)
+    except InvalidEmail as error:
+        raise AccessRequestError(str(error), code="invalid_email") from None
+    if User.objects.filter(email=email).exists():
         raise AccessRequestError(
             "Un compte existe déjà pour cette adresse ; connectez-vous.", code="user_exists"
         )
     user = User.objects.create_user(
-        username=email, email=email, password=password, first_name=first_name, last_name=last_name
+        email=email, password=password, first_name=first_name, last_name=last_name
     )
-    client_memberships_claim(user=user)
+    memberships_sync_from_proof(user=user)
     return user
 
 
@@ -740,7 +822,7 @@ def signup_link_send(*, email: str, next_url: str = "") -> None:
     """Email a signed link proving the address; the account is created when the link is followed."""
     from django.core import signing
 
-    email = email.strip()
+    email = normalize_email(email)
     signed = signing.dumps({"email": email, "next": next_url}, salt=SIGNUP_SALT)
     context = {
         "email": email,

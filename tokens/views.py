@@ -21,7 +21,7 @@ from tokenmgr.reauth import recent_auth_required
 
 from . import selectors, services
 from .forms import AccessRequestForm, AccountForm, MessageForm, RegenerateForm, SignupForm
-from .models import AccessRequest, Origin, Token, TokenStatus
+from .models import AccessRequest, Client, Origin, Token, TokenStatus
 from .services import AccessRequestError
 
 
@@ -108,14 +108,15 @@ def request_list(request):
 
 @login_required
 def request_new(request):
-    clients = list(request.user.clients.all())
+    accessible = Client.objects.accessible_to(request.user)
+    clients = list(accessible)
     if not clients:
         messages.error(request, _("Votre compte n'est rattaché à aucune organisation."))
         return render(request, "tokens/request_form.html", {"form": None, "clients": []})
     client = clients[0]
     if request.method == "POST":
         if len(clients) > 1:
-            client = get_object_or_404(request.user.clients, siret=request.POST.get("client", ""))
+            client = get_object_or_404(accessible, siret=request.POST.get("client", ""))
         form = AccessRequestForm(request.POST, request.FILES, submitting=_submitting(request))
         if form.is_valid():
             response = _save_new_request(request, form=form, client=client, kind=AccessRequest.Kind.NEW)

@@ -7,7 +7,7 @@ import time_machine
 from django.contrib.auth.models import Permission
 
 from availability.models import Incident
-from tests.factories import UserFactory, issue_token
+from tests.factories import ClientMembershipFactory, UserFactory, issue_token
 from tokens.models import Endpoint
 
 from .conftest import EP, STATS, line, paris
@@ -199,7 +199,7 @@ def shipper_secret():
     issued = issue_token()
     user = UserFactory()
     user.user_permissions.add(Permission.objects.get(codename="ingest_calls"))
-    issued.token.client.members.add(user)
+    ClientMembershipFactory(client=issued.token.client, user=user)
     return issued.secret
 
 

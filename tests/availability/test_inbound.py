@@ -9,7 +9,7 @@ from django.test.client import FakePayload
 
 from availability.models import IngestBatch
 from availability.services import LineReader, OverlongLine
-from tests.factories import UserFactory, issue_token
+from tests.factories import ClientMembershipFactory, UserFactory, issue_token
 
 from .conftest import EP, STATS, line, paris
 
@@ -26,7 +26,7 @@ def shipper(**user_fields) -> str:
     issued = issue_token()
     user = UserFactory(**user_fields)
     user.user_permissions.add(ingest_permission())
-    issued.token.client.members.add(user)
+    ClientMembershipFactory(client=issued.token.client, user=user)
     return issued.secret
 
 
@@ -160,7 +160,7 @@ def test_permission_through_a_group(client):
     group = Group.objects.create(name="expéditeurs de journaux")
     group.permissions.add(ingest_permission())
     user = UserFactory()
-    issued.token.client.members.add(user)
+    ClientMembershipFactory(client=issued.token.client, user=user)
     assert post(client, line(NOW), issued.secret).status_code == 403
     user.groups.add(group)
     assert post(client, line(NOW), issued.secret).status_code == 200
@@ -174,5 +174,5 @@ def test_inactive_member_or_other_client_does_not_grant(client):
     assert post(client, line(NOW), shipper(is_active=False)).status_code == 403
     holder = UserFactory()
     holder.user_permissions.add(ingest_permission())
-    issue_token().token.client.members.add(holder)
+    ClientMembershipFactory(client=issue_token().token.client, user=holder)
     assert post(client, line(NOW), issue_token().secret).status_code == 403

@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 
 from tests.browser.conftest import save_screenshot
-from tests.factories import ClientFactory, UserFactory, issue_token
+from tests.factories import ClientFactory, ClientMembershipFactory, UserFactory, issue_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -22,11 +22,11 @@ def shot(page, name):
 @pytest.fixture
 def holder(transactional_db):
     """An account created by a reminder's magic link (no password), member of a client with one token."""
-    user = get_user_model()(username="claire.tech@agglo.example.org", email="claire.tech@agglo.example.org")
+    user = get_user_model()(email="claire.tech@agglo.example.org")
     user.set_unusable_password()
     user.save()
     client = ClientFactory(name="Communauté d'agglomération du Pays de la Haute-Vallée")
-    client.members.add(user)
+    ClientMembershipFactory(client=client, user=user)
     token = issue_token(client=client, label="Portail des aides économiques").token
     return user, token
 
@@ -55,7 +55,7 @@ def test_login_link_end_to_end(page, live_server, holder, settings, celery_eager
     page.get_by_role("button", name="Continuer").click()
     page.wait_for_url(f"**/jetons/{token.public_id}/")
     assert "Portail des aides économiques" in page.inner_text("main")
-    assert user.username in page.inner_text("header")
+    assert user.email in page.inner_text("header")
     page.goto(f"{live_server.url}/")
     assert "Portail des aides économiques" in page.inner_text("main")
     shot(page, "link_dashboard")
@@ -70,8 +70,8 @@ def test_login_link_end_to_end(page, live_server, holder, settings, celery_eager
 
 
 def test_password_login_errors_then_success(page, live_server, transactional_db):
-    user = UserFactory(username="ana@example.org")
-    ClientFactory(name="Mairie de Bourg-la-Reine").members.add(user)
+    user = UserFactory(email="ana@example.org")
+    ClientMembershipFactory(client=ClientFactory(name="Mairie de Bourg-la-Reine"), user=user)
     page.goto(f"{live_server.url}/connexion/")
     page.fill("#id_username", "ana@example.org")
     page.fill("#id_password", "mauvais mot de passe")

@@ -4,7 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import save_screenshot
-from tests.factories import ClientFactory, ContactFactory, UserFactory, issue_token
+from tests.factories import ClientFactory, ClientMembershipFactory, ContactFactory, UserFactory, issue_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -17,11 +17,11 @@ def shot(page, name):
 
 @pytest.fixture
 def integrator(transactional_db):
-    user = UserFactory(username="integ@example.org")
+    user = UserFactory(email="integ@example.org")
     client = ClientFactory(name="Communauté d'agglomération du Pays de la Haute-Vallée et des Trois Rivières")
-    client.members.add(user)
+    ClientMembershipFactory(client=client, user=user)
     other = ClientFactory(name="Mairie de Bourg-la-Reine")
-    other.members.add(user)
+    ClientMembershipFactory(client=other, user=user)
     contact = ContactFactory(client=client, email="tech@agglo.example.org", name="Claire Tech")
     from dateutil.relativedelta import relativedelta
     from django.utils import timezone
@@ -63,7 +63,7 @@ def login(page, live_server, username):
 
 def test_dashboard_token_decline_and_revoke(page, live_server, integrator):
     user, client, tokens = integrator
-    login(page, live_server, user.username)
+    login(page, live_server, user.email)
     page.wait_for_selector("#tokens-table")
     expect(page.locator("#tokens-table tbody tr")).to_have_count(4)
     shot(page, "dashboard")
@@ -98,7 +98,7 @@ def test_dashboard_token_decline_and_revoke(page, live_server, integrator):
 
 def test_verify_calendar_webhooks_and_english(page, live_server, integrator):
     user, client, tokens = integrator
-    login(page, live_server, user.username)
+    login(page, live_server, user.email)
     page.click("#fr-navigation >> text=Vérifier un jeton")
     page.fill("#id_secret", tokens[1].secret)
     page.click("main button[type=submit]")
@@ -137,7 +137,7 @@ def test_mobile_dashboard(browser, live_server, integrator):
     user, client, tokens = integrator
     context = browser.new_context(viewport={"width": 390, "height": 844})
     page = context.new_page()
-    login(page, live_server, user.username)
+    login(page, live_server, user.email)
     page.wait_for_selector("#tokens-table")
     shot(page, "dashboard_mobile")
     context.close()

@@ -10,7 +10,7 @@ from django.core import mail
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from tests.factories import ClientFactory, UserFactory
+from tests.factories import ClientFactory, ClientMembershipFactory, UserFactory
 from tests.tokens.test_requests import full_data
 from tokens import selectors, services
 from tokens.models import AccessRequest, Token
@@ -35,9 +35,9 @@ def reminder_link(live_server, token, email):
 
 def test_reminder_link_to_renewal_to_validation_to_pickup(live_server, catalogue, new_context, screenshot):
     client = ClientFactory(name="Mairie de Navigateur")
-    first_applicant = UserFactory(username="ancien.demandeur@mairie.example")
-    client.members.add(first_applicant)
-    instructor = UserFactory(username="instructrice@tokenmgr.example", is_staff=True)
+    first_applicant = UserFactory(email="ancien.demandeur@mairie.example")
+    ClientMembershipFactory(client=client, user=first_applicant)
+    instructor = UserFactory(email="instructrice@tokenmgr.example", is_staff=True)
     instructor.user_permissions.add(Permission.objects.get(codename="instruct_accessrequest"))
     original = services.access_request_create(
         client=client, kind="new", applicant=first_applicant, data=full_data()
@@ -77,12 +77,12 @@ def test_reminder_link_to_renewal_to_validation_to_pickup(live_server, catalogue
                 stacklevel=1,
             )
     else:  # pragma: no cover - fallback: log in by the form
-        user = UserFactory(username=contact_email)
-        client.members.add(user)
+        user = UserFactory(email=contact_email)
+        ClientMembershipFactory(client=client, user=user)
         integrator.goto(
             live_server.url + reverse("login") + "?next=" + reverse("token_renew", args=[old.public_id])
         )
-        integrator.fill("#id_username", user.username)
+        integrator.fill("#id_username", user.email)
         integrator.fill("#id_password", PASSWORD)
         integrator.get_by_role("button", name="Se connecter").click()
     integrator.wait_for_selector("#request-form")
@@ -108,7 +108,7 @@ def test_reminder_link_to_renewal_to_validation_to_pickup(live_server, catalogue
     admin.goto(
         live_server.url + reverse("admin:login") + "?next=" + reverse("admin:tokens_accessrequest_changelist")
     )
-    admin.fill("#id_username", instructor.username)
+    admin.fill("#id_username", instructor.email)
     admin.fill("#id_password", PASSWORD)
     admin.locator("input[type=submit]").click()
     admin.goto(live_server.url + reverse("admin:tokens_accessrequest_changelist") + "?state__exact=submitted")

@@ -33,7 +33,7 @@ def password_login(page, url: str) -> None:
 
 def test_enrolment_then_login_with_totp(new_context, live_server, settings, catalogue):
     settings.STAFF_2FA = "required"
-    UserFactory(username="instructrice@api.gouv.fr", is_staff=True, is_superuser=True)
+    UserFactory(email="instructrice@api.gouv.fr", is_staff=True, is_superuser=True)
 
     page = new_context().new_page()
     password_login(page, live_server.url)
@@ -93,7 +93,7 @@ def test_swagger_ui_and_admin_pages_respect_the_policy(page, live_server, admin_
     page.wait_for_selector(".swagger-ui .info", timeout=30_000)
     save_screenshot(page, "csp_swagger")
     page.goto(live_server.url + reverse("admin:login"))
-    page.fill("#id_username", admin_user.username)
+    page.fill("#id_username", admin_user.email)
     page.fill("#id_password", "password")
     page.click("input[type=submit]")
     page.wait_for_url(live_server.url + reverse("admin:index"))

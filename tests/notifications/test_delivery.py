@@ -52,9 +52,9 @@ def test_all_contacts_in_to_deduplicated_case_insensitively(token_factory, today
     issued, result = deliver_one(token_factory, today, 30, client=client, contacts=contacts)
     assert result.sent == 1
     (message,) = mail.outbox
-    assert message.to == ["Alice@Example.org", "bob@example.org"]
+    assert message.to == ["alice@example.org", "bob@example.org"]  # contacts are stored normalized
     assert message.cc == [] and message.bcc == []
-    assert Reminder.objects.get().recipients == ["Alice@Example.org", "bob@example.org"]
+    assert Reminder.objects.get().recipients == ["alice@example.org", "bob@example.org"]
 
 
 def test_no_contact_goes_to_admins_with_a_note(token_factory, today):

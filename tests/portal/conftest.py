@@ -1,6 +1,6 @@
 import pytest
 
-from tests.factories import ClientFactory, UserFactory, issue_token
+from tests.factories import ClientFactory, ClientMembershipFactory, UserFactory, issue_token
 
 
 @pytest.fixture
@@ -8,7 +8,7 @@ def member(db):
     """A user who belongs to one client holding one token."""
     user = UserFactory()
     client = ClientFactory(name="Commune de Saint-Martin-des-Champs")
-    client.members.add(user)
+    ClientMembershipFactory(client=client, user=user)
     return user
 
 

@@ -32,7 +32,7 @@ FORMS = {
 
 @pytest.fixture
 def known(db):
-    return UserFactory(username=KNOWN)
+    return UserFactory(email=KNOWN)
 
 
 @pytest.fixture
@@ -150,9 +150,9 @@ def test_the_per_ip_limit_keys_on_the_client_behind_a_trusted_proxy(ask, setting
 @time_machine.travel(START, tick=False)
 def test_the_task_sends_only_where_it_should(db, settings):
     settings.SITE_URL = "https://tokenmgr.example.fr"
-    UserFactory(username="ana@example.org")
-    UserFactory(username="staff@example.org", is_staff=True)
-    UserFactory(username="gone@example.org", is_active=False)
+    UserFactory(email="ana@example.org")
+    UserFactory(email="staff@example.org", is_staff=True)
+    UserFactory(email="gone@example.org", is_active=False)
     send = tasks.account_email_send  # the Celery task, called as a function
 
     assert send("login_link", "Ana@Example.org", "/webhooks/") == 1

@@ -31,7 +31,7 @@ def site(settings):
 @pytest.fixture
 def linkless(db):
     """An account created by a reminder's magic link: no usable password."""
-    user = get_user_model()(username="marie.curie@example.org", email="marie.curie@example.org")
+    user = get_user_model()(email="marie.curie@example.org")
     user.set_unusable_password()
     user.save()
     return user
@@ -82,7 +82,7 @@ def test_login_page_offers_both_ways(client):
 
 
 def test_password_login_goes_to_next(client):
-    UserFactory(username="ana@example.org")
+    UserFactory(email="ana@example.org")
     response = client.post(
         "/connexion/", {"username": "ana@example.org", "password": PASSWORD, "next": "/webhooks/"}
     )
@@ -91,7 +91,7 @@ def test_password_login_goes_to_next(client):
 
 
 def test_password_login_ignores_foreign_next(client):
-    UserFactory(username="ana@example.org")
+    UserFactory(email="ana@example.org")
     response = client.post(
         "/connexion/", {"username": "ana@example.org", "password": PASSWORD, "next": "https://evil.example/"}
     )
@@ -99,7 +99,7 @@ def test_password_login_ignores_foreign_next(client):
 
 
 def test_bad_password_is_an_error_tied_to_the_form(client):
-    UserFactory(username="ana@example.org")
+    UserFactory(email="ana@example.org")
     response = client.post("/connexion/", {"username": "ana@example.org", "password": "nope"})
     assert response.status_code == 200
     body = response.content.decode()
@@ -157,8 +157,8 @@ def test_login_link_answer_is_the_same_without_account(client, linkless, ask):
 
 
 def test_no_login_link_for_staff_or_inactive(client, ask):
-    UserFactory(username="admin@example.org", is_staff=True)
-    UserFactory(username="gone@example.org", is_active=False)
+    UserFactory(email="admin@example.org", is_staff=True)
+    UserFactory(email="gone@example.org", is_active=False)
     for email in ["admin@example.org", "gone@example.org"]:
         assert ask("/connexion/lien/demander/", {"email": email}).status_code == 302
     assert mail.outbox == []
@@ -218,7 +218,7 @@ def test_account_forms_require_csrf(linkless):
     csrf_client = Client(enforce_csrf_checks=True)
     token = get_token(linkless, scope="login")
     for url, data in [
-        ("/connexion/", {"username": linkless.username, "password": "x"}),
+        ("/connexion/", {"username": linkless.email, "password": "x"}),
         ("/connexion/lien/demander/", {"email": linkless.email}),
         ("/connexion/lien/", {"token": token}),
         ("/connexion/mot-de-passe/", {"email": linkless.email}),

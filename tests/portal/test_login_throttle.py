@@ -33,7 +33,7 @@ class Door:
         self.url = "/connexion/" if kind == "portal" else "/admin/login/"
 
     def account(self, username: str):
-        return UserFactory(username=username, is_staff=self.kind == "admin")
+        return UserFactory(email=username, is_staff=self.kind == "admin")
 
     def attempt(self, username: str, password: str, **meta):
         client = Client(**meta)
@@ -130,7 +130,7 @@ def test_without_trusted_proxies_forwarded_for_does_not_escape_the_lock(door):
 # ---------------------------------------------------------------------------------------------------------------
 @time_machine.travel(START, tick=False)
 def test_a_locked_account_still_signs_in_with_an_emailed_link():
-    user = UserFactory(username="ana@example.org")
+    user = UserFactory(email="ana@example.org")
     door = Door("portal")
     _fail(door, "ana@example.org", 10, REMOTE_ADDR=ALICE)
     client = Client(REMOTE_ADDR=ALICE)
@@ -141,7 +141,7 @@ def test_a_locked_account_still_signs_in_with_an_emailed_link():
 @time_machine.travel(START, tick=False)
 def test_bad_links_and_requestless_authentication_are_left_alone(caplog):
     caplog.set_level(logging.INFO)
-    user = UserFactory(username="ana@example.org")
+    user = UserFactory(email="ana@example.org")
     client = Client(REMOTE_ADDR=ALICE)
     for _ in range(12):
         assert client.post("/connexion/lien/", {"token": "x" * 40}).status_code == 403

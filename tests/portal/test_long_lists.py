@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from notifications.models import Reminder
 from portal.models import ReminderOptOut
-from tests.factories import ClientFactory, ContactFactory, issue_token
+from tests.factories import ClientFactory, ClientMembershipFactory, ContactFactory, issue_token
 from tokens import validity
 from tokens.models import AccessRequest, Privilege, Token
 
@@ -81,7 +81,7 @@ def test_500_tokens_paginate_in_constant_queries(logged, own_client, settings):
     settings.PORTAL_PAGE_SIZE = 50
     logged_user = own_client.members.get()
     other_client = ClientFactory(name="Syndicat des eaux")
-    other_client.members.add(logged_user)
+    ClientMembershipFactory(client=other_client, user=logged_user)
     with time_machine.travel(NOW, tick=False):
         issue_token(client=own_client, label="Jeton émis par le service")
         _bulk_tokens(own_client, 60, 0)

@@ -10,7 +10,7 @@ from django.urls import URLPattern, reverse
 from notifications.magic_links import SESSION_CLIENT_KEY
 from portal import urls as portal_urls
 from portal.models import CalendarFeed, ReminderOptOut, WebhookEndpoint
-from tests.factories import ClientFactory, issue_token
+from tests.factories import ClientFactory, ClientMembershipFactory, issue_token
 from tokens.models import Token
 
 pytestmark = pytest.mark.django_db
@@ -42,6 +42,7 @@ SIGNED_IN = {
     "portal_webhook_action": ["post"],
     "reauth": ["get", "post"],
     "reauth_link": ["get", "post"],
+    "portal_access": ["get"],
 }
 POST_DATA = {
     "reason": "x",
@@ -130,7 +131,7 @@ def test_calendar_feed_key_is_unguessable_and_revocable(logged, own):
 def scoped(client, member, own_client):
     """The member also belongs to a second client, but signed in through a reminder link for `own_client`."""
     second = ClientFactory(name="Deuxième organisation")
-    second.members.add(member)
+    ClientMembershipFactory(client=second, user=member)
     other = issue_token(client=second, label="Jeton de la deuxième organisation")
     endpoint = WebhookEndpoint.objects.create(client=second, url="https://y.example.fr", secret="s")
     client.force_login(member)
@@ -165,7 +166,7 @@ def test_scoped_session_cannot_mint_a_calendar_feed(client, scoped, own):
 
 
 def test_full_login_lifts_the_scope(client, scoped, own, member):
-    client.post("/connexion/", {"username": member.username, "password": "correct horse battery staple"})
+    client.post("/connexion/", {"username": member.email, "password": "correct horse battery staple"})
     body = client.get("/").content.decode()
     assert "Jeton de la deuxième organisation" in body
     assert Token.objects.for_user(member).count() == 2

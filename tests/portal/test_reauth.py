@@ -65,7 +65,7 @@ def _link_from_outbox() -> str:
 
 def _linkless_member(client_) -> object:
     """An account opened by a reminder's magic link: no usable password."""
-    user = get_user_model()(username="marie.curie@example.org", email="marie.curie@example.org")
+    user = get_user_model()(email="marie.curie@example.org")
     user.set_unusable_password()
     user.save()
     client_.members.add(user)
@@ -206,7 +206,7 @@ def test_link_sending_is_throttled(client, clock, site, own_client):
 # Which logins count
 # ---------------------------------------------------------------------------------------------------------------
 def _contact_token(user, client_):
-    contact = ContactFactory(client=client_, email=user.username)
+    contact = ContactFactory(client=client_, email=user.email)
     return issue_token(client=client_, contacts=[contact]).token
 
 

@@ -47,12 +47,12 @@ def clock():
 
 @pytest.fixture
 def staff(db):
-    return UserFactory(username="instructrice@api.gouv.fr", is_staff=True, is_superuser=True)
+    return UserFactory(email="instructrice@api.gouv.fr", is_staff=True, is_superuser=True)
 
 
 def password_login(user, next_url=INDEX) -> tuple[Client, object]:
     client = Client()
-    response = client.post(LOGIN, {"username": user.username, "password": PASSWORD, "next": next_url})
+    response = client.post(LOGIN, {"username": user.email, "password": PASSWORD, "next": next_url})
     return client, response
 
 
@@ -193,7 +193,7 @@ def test_unsafe_next_is_ignored(staff, clock):
 
 
 def test_superuser_resets_a_member_who_enrols_again(staff, clock, caplog):
-    member = UserFactory(username="agent@api.gouv.fr", is_staff=True)
+    member = UserFactory(email="agent@api.gouv.fr", is_staff=True)
     member_client, _ = enrol(member, clock)
     assert member_client.get(INDEX).status_code == 200
     admin_client, _ = enrol(staff, clock)
@@ -228,8 +228,8 @@ def test_superuser_resets_a_member_who_enrols_again(staff, clock, caplog):
 def test_only_a_superuser_can_reset(staff, clock):
     from django.contrib.auth.models import Permission
 
-    member = UserFactory(username="agent@api.gouv.fr", is_staff=True)
-    manager = UserFactory(username="manager@api.gouv.fr", is_staff=True)
+    member = UserFactory(email="agent@api.gouv.fr", is_staff=True)
+    manager = UserFactory(email="manager@api.gouv.fr", is_staff=True)
     manager.user_permissions.add(*Permission.objects.filter(codename__in=["view_user", "change_user"]))
     enrol(member, clock)
     manager_client, _ = enrol(manager, clock)
@@ -258,11 +258,9 @@ def test_off_skips_the_second_factor(staff, settings):
 
 
 def test_portal_members_are_unaffected(db):
-    member = UserFactory(username="claire@agglo.example.org")
+    member = UserFactory(email="claire@agglo.example.org")
     client = Client()
-    assert (
-        client.post(reverse("login"), {"username": member.username, "password": PASSWORD}).status_code == 302
-    )
+    assert client.post(reverse("login"), {"username": member.email, "password": PASSWORD}).status_code == 302
     assert client.get("/").status_code == 200
 
 
@@ -275,7 +273,7 @@ def test_password_step_is_djangos_authenticate_with_the_request(staff):
 
     user_login_failed.connect(receiver)
     try:
-        Client().post(LOGIN, {"username": staff.username, "password": "wrong", "next": INDEX})
+        Client().post(LOGIN, {"username": staff.email, "password": "wrong", "next": INDEX})
     finally:
         user_login_failed.disconnect(receiver)
     assert len(seen) == 1 and seen[0] is not None and seen[0].path == LOGIN

@@ -19,7 +19,7 @@ def cached(settings):
 
 
 def _staff(django_user_model, *codenames):
-    user = django_user_model.objects.create_user("agent", "agent@example.org", "x", is_staff=True)
+    user = django_user_model.objects.create_user("agent@example.org", "x", is_staff=True)
     user.user_permissions.add(
         *Permission.objects.filter(content_type__app_label="tokens", codename__in=codenames)
     )

@@ -101,7 +101,7 @@ def test_token_export_in_both_dialects(admin_client, hostile_tokens, action, del
 
 
 def test_export_needs_the_view_permission(client, hostile_tokens, django_user_model):
-    staff = django_user_model.objects.create_user("staff", "staff@example.org", "x", is_staff=True)
+    staff = django_user_model.objects.create_user("staff@example.org", "x", is_staff=True)
     client.force_login(staff)
     response = client.post(CHANGELIST, {"action": "export_csv", "_selected_action": [1], "index": "0"})
     assert response.status_code == 403

@@ -9,6 +9,7 @@ from django.core.management import call_command
 
 from tokens.management.commands.load_demo_data import (
     ADMIN_PASSWORD,
+    ADMIN_USERNAME,
     CLIENTS,
     INTEGRATOR_PASSWORD,
     INTEGRATOR_USERNAME,
@@ -30,7 +31,7 @@ def load() -> str:
 def snapshot():
     User = get_user_model()
     return {
-        "users": list(User.objects.order_by("pk").values_list("username", "password", "is_superuser")),
+        "users": list(User.objects.order_by("pk").values_list("email", "password", "is_superuser")),
         "clients": list(Client.objects.order_by("pk").values_list("siret", "name")),
         "members": sorted(Client.members.through.objects.values_list("client_id", "user_id")),
         "contacts": list(Contact.objects.order_by("pk").values_list("client_id", "email", "role")),
@@ -58,10 +59,10 @@ def test_idempotent_and_prints_logins(client):
     assert snapshot() == before
     assert "tkm_" not in second
     for out in (first, second):
-        assert f"Connexion admin : http://127.0.0.1:8000/admin/ — admin / {ADMIN_PASSWORD}" in out
+        assert f"Connexion admin : http://127.0.0.1:8000/admin/ — {ADMIN_USERNAME} / {ADMIN_PASSWORD}" in out
         assert f"{INTEGRATOR_USERNAME} / {INTEGRATOR_PASSWORD}" in out
 
-    assert client.login(username="admin", password=ADMIN_PASSWORD)
+    assert client.login(username=ADMIN_USERNAME, password=ADMIN_PASSWORD)
     assert client.get("/admin/tokens/token/").status_code == 200
     assert client.login(username=INTEGRATOR_USERNAME, password=INTEGRATOR_PASSWORD)
 
@@ -90,7 +91,7 @@ def test_stages():
     assert legacy_live.is_usable() and legacy_live.days_left == 60
     assert all(t.contacts.exists() for t in tokens.values())
 
-    integrator = get_user_model().objects.get(username=INTEGRATOR_USERNAME)
+    integrator = get_user_model().objects.get(email=INTEGRATOR_USERNAME)
     assert Token.objects.for_user(integrator).count() >= 5
     assert not integrator.is_staff
 

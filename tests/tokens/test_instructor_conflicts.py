@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from tests.factories import ClientFactory, UserFactory
+from tests.factories import ClientFactory, ClientMembershipFactory, UserFactory
 from tests.tokens.test_requests import submitted_request
 from tokens import services
 from tokens.models import AccessRequest
@@ -18,7 +18,7 @@ DECISIONS = {
 
 
 def _instructor(username):
-    user = UserFactory(username=username, is_staff=True)
+    user = UserFactory(email=username, is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="instruct_accessrequest"))
     return user
 
@@ -35,8 +35,8 @@ def organisation(db):
 
 @pytest.fixture
 def applicant(organisation):
-    user = UserFactory(username="agent@conflans.example")
-    organisation.members.add(user)
+    user = UserFactory(email="agent@conflans.example")
+    ClientMembershipFactory(client=organisation, user=user)
     return user
 
 
@@ -49,7 +49,7 @@ def _decide(action, access_request, by):
 @pytest.mark.parametrize("action", DECISIONS)
 def test_an_instructor_cannot_decide_their_own_request(organisation, action):
     instructor = _instructor("instructeur-demandeur@tokenmgr.example")
-    organisation.members.add(instructor)
+    ClientMembershipFactory(client=organisation, user=instructor)
     ar = submitted_request(client=organisation, applicant=instructor)
     organisation.members.remove(instructor)  # even once no longer a member: they submitted it
     with pytest.raises(AccessRequestError) as exc:
@@ -62,7 +62,7 @@ def test_an_instructor_cannot_decide_their_own_request(organisation, action):
 @pytest.mark.parametrize("action", DECISIONS)
 def test_an_instructor_member_of_the_client_cannot_decide(organisation, applicant, instructor, action):
     ar = submitted_request(client=organisation, applicant=applicant)
-    organisation.members.add(instructor)
+    ClientMembershipFactory(client=organisation, user=instructor)
     with pytest.raises(AccessRequestError) as exc:
         _decide(action, ar, instructor)
     assert exc.value.code == "conflict_of_interest" and "membre" in exc.value.message
@@ -77,7 +77,7 @@ def test_an_instructor_member_of_the_client_cannot_decide(organisation, applican
 
 def test_admin_explains_the_conflict_and_offers_no_decision(client, organisation, applicant, instructor):
     ar = submitted_request(client=organisation, applicant=applicant)
-    organisation.members.add(instructor)
+    ClientMembershipFactory(client=organisation, user=instructor)
     client.force_login(instructor)
     page = client.get(reverse("admin:tokens_accessrequest_change", args=[ar.pk]))
     html = page.content.decode().replace("&#x27;", "'")
@@ -99,7 +99,7 @@ def test_admin_explains_the_conflict_and_offers_no_decision(client, organisation
 
 def test_admin_own_request(client, organisation):
     instructor = _instructor("instructeur-demandeur@tokenmgr.example")
-    organisation.members.add(instructor)
+    ClientMembershipFactory(client=organisation, user=instructor)
     ar = submitted_request(client=organisation, applicant=instructor)
     organisation.members.remove(instructor)
     client.force_login(instructor)

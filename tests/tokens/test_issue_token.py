@@ -72,7 +72,7 @@ def test_happy_path(client):
     assert token.secret_digest == credentials.digest(secret) != secret
     assert secret not in {token.secret_prefix, token.secret_digest}
     assert sorted(token.contacts.values_list("email", "role")) == [
-        ("Alice@Example.org", Contact.Role.REQUESTER),
+        ("alice@example.org", Contact.Role.REQUESTER),  # stored normalized
         ("bob@example.org", Contact.Role.REQUESTER),
     ]
     assert token.events.get().kind == TokenEvent.Kind.ISSUED

@@ -67,7 +67,7 @@ def test_expires_at_the_exact_instant(client):
 
 def test_revoked_token(client):
     issued = issue_token()
-    admin = get_user_model().objects.create_user("admin")
+    admin = get_user_model().objects.create_user("admin@example.org")
     token_revoke(token=issued.token, by=admin, reason="fuite")
     response = client.get("/v2/privileges", headers={"Authorization": f"Bearer {issued.secret}"})
     assert response.status_code == 401
@@ -208,7 +208,7 @@ def test_revocation_in_this_process_applies_at_once(client, settings, clock):
     settings.TOKEN_CHECK_CACHE_SECONDS = 5
     issued = issue_token()
     assert client.get("/v2/privileges", {"token": issued.secret}).status_code == 200
-    admin = get_user_model().objects.create_superuser("root2", "root2@example.org", "x")
+    admin = get_user_model().objects.create_superuser("root2@example.org", "x")
     token_revoke(token=issued.token, by=admin, reason="fuite")
     response, queries = _get(client, issued.secret)
     assert (response.status_code, error_code(response), queries) == (401, "revoked_token", 1)

@@ -11,7 +11,7 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.factories import ClientFactory, ContactFactory, UserFactory, issue_token
+from tests.factories import ClientFactory, ClientMembershipFactory, ContactFactory, UserFactory, issue_token
 from tests.tokens.test_requests import contacts, full_data, new_request, submitted_request
 from tokens import services
 from tokens.models import AccessRequest, Token, TokenEvent
@@ -21,16 +21,16 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 def instructor(db):
-    user = UserFactory(username="instructrice@tokenmgr.example", is_staff=True)
+    user = UserFactory(email="instructrice@tokenmgr.example", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="instruct_accessrequest"))
     return user
 
 
 @pytest.fixture
 def member(db):
-    user = UserFactory(username="agent@mairie.example")
+    user = UserFactory(email="agent@mairie.example")
     client = ClientFactory(name="Mairie de Test")
-    client.members.add(user)
+    ClientMembershipFactory(client=client, user=user)
     return user
 
 
@@ -201,7 +201,7 @@ def test_pickup_reveals_the_secret_once(client, member, member_client, instructo
 def test_every_view_refuses_another_clients_objects(client, member, member_client, instructor):
     other_client = ClientFactory()
     other_user = UserFactory()
-    other_client.members.add(other_user)
+    ClientMembershipFactory(client=other_client, user=other_user)
     other_token = issue_token(client=other_client, origin="api_gouv").token
     legacy = issue_token(client=other_client, origin="demarches_simplifiees").token
     other_request = submitted_request(client=other_client, applicant=other_user)
@@ -278,7 +278,7 @@ def test_legacy_path_end_to_end(client, instructor, django_capture_on_commit_cal
         {"first_name": "Sam", "last_name": "Secrétaire", "password1": PASSWORD, "password2": PASSWORD},
     )
     assert response.status_code == 302 and response.url == legacy_url
-    user = get_user_model().objects.get(username="secretariat@commune.example")
+    user = get_user_model().objects.get(email="secretariat@commune.example")
     assert user.check_password(PASSWORD)
     assert legacy_client.members.filter(pk=user.pk).exists()  # the verified email is a contact of the token
     # 2. a NEW request with the banner, nothing pre-filled from the old platform
@@ -311,10 +311,10 @@ def test_legacy_path_end_to_end(client, instructor, django_capture_on_commit_cal
 
 def test_legacy_magic_link_user_completes_the_account_first(client, instructor, recent_auth):
     legacy_client = ClientFactory()
-    user = get_user_model().objects.create_user(username="it@commune.example", email="it@commune.example")
+    user = get_user_model().objects.create_user(email="it@commune.example")
     user.set_unusable_password()
     user.save()
-    legacy_client.members.add(user)
+    ClientMembershipFactory(client=legacy_client, user=user)
     legacy = issue_token(client=legacy_client, origin="demarches_simplifiees").token
     url = reverse("token_legacy_renew", args=[legacy.public_id])
     client.force_login(user, backend="sesame.backends.ModelBackend")  # as a reminder's link does
@@ -362,7 +362,7 @@ def test_routes_redirect_to_each_other_by_origin(client, member, member_client):
 
 @pytest.fixture
 def reader(db):
-    user = UserFactory(username="lecteur@tokenmgr.example", is_staff=True)
+    user = UserFactory(email="lecteur@tokenmgr.example", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="view_accessrequest"))
     return user
 

@@ -9,7 +9,7 @@ from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from tests.factories import ClientFactory, ContactFactory, UserFactory, issue_token
+from tests.factories import ClientFactory, ClientMembershipFactory, ContactFactory, UserFactory, issue_token
 from tokens import selectors, services, validity
 from tokens.forms import AccessRequestForm
 from tokens.models import AccessRequest, AccessRequestEvent, Contact, Privilege, Token, TokenEvent
@@ -51,20 +51,20 @@ def full_data(**over) -> AccessRequestData:
 
 @pytest.fixture
 def instructor(db):
-    user = UserFactory(username="instructrice@tokenmgr.example", is_staff=True)
+    user = UserFactory(email="instructrice@tokenmgr.example", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="instruct_accessrequest"))
     return user
 
 
 @pytest.fixture
 def applicant(db):
-    return UserFactory(username="demandeur@mairie.example")
+    return UserFactory(email="demandeur@mairie.example")
 
 
 @pytest.fixture
 def client_(applicant):
     client = ClientFactory()
-    client.members.add(applicant)
+    ClientMembershipFactory(client=client, user=applicant)
     return client
 
 

@@ -20,13 +20,15 @@ from tokens.models import Client, Contact, Origin, Token
 from tokens.services import (
     ContactData,
     client_get_or_create,
+    client_membership_grant,
     contacts_get_or_create,
     privileges_resolve,
     token_issue,
     token_revoke,
 )
 
-ADMIN_USERNAME = "admin"
+# Logins are email addresses (accounts.User); the names stay *_USERNAME: what is typed in the login field.
+ADMIN_USERNAME = "admin@tokenmgr.localhost"
 ADMIN_PASSWORD = "tokenmgr-admin"
 INTEGRATOR_USERNAME = "integrateur@demo.localhost"
 INTEGRATOR_PASSWORD = "tokenmgr-demo"
@@ -120,7 +122,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         with transaction.atomic():
             admin, integrator = self._users()
-            contacts = self._clients(integrator)
+            contacts = self._clients(admin, integrator)
             created = self._tokens(admin, contacts)
         base = settings.SITE_URL
         self.stdout.write(
@@ -131,9 +133,9 @@ class Command(BaseCommand):
             f"Connexion intégrateur : {base}/connexion/ — {INTEGRATOR_USERNAME} / {INTEGRATOR_PASSWORD}"
         )
 
-    def _user(self, username: str, password: str, **attrs):
+    def _user(self, email: str, password: str, **attrs):
         User = get_user_model()
-        user, created = User.objects.get_or_create(username=username, defaults=attrs)
+        user, created = User.objects.get_or_create(email=email, defaults=attrs)
         changed = [k for k, v in attrs.items() if getattr(user, k) != v]
         for key in changed:
             setattr(user, key, attrs[key])
@@ -148,7 +150,6 @@ class Command(BaseCommand):
         admin = self._user(
             ADMIN_USERNAME,
             ADMIN_PASSWORD,
-            email="admin@demo.localhost",
             is_staff=True,
             is_superuser=True,
             is_active=True,
@@ -156,19 +157,21 @@ class Command(BaseCommand):
         integrator = self._user(
             INTEGRATOR_USERNAME,
             INTEGRATOR_PASSWORD,
-            email=INTEGRATOR_USERNAME,
             first_name="Camille",
             last_name="Intégratrice",
             is_active=True,
         )
         return admin, integrator
 
-    def _clients(self, integrator) -> dict[str, list[Contact]]:
+    def _clients(self, admin, integrator) -> dict[str, list[Contact]]:
         contacts: dict[str, list[Contact]] = {}
         for siret, name, member in CLIENTS:
             client = client_get_or_create(siret=siret, name=name)
             if member:
-                client.members.add(integrator)  # no-op when already there
+                # Explicit grant (nobody proves a demo address by mail); a no-op when already granted.
+                client_membership_grant(
+                    client=client, user=integrator, by=admin, reason="Données de démonstration."
+                )
             contacts[siret] = contacts_get_or_create(client=client, contacts=contacts_for(siret, member))
         return contacts
 
