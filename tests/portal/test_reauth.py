@@ -122,13 +122,17 @@ def test_next_must_be_local(client, clock, member):
 def test_password_form_is_throttled(client, clock, member, own):
     _password_login(client, member)
     clock.shift(dt.timedelta(minutes=16))
-    for _ in range(pages.PASSWORD_PER_USER):
+    for _ in range(pages.PASSWORD_PER_USER - 1):
         assert client.post(reverse("reauth"), {"password": "guess"}).status_code == 400
+    # The tenth failure for this account from this client IP locks the pair, as on the login pages (django-axes).
+    assert client.post(reverse("reauth"), {"password": "guess"}).status_code == 429
     refused = client.post(reverse("reauth"), {"password": PASSWORD})  # the right password included
     assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
     assert "Trop de tentatives" in refused.content.decode()
     assert client.get(reverse("portal_token_revoke", args=[own.token.public_id])).status_code == 302
-    clock.shift(dt.timedelta(minutes=1))  # next window
+    clock.shift(dt.timedelta(minutes=1))  # the per-minute counter's next window: the lock-out still holds
+    assert client.post(reverse("reauth"), {"password": PASSWORD}).status_code == 429
+    clock.shift(dt.timedelta(minutes=15))  # 15 minutes after the last counted failure
     assert client.post(reverse("reauth"), {"password": PASSWORD}).status_code == 303
 
 
@@ -233,9 +237,12 @@ def test_a_reminder_link_session_never_counts(client, clock, member, own_client)
     assert other.get(revoke)["Location"] == _reauth_url(revoke)
 
 
-def test_a_login_link_asked_for_counts(client, clock, site, own_client, own):
+def test_a_login_link_asked_for_counts(
+    client, clock, site, own_client, own, celery_eager, django_capture_on_commit_callbacks
+):
     user = _linkless_member(own_client)
-    client.post(reverse("login_link_request"), {"email": user.email})
+    with django_capture_on_commit_callbacks(execute=True):  # the login link is sent by a task
+        client.post(reverse("login_link_request"), {"email": user.email})
     assert len(mail.outbox) == 1
     link = re.search(r"https?://\S+/connexion/lien/\?\S+", mail.outbox[0].body).group(0)
     token = parse_qs(urlsplit(link).query)["token"][0]
