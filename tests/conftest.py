@@ -112,3 +112,12 @@ def celery_eager():
     app.conf.task_always_eager = app.conf.task_eager_propagates = True
     yield
     app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+
+
+@pytest.fixture
+def account_emails_now(celery_eager, monkeypatch):
+    """Account emails (login link, password reset, sign-up) are sent by a Celery task enqueued on commit; in a test
+    that never commits, run on-commit work at once and the task in this process, as a worker would."""
+    from django.db import transaction
+
+    monkeypatch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: func())

@@ -104,8 +104,11 @@ def test_fullwidth_address_is_a_clear_form_error(client, victim_token):
 
 def test_existing_account_is_found_by_normalized_address(client):
     UserFactory(email=VICTIM)
-    response = sign_up(client, "VICTIM@Prestataire.COM")
-    assert response.status_code == 302 and response.url.startswith(reverse("login"))
+    mail.outbox.clear()
+    assert client.post(reverse("signup"), {"email": "VICTIM@Prestataire.COM"}).status_code == 200
+    (message,) = mail.outbox  # the existing account gets a login link, not a second sign-up
+    assert message.to == [VICTIM]
+    assert "/connexion/lien/" in message.body and "/inscription/confirmer/" not in message.body
     assert get_user_model().objects.count() == 1
 
 

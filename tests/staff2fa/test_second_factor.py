@@ -29,7 +29,7 @@ ADMIN_PAGES = [
     INDEX,
     reverse("admin:tokens_token_changelist"),
     reverse("admin:tokens_accessrequest_changelist"),
-    reverse("admin:auth_user_changelist"),
+    reverse("admin:accounts_user_changelist"),
     reverse("admin:password_change"),
 ]
 
@@ -198,7 +198,7 @@ def test_superuser_resets_a_member_who_enrols_again(staff, clock, caplog):
     assert member_client.get(INDEX).status_code == 200
     admin_client, _ = enrol(staff, clock)
 
-    changelist = reverse("admin:auth_user_changelist")
+    changelist = reverse("admin:accounts_user_changelist")
     with caplog.at_level(logging.WARNING, logger="staff2fa.services"):
         response = admin_client.post(
             changelist, {"action": "reset_second_factor", "_selected_action": [member.pk]}, follow=True
@@ -234,7 +234,7 @@ def test_only_a_superuser_can_reset(staff, clock):
     enrol(member, clock)
     manager_client, _ = enrol(manager, clock)
     response = manager_client.post(
-        reverse("admin:auth_user_changelist"),
+        reverse("admin:accounts_user_changelist"),
         {"action": "reset_second_factor", "_selected_action": [member.pk]},
         follow=True,
     )
