@@ -57,6 +57,9 @@ test: install-dev system-deps lint
 	DEBUG=0 $(PY) scripts/with_services.py -- $(PY) -m pytest -n 2 --dist loadgroup -p no:cacheprovider $(PYTEST_ARGS)
 
 ## The production topology (gunicorn, Celery workers, beat, SMTP sink) and its fault tests; starts its own services.
+## Throw-away keys for the test process (with DEBUG off the settings refuse the development ones).
+e2e: export SECRET_KEY ?= $(shell python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
+e2e: export TOKEN_DIGEST_KEY ?= $(shell python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
 e2e: install-dev system-deps
 	$(PY) -m pytest -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
 

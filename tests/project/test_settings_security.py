@@ -20,7 +20,17 @@ PRODUCTION = {
     "ALLOWED_HOSTS": "tokenmgr.api.gouv.example",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
 }
-CLEARED = ("DEBUG", "SECRET_KEY", "TOKEN_DIGEST_KEY", "STAFF_2FA", "SITE_URL", "ALLOWED_HOSTS", "CACHE_URL")
+# The subprocesses see the environment of a deployment, not this test run's (tests/browser sets the async flag).
+CLEARED = (
+    "DEBUG",
+    "SECRET_KEY",
+    "TOKEN_DIGEST_KEY",
+    "STAFF_2FA",
+    "SITE_URL",
+    "ALLOWED_HOSTS",
+    "CACHE_URL",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+)
 
 
 def run(cmd: list[str], timeout: float = 120, **env: str) -> subprocess.CompletedProcess:

@@ -7,6 +7,7 @@ import re
 import pytest
 import time_machine
 from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_login_failed
 from django.test import Client
 from django.urls import reverse
@@ -25,11 +26,13 @@ INDEX = reverse("admin:index")
 ENROL = reverse("admin:staff2fa_enrol")
 VERIFY = reverse("admin:staff2fa_verify")
 CODES = reverse("admin:staff2fa_codes")
+USER_META = get_user_model()._meta
+USERS = reverse(f"admin:{USER_META.app_label}_{USER_META.model_name}_changelist")
 ADMIN_PAGES = [
     INDEX,
     reverse("admin:tokens_token_changelist"),
     reverse("admin:tokens_accessrequest_changelist"),
-    reverse("admin:accounts_user_changelist"),
+    USERS,
     reverse("admin:password_change"),
 ]
 
@@ -198,17 +201,16 @@ def test_superuser_resets_a_member_who_enrols_again(staff, clock, caplog):
     assert member_client.get(INDEX).status_code == 200
     admin_client, _ = enrol(staff, clock)
 
-    changelist = reverse("admin:accounts_user_changelist")
     with caplog.at_level(logging.WARNING, logger="staff2fa.services"):
         response = admin_client.post(
-            changelist, {"action": "reset_second_factor", "_selected_action": [member.pk]}, follow=True
+            USERS, {"action": "reset_second_factor", "_selected_action": [member.pk]}, follow=True
         )
     assert response.status_code == 200
     assert "Second facteur réinitialisé pour 1 compte" in response.content.decode()
     assert not TOTPDevice.objects.filter(user=member).exists()
     assert not StaticDevice.objects.filter(user=member).exists()
     assert TOTPDevice.objects.filter(user=staff, confirmed=True).exists()  # nobody else's
-    entry = LogEntry.objects.get(object_id=str(member.pk), content_type__model="user")
+    entry = LogEntry.objects.get(object_id=str(member.pk), content_type__model=USER_META.model_name)
     assert entry.user == staff
     assert "Second facteur réinitialisé" in entry.change_message
     assert entry.action_time == START + dt.timedelta(seconds=120)
@@ -230,11 +232,15 @@ def test_only_a_superuser_can_reset(staff, clock):
 
     member = UserFactory(email="agent@api.gouv.fr", is_staff=True)
     manager = UserFactory(email="manager@api.gouv.fr", is_staff=True)
-    manager.user_permissions.add(*Permission.objects.filter(codename__in=["view_user", "change_user"]))
+    manager.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=[f"view_{USER_META.model_name}", f"change_{USER_META.model_name}"]
+        )
+    )
     enrol(member, clock)
     manager_client, _ = enrol(manager, clock)
     response = manager_client.post(
-        reverse("admin:accounts_user_changelist"),
+        USERS,
         {"action": "reset_second_factor", "_selected_action": [member.pk]},
         follow=True,
     )
@@ -260,7 +266,9 @@ def test_off_skips_the_second_factor(staff, settings):
 def test_portal_members_are_unaffected(db):
     member = UserFactory(email="claire@agglo.example.org")
     client = Client()
-    assert client.post(reverse("login"), {"username": member.email, "password": PASSWORD}).status_code == 302
+    assert (
+        client.post(reverse("login"), {"username": member.email, "password": PASSWORD}).status_code == 302
+    )
     assert client.get("/").status_code == 200
 
 
