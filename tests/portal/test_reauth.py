@@ -411,3 +411,15 @@ def test_migration_landing_stays_open_to_anonymous_visitors(client, world):
     client.force_login(world["client"].members.get())
     response = client.get(reverse("token_legacy_renew", args=[world["legacy"].public_id]))
     assert response.status_code == 200
+
+
+def test_an_admin_password_login_counts_too(client, clock, own_client, own):
+    staff = get_user_model().objects.create_user(
+        username="staff@tokenmgr.example", password=PASSWORD, is_staff=True
+    )
+    own_client.members.add(staff)
+    response = client.post(
+        reverse("admin:login"), {"username": staff.username, "password": PASSWORD, "next": "/admin/"}
+    )
+    assert response.status_code == 302 and reauth.SESSION_KEY in client.session
+    assert client.get(reverse("portal_token_revoke", args=[own.token.public_id])).status_code == 200
