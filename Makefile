@@ -38,6 +38,8 @@ system-deps:
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+## Development: DEBUG on (its embedded keys are accepted), unless the environment says otherwise.
+run: export DEBUG ?= 1
 run: install
 	@mkdir -p var
 	$(PY) manage.py migrate --noinput -v0
@@ -50,8 +52,8 @@ lint: install-dev
 	$(VENV)/bin/ruff format --check .
 
 test: install-dev system-deps lint
-	$(PY) manage.py makemigrations --check --dry-run -v0
-	$(PY) manage.py compilemessages -v0 --ignore=.venv
+	DEBUG=1 $(PY) manage.py makemigrations --check --dry-run -v0
+	DEBUG=1 $(PY) manage.py compilemessages -v0 --ignore=.venv
 	DEBUG=0 $(PY) scripts/with_services.py -- $(PY) -m pytest -n 2 --dist loadgroup -p no:cacheprovider $(PYTEST_ARGS)
 
 ## The production topology (gunicorn, Celery workers, beat, SMTP sink) and its fault tests; starts its own services.

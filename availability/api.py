@@ -9,6 +9,7 @@ import json
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from ninja import Field, Router, Schema
@@ -254,24 +255,45 @@ def incidents(request):
 # POST /api/watchdoge/calls
 # ------------------------------------------------------------------------------
 def _may_ingest(token_id: int) -> bool:
-    """The token's client must have an active member holding the permission availability.ingest_calls."""
+    """A token may send calls when its client has an active member to whom the permission
+    availability.ingest_calls was given explicitly, directly or through one of their groups. Being a superuser
+    grants nothing here: a token acts for its client, not with the full rights of whoever belongs to it."""
     client_id = Token.objects.filter(pk=token_id).values_list("client_id", flat=True).first()
+    if client_id is None:
+        return False
+    granted = {"codename": "ingest_calls", "content_type__app_label": "availability"}
+    holders = Permission.objects.filter(**granted)
     members = get_user_model().objects.filter(clients=client_id, is_active=True)
-    return any(user.has_perm("availability.ingest_calls") for user in members)
+    return (
+        members.filter(user_permissions__in=holders).exists()
+        or members.filter(groups__permissions__in=holders).exists()
+    )
 
 
 @router.post(
     "/api/watchdoge/calls",
-    response={200: IngestOut, 401: ErrorOut, 403: ErrorOut, 422: ErrorOut, 429: ErrorOut, 503: ErrorOut},
+    response={
+        200: IngestOut,
+        401: ErrorOut,
+        403: ErrorOut,
+        411: ErrorOut,
+        413: ErrorOut,
+        422: ErrorOut,
+        429: ErrorOut,
+        503: ErrorOut,
+    },
     auth=DeferredBearer(),
     summary="Envoi d'appels par lot (expéditeurs de journaux)",
     description=(
         'Corps : JSON Lines, un appel par ligne `{"timestamp": "2026-11-27T10:15:03+01:00", "endpoint": '
         '"api/v3/entreprises_restored", "status": 200}`, validé comme `manage.py ingest_calls`. Les lignes '
-        "valides sont comptées, chaque ligne rejetée est listée avec son numéro. Jeton actif en "
-        "`Authorization: Bearer`, dont le client a un membre titulaire de la permission "
-        "`availability.ingest_calls`. En-tête optionnel `Idempotency-Key` : un lot renvoyé avec la même clé "
-        "n'est pas compté deux fois."
+        "valides sont comptées, chaque ligne rejetée est listée avec son numéro (une ligne de plus de "
+        f"{settings.AVAILABILITY_INGEST_MAX_LINE_BYTES} octets, fin de ligne comprise, est rejetée sans être lue). "
+        f"Corps de {settings.AVAILABILITY_INGEST_MAX_BODY_BYTES} octets au plus (`Content-Length`), sinon 413. "
+        "Jeton actif en `Authorization: Bearer`, dont le client a un membre actif à qui la permission "
+        "`availability.ingest_calls` a été donnée explicitement (directement ou par un groupe ; le statut de "
+        "superutilisateur ne suffit pas). En-tête optionnel `Idempotency-Key`, propre à chaque jeton : un lot "
+        "renvoyé par le même jeton avec la même clé n'est pas compté deux fois."
     ),
     openapi_extra={
         "requestBody": {
@@ -306,9 +328,30 @@ def calls(request):
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > 128:
         return error_response(422, detail="`Idempotency-Key` : 128 caractères au plus.")
-    result, replayed = services.calls_batch_ingest(
-        lines=request, token_id=check.token_id, idempotency_key=key
-    )
+    limit = settings.AVAILABILITY_INGEST_MAX_BODY_BYTES
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = -1
+    if length < 0:
+        return error_response(400, detail="En-tête `Content-Length` invalide.")
+    if not length and request.META.get("HTTP_TRANSFER_ENCODING"):
+        return error_response(
+            411,
+            code="length_required",
+            title="Longueur requise",
+            detail="Envoyez le lot avec `Content-Length`.",
+        )
+    if length > limit:
+        return error_response(
+            413,
+            code="payload_too_large",
+            title="Corps trop volumineux",
+            detail=f"Le corps fait {length} octets, {limit} au plus : envoyez les appels en plusieurs lots.",
+        )
+    # Read line by line from the stream (Django stops at Content-Length), never the whole body at once.
+    lines = services.LineReader(request.readline, max_line_bytes=settings.AVAILABILITY_INGEST_MAX_LINE_BYTES)
+    result, replayed = services.calls_batch_ingest(lines=lines, token_id=check.token_id, idempotency_key=key)
     return _json(
         {
             "accepted": result.accepted,

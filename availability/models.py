@@ -94,9 +94,12 @@ class RetentionMark(models.Model):
 
 
 class IngestBatch(models.Model):
-    """A batch received on POST /api/watchdoge/calls with an Idempotency-Key: a retry is not counted twice."""
+    """A batch received on POST /api/watchdoge/calls with an Idempotency-Key: a retry is not counted twice.
 
-    key = models.CharField(max_length=128, unique=True)
+    Keys are scoped per ingesting token: two tokens may use the same key, and neither ever sees the other's batch.
+    """
+
+    key = models.CharField(max_length=128)
     token_id = models.BigIntegerField(null=True)
     accepted = models.IntegerField(default=0)
     rejected = models.IntegerField(default=0)
@@ -106,9 +109,35 @@ class IngestBatch(models.Model):
     class Meta:
         verbose_name = _("lot d'appels reçu")
         permissions = [("ingest_calls", _("Peut envoyer des appels (POST /api/watchdoge/calls)"))]
+        constraints = [models.UniqueConstraint(fields=["token_id", "key"], name="ingestbatch_token_key")]
 
     def __str__(self) -> str:
         return self.key
+
+
+class IngestedFile(models.Model):
+    """A JSON Lines content given to `ingest_calls`, identified by its SHA-256, and how far it has been counted.
+
+    Each chunk's counters and the new `committed_offset` are written in the same transaction, so a run that
+    crashed is resumed by the next run on the same content from the last committed chunk, and a completed content
+    is never counted again.
+    """
+
+    fingerprint = models.CharField(_("empreinte SHA-256"), max_length=64, unique=True)
+    size = models.BigIntegerField(_("taille (octets)"))
+    name = models.CharField(_("nom"), max_length=255, blank=True)
+    committed_offset = models.BigIntegerField(_("octets comptés"), default=0)
+    committed_lines = models.BigIntegerField(_("lignes comptées"), default=0)
+    accepted = models.BigIntegerField(_("appels comptés"), default=0)
+    rejected = models.BigIntegerField(_("lignes rejetées"), default=0)
+    started_at = models.DateTimeField(_("commencé le"), default=timezone.now)
+    completed_at = models.DateTimeField(_("terminé le"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("fichier d'appels ingéré")
+
+    def __str__(self) -> str:
+        return f"{self.name or self.fingerprint[:12]} ({self.committed_offset}/{self.size})"
 
 
 class IncidentQuerySet(models.QuerySet):

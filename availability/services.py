@@ -1,7 +1,9 @@
 """Writes of the availability app: call ingestion into counters, and the rollup of old fine-grained counters."""
 
 import datetime as dt
+import hashlib
 import json
+import os
 import secrets
 import time
 from collections import Counter, defaultdict
@@ -51,6 +53,56 @@ DIGITS = frozenset("0123456789")
 NOT_DIGIT = frozenset(["", "Z", "z", "+", "-"])  # what may follow the fraction
 
 
+class OverlongLine(bytes):
+    """Stands for a line longer than the limit (its bytes were skipped unread): rejected with its line number."""
+
+    limit: int
+
+
+class LineReader:
+    """The lines of a binary stream, read incrementally, never more than `max_line_bytes + 1` bytes per read.
+
+    A line longer than `max_line_bytes` (its end-of-line included) is not kept: the rest of it is read and dropped
+    in bounded pieces, and an OverlongLine stands for it, so that the parser rejects it with its line number like
+    any other bad line. `offset` is the number of bytes consumed so far (the end of the last line yielded);
+    `limit`, if set, stops reading at that offset; `digest`, if set, is fed every byte read.
+    """
+
+    SKIP_BYTES = 1 << 16
+
+    def __init__(
+        self, readline, *, max_line_bytes: int, offset: int = 0, limit: int | None = None, digest=None
+    ):
+        self.readline = readline
+        self.max_line_bytes = max_line_bytes
+        self.offset = offset
+        self.limit = limit
+        self.digest = digest
+
+    def _read(self, size: int) -> bytes:
+        if self.limit is not None:
+            size = min(size, self.limit - self.offset)
+            if size <= 0:
+                return b""
+        data = self.readline(size)
+        self.offset += len(data)
+        if self.digest is not None:
+            self.digest.update(data)
+        return data
+
+    def __iter__(self):
+        read, longest = self._read, self.max_line_bytes
+        while line := read(longest + 1):
+            if len(line) <= longest:
+                yield line
+                continue
+            while not line.endswith(b"\n") and (line := read(self.SKIP_BYTES)):
+                pass
+            overlong = OverlongLine(b"\x00")
+            overlong.limit = longest
+            yield overlong
+
+
 @dataclass
 class Batch:
     """The outcome of a batch of lines: counts per (endpoint, minute, status), latest call per endpoint, errors."""
@@ -81,10 +133,10 @@ class CallParser:
         self.sentinel = "sep-" + secrets.token_hex(16)
         self.joiner = f',"{self.sentinel}",'.encode()
 
-    def batches(self, lines: Iterable[bytes | str], size: int = BATCH_LINES):
-        """Batch outcomes, streaming (`size` lines at a time)."""
+    def batches(self, lines: Iterable[bytes | str], size: int = BATCH_LINES, *, first_line: int = 1):
+        """Batch outcomes, streaming (`size` lines at a time); lines are numbered from `first_line`."""
         source = iter(lines)
-        number = 0
+        number = first_line - 1
         while chunk := list(islice(source, size)):
             first = number + 1
             number += len(chunk)
@@ -170,6 +222,8 @@ class CallParser:
         return batch
 
     def parse(self, line: bytes | str) -> tuple[int, float, int]:
+        if type(line) is OverlongLine:
+            raise LineError(f"ligne trop longue (plus de {line.limit} octets)")
         try:
             record = json.loads(line)
         except (ValueError, UnicodeDecodeError):
@@ -236,31 +290,170 @@ def calls_ingest(
     progress: Callable[[int, int], None] | None = None,
     chunk_lines: int | None = None,
     max_errors: int = 0,
+    first_line: int = 1,
+    on_commit: Callable[[IngestResult, int, bool], None] | None = None,
 ) -> IngestResult:
     """Stream JSON Lines records into the counters, aggregating in memory per chunk (constant memory).
 
     Blank lines are ignored; each bad line is reported through `on_error(line_number, reason)` and skipped.
-    Each chunk is committed in its own transaction (all of its counters or none).
+    Each chunk is committed in its own transaction (all of its counters or none), together with whatever
+    `on_commit(result so far, last line number, final)` writes: for a file, how far it has been counted. With
+    `on_commit`, the end of the input is committed even without counts (final=True).
     """
     chunk_lines = chunk_lines or settings.AVAILABILITY_INGEST_CHUNK_LINES
     result = IngestResult()
     counts: Counter = Counter()
     last_calls: dict[int, float] = {}
-    in_chunk = number = 0
-    for batch in CallParser().batches(lines, min(BATCH_LINES, chunk_lines)):
+    in_chunk = 0
+    number = first_line - 1
+    for batch in CallParser().batches(lines, min(BATCH_LINES, chunk_lines), first_line=first_line):
         number = batch.last_line
         _collect(result, batch, counts, last_calls, max_errors, on_error)
         in_chunk += batch.accepted
         if in_chunk >= chunk_lines:
-            counters_add(counts=counts, last_calls=last_calls)
+            also = (lambda n=number: on_commit(result, n, False)) if on_commit else None  # noqa: E731
+            counters_add(counts=counts, last_calls=last_calls, also=also)
             counts, last_calls, in_chunk = Counter(), {}, 0
         if progress is not None:
             progress(number, result.rejected)
-    if counts:
-        counters_add(counts=counts, last_calls=last_calls)
+    if counts or on_commit:
+        also = (lambda: on_commit(result, number, True)) if on_commit else None  # noqa: E731
+        counters_add(counts=counts, last_calls=last_calls, also=also)
     if progress is not None:
         progress(number, result.rejected)
     return result
+
+
+class AlreadyIngesting(RuntimeError):
+    """Another run is counting the same content at the same time."""
+
+
+@dataclass
+class FileIngestOutcome:
+    """What a run of `ingest_calls` did: this run's result, and the totals of the content over every run."""
+
+    result: IngestResult
+    fingerprint: str
+    resumed_at_line: int = 0  # 0: started from the beginning
+    already_done: bool = False
+    total_accepted: int = 0
+    total_rejected: int = 0
+
+
+def _file_digest(source, size: int) -> str:
+    digest = hashlib.sha256()
+    remaining = size
+    while remaining > 0 and (block := source.read(min(remaining, 1 << 20))):
+        digest.update(block)
+        remaining -= len(block)
+    return digest.hexdigest()
+
+
+def calls_file_ingest(
+    *,
+    source,
+    name: str = "",
+    on_error: Callable[[int, str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    chunk_lines: int | None = None,
+) -> FileIngestOutcome:
+    """Ingest a seekable binary file so that no call is ever counted twice, whatever crashes in between.
+
+    The file is identified by the SHA-256 of its first `size` bytes (its size when the run starts: a file still
+    being appended to is counted up to there; what is appended later makes it another content). Each chunk's
+    counters and the offset reached are committed in one transaction (IngestedFile), so that a run after a crash
+    resumes after the last committed chunk, and a content already completed adds nothing.
+    """
+    from .models import IngestedFile
+
+    size = os.fstat(source.fileno()).st_size
+    fingerprint = _file_digest(source, size)
+    record, _ = IngestedFile.objects.get_or_create(
+        fingerprint=fingerprint, defaults={"size": size, "name": name[:255]}
+    )
+    outcome = FileIngestOutcome(IngestResult(), fingerprint)
+    if record.completed_at is not None:
+        outcome.already_done = True
+        outcome.total_accepted, outcome.total_rejected = record.accepted, record.rejected
+        return outcome
+    source.seek(record.committed_offset)
+    reader = LineReader(
+        source.readline,
+        max_line_bytes=settings.AVAILABILITY_INGEST_MAX_LINE_BYTES,
+        offset=record.committed_offset,
+        limit=size,
+    )
+    if record.committed_offset:
+        outcome.resumed_at_line = record.committed_lines + 1
+    base = {"offset": record.committed_offset, "accepted": record.accepted, "rejected": record.rejected}
+
+    def on_commit(result: IngestResult, last_line: int, final: bool) -> None:
+        row = IngestedFile.objects.select_for_update().get(pk=record.pk)
+        if row.committed_offset != base["offset"] or row.completed_at is not None:
+            raise AlreadyIngesting(fingerprint)
+        row.committed_offset = base["offset"] = reader.offset
+        row.committed_lines = last_line
+        row.accepted = base["accepted"] + result.accepted
+        row.rejected = base["rejected"] + result.rejected
+        if final:
+            row.completed_at = timezone.now()
+        row.save()
+        outcome.total_accepted, outcome.total_rejected = row.accepted, row.rejected
+
+    outcome.result = calls_ingest(
+        lines=reader,
+        on_error=on_error,
+        progress=progress,
+        chunk_lines=chunk_lines,
+        first_line=record.committed_lines + 1,
+        on_commit=on_commit,
+    )
+    return outcome
+
+
+def calls_stream_ingest(
+    *,
+    source,
+    name: str = "",
+    on_error: Callable[[int, str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    chunk_lines: int | None = None,
+) -> FileIngestOutcome:
+    """Ingest a binary stream that cannot be read twice (standard input) in one transaction: a run that fails
+    counts nothing, and the stream's SHA-256, recorded in the same transaction, makes a content already ingested
+    (as a file or a stream) add nothing: everything is then rolled back."""
+    from .models import IngestedFile
+
+    digest = hashlib.sha256()
+    reader = LineReader(
+        source.readline, max_line_bytes=settings.AVAILABILITY_INGEST_MAX_LINE_BYTES, digest=digest
+    )
+    with transaction.atomic():
+        result = calls_ingest(lines=reader, on_error=on_error, progress=progress, chunk_lines=chunk_lines)
+        fingerprint = digest.hexdigest()
+        outcome = FileIngestOutcome(
+            result, fingerprint, total_accepted=result.accepted, total_rejected=result.rejected
+        )
+        record, created = IngestedFile.objects.select_for_update().get_or_create(
+            fingerprint=fingerprint,
+            defaults={
+                "size": reader.offset,
+                "name": name[:255],
+                "committed_offset": reader.offset,
+                "committed_lines": 0,
+                "accepted": result.accepted,
+                "rejected": result.rejected,
+                "completed_at": timezone.now(),
+            },
+        )
+        if not created:
+            transaction.set_rollback(True)
+            if record.completed_at is None:
+                raise AlreadyIngesting(fingerprint)
+            outcome.already_done = True
+            outcome.result = IngestResult()
+            outcome.total_accepted, outcome.total_rejected = record.accepted, record.rejected
+    return outcome
 
 
 def _collect(
@@ -281,8 +474,13 @@ def _collect(
                 last_calls[endpoint_id] = seconds
 
 
-def counters_add(*, counts: dict[MinuteKey, int], last_calls: dict[int, float] | None = None) -> None:
-    """Add minute counts (and the hour and day counts derived from them) in one transaction.
+def counters_add(
+    *,
+    counts: dict[MinuteKey, int],
+    last_calls: dict[int, float] | None = None,
+    also: Callable[[], None] | None = None,
+) -> None:
+    """Add minute counts (and the hour and day counts derived from them) in one transaction, with `also()`.
 
     Upserts increment (`count = count + EXCLUDED.count`), so concurrent ingests never lose an update; rows are
     written in key order so that concurrent transactions lock them in the same order (no deadlock), and a
@@ -309,6 +507,8 @@ def counters_add(*, counts: dict[MinuteKey, int], last_calls: dict[int, float] |
                 _upsert(DayCounter, "day", "date", days)
                 if last_calls:
                     _touch_activity(last_calls)
+                if also is not None:
+                    also()
             return
         except DatabaseError as exc:
             if attempt == 2 or getattr(getattr(exc, "__cause__", None), "sqlstate", None) not in (
@@ -407,7 +607,8 @@ def calls_batch_ingest(
     *, lines: Iterable[bytes | str], token_id: int | None, idempotency_key: str = ""
 ) -> tuple[IngestResult, bool]:
     """POST /api/watchdoge/calls: one transaction for the whole batch; with an idempotency key, a batch already
-    received (same key) is not counted again and its first result is returned. Returns (result, replayed)."""
+    received from the same token with the same key is not counted again and its first result is returned (keys
+    are per token: another token's key is never replayed, nor refused). Returns (result, replayed)."""
     from django.db import IntegrityError
 
     from .models import IngestBatch
@@ -430,7 +631,7 @@ def calls_batch_ingest(
                 )
                 counters_add(counts=counts, last_calls=last_calls)
         except IntegrityError:
-            first = IngestBatch.objects.get(key=idempotency_key)
+            first = IngestBatch.objects.get(token_id=token_id, key=idempotency_key)
             return IngestResult(first.accepted, first.rejected, [tuple(e) for e in first.errors]), True
     else:
         counters_add(counts=counts, last_calls=last_calls)

@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+from django.db import transaction
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from .models import (
@@ -39,7 +41,8 @@ class WebhookAttemptInline(admin.TabularInline):
     model = WebhookAttempt
     extra = 0
     can_delete = False
-    readonly_fields = ["at", "status_code", "error", "duration_ms"]
+    # `error` is the technical detail (exception, resolved address): staff only, never shown to integrators.
+    readonly_fields = ["at", "status_code", "cause", "error", "duration_ms"]
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -47,28 +50,35 @@ class WebhookAttemptInline(admin.TabularInline):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["event", "endpoint", "status", "attempts", "next_attempt_at", "delivered_at"]
+    list_display = ["event", "url", "status", "attempts", "next_attempt_at", "delivered_at"]
     list_filter = ["status", "event__type"]
-    search_fields = ["event__id", "endpoint__url", "endpoint__client__name"]
+    search_fields = ["event__id", "url", "event__client__name", "event__client__siret"]
     readonly_fields = [
         "event",
         "endpoint",
+        "url",
         "status",
         "attempts",
         "next_attempt_at",
         "delivered_at",
+        "lease_until",
+        "claimed_by",
         "created_at",
     ]
     inlines = [WebhookAttemptInline]
     actions = ["replay"]
 
-    @admin.action(description=_("Rejouer les livraisons sélectionnées"))
+    @admin.action(description=_("Rejouer les livraisons sélectionnées"), permissions=["change"])
     def replay(self, request, queryset):
-        for delivery in queryset:
-            webhook_delivery_replay(delivery=delivery)
-        self.message_user(
-            request, _("%d livraison(s) remise(s) en file.") % queryset.count(), messages.SUCCESS
-        )
+        # Replaying sends data to a third party again: the change permission is required and each replay is
+        # recorded in the admin's history of the delivery (who, when).
+        replayed = 0
+        with transaction.atomic():
+            for delivery in queryset:
+                webhook_delivery_replay(delivery=delivery)
+                self.log_change(request, delivery, gettext("Livraison rejouée (remise en file)."))
+                replayed += 1
+        self.message_user(request, _("%d livraison(s) remise(s) en file.") % replayed, messages.SUCCESS)
 
 
 @admin.register(WebhookEvent)

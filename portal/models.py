@@ -4,6 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -102,17 +103,26 @@ class WebhookEvent(models.Model):
 
 
 class WebhookDelivery(models.Model):
+    """One event for one endpoint: an outbox row, claimed under a lease by the worker that sends it."""
+
     class Status(models.TextChoices):
         PENDING = "pending", _("en attente")
+        SENDING = "sending", _("en cours d'envoi")  # claimed by a worker until lease_until
         DELIVERED = "delivered", _("livré")
         FAILED = "failed", _("échec")
 
     event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="deliveries")
-    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    # Null once the integrator deleted the endpoint: the delivery stays in the history, with the URL it went to.
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    url = models.CharField(_("URL"), max_length=500, blank=True)
     status = models.CharField(_("état"), max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(_("tentatives"), default=0)
     next_attempt_at = models.DateTimeField(_("prochaine tentative"), null=True, blank=True)
     delivered_at = models.DateTimeField(_("livré le"), null=True, blank=True)
+    lease_until = models.DateTimeField(_("réservé jusqu'au"), null=True, blank=True)
+    claimed_by = models.CharField(_("réservé par"), max_length=64, blank=True, default="", db_default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -120,16 +130,42 @@ class WebhookDelivery(models.Model):
         verbose_name_plural = _("livraisons webhook")
         ordering = ["-created_at", "-id"]
         constraints = [models.UniqueConstraint("event", "endpoint", name="webhook_delivery_once")]
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhook_delivery_due_idx")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="webhook_delivery_due_idx"),
+            models.Index(
+                fields=["lease_until", "id"],
+                name="webhook_delivery_lease_idx",
+                condition=Q(status="sending"),
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.event} → {self.endpoint}"
+        return f"{self.event} → {self.url or self.endpoint}"
 
 
 class WebhookAttempt(models.Model):
+    class Cause(models.TextChoices):
+        """Why an attempt ended, in words an integrator understands (the technical detail is in `error`)."""
+
+        HTTP = "http", _("réponse HTTP")
+        TIMEOUT = "timeout", _("délai dépassé")
+        CERTIFICATE = "certificate", _("certificat invalide")
+        TLS = "tls", _("échec de la connexion sécurisée (TLS)")
+        ADDRESS = "address", _("adresse refusée")
+        PORT = "port", _("port refusé")
+        DNS = "dns", _("nom de domaine introuvable")
+        REFUSED = "refused", _("connexion refusée")
+        NETWORK = "network", _("erreur réseau")
+        INVALID_RESPONSE = "invalid_response", _("réponse invalide")
+        DISABLED = "disabled", _("webhook désactivé")
+        DELETED = "deleted", _("webhook supprimé")
+        INTERRUPTED = "interrupted", _("envoi interrompu trop de fois")
+
     delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
     at = models.DateTimeField(default=timezone.now)
     status_code = models.PositiveIntegerField(null=True, blank=True)
+    cause = models.CharField(_("cause"), max_length=20, choices=Cause.choices, blank=True)
+    # Technical detail (exception, resolved address) for staff, in the admin only.
     error = models.TextField(blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
 
@@ -139,8 +175,17 @@ class WebhookAttempt(models.Model):
         ordering = ["-at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.status_code or self.error[:40]}"
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.cause_label}"
 
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def cause_label(self) -> str:
+        """The plain-language outcome shown to the integrator."""
+        if self.status_code is not None:
+            return _("réponse HTTP %(code)d") % {"code": self.status_code}
+        if self.cause:
+            return self.get_cause_display()
+        return _("erreur réseau")

@@ -2,18 +2,24 @@
 
 import hashlib
 import hmac
+import logging
 import secrets
+from functools import partial
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts.identity import normalize_email_or_none
+from tokenmgr import ratelimit
 from tokens.models import Client, Token, TokenEvent
 from tokens.services import token_revoke
 
 from . import webhooks
 from .models import CalendarFeed, ReminderOptOut, WebhookEndpoint
+
+logger = logging.getLogger(__name__)
 
 DECLINE_AUDIT = "reminders_declined"
 UNDECLINE_AUDIT = "reminders_resumed"
@@ -137,18 +143,10 @@ LOGIN_LINK_MAX_AGE = 3600  # seconds; shorter than reminder links (SESAME_MAX_AG
 def login_link_users(*, email: str) -> list:
     """Active, non-staff accounts of an address (case-insensitive, on email or username). Staff sign in by password:
     a link in an email must not open the admin."""
-    from django.contrib.auth import get_user_model
-    from django.db.models import Q
-
     email = email.strip()
     if not email:
         return []
-    return list(
-        get_user_model()
-        .objects.filter(Q(email__iexact=email) | Q(username__iexact=email))
-        .filter(is_active=True, is_staff=False, is_superuser=False)
-        .order_by("pk")
-    )
+    return list(_accounts_of(email).filter(is_active=True, is_staff=False, is_superuser=False).order_by("pk"))
 
 
 def login_link_url(*, user, next_url: str = "") -> str:
@@ -204,3 +202,106 @@ def login_link_user(*, token: str, consume: bool):
     if user is None or user.is_staff or user.is_superuser:
         return None
     return user
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Account emails (login link, password reset, sign-up link): nobody learns which addresses have an account
+# ---------------------------------------------------------------------------------------------------------------
+# The view validates the form, applies its per-IP limit (a 429 there says nothing about the address), then only
+# calls account_email_request: same answer, same work, whatever the address. The Celery task, later, counts the
+# address against its limit, looks it up and sends, or silently does nothing.
+LOGIN_LINK_EMAIL = "login_link"
+PASSWORD_RESET_EMAIL = "password_reset"
+SIGNUP_EMAIL = "signup"
+ACCOUNT_EMAIL_KINDS = (LOGIN_LINK_EMAIL, PASSWORD_RESET_EMAIL, SIGNUP_EMAIL)
+# Requests per minute and client IP on each form that sends one (429 beyond: that says nothing about addresses).
+ACCOUNT_EMAIL_REQUESTS_PER_IP = 10
+# Emails of any kind to one address per hour: beyond, requests are answered as usual and nothing is sent.
+ACCOUNT_EMAILS_PER_ADDRESS = 5
+ACCOUNT_EMAIL_WINDOW_SECONDS = 3600
+PASSWORD_RESET_TEMPLATES = {
+    "subject_template_name": "registration/password_reset_subject.txt",
+    "email_template_name": "registration/password_reset_email.txt",
+    "html_email_template_name": "registration/password_reset_email.html",
+}
+
+
+def account_email_request(*, kind: str, email: str, next_url: str = "") -> None:
+    """Have the account email `kind` sent to `email`, if due, by a Celery task once the transaction commits.
+    Does no lookup and reveals nothing; a broker failure is logged (without the address), never shown."""
+    if kind not in ACCOUNT_EMAIL_KINDS:
+        raise ValueError(f"unknown account email kind: {kind!r}")
+    transaction.on_commit(partial(_enqueue_account_email, kind, email.strip(), next_url))
+
+
+def _enqueue_account_email(kind: str, email: str, next_url: str) -> None:
+    from .tasks import account_email_send as task
+
+    try:
+        task.delay(kind, email, next_url)
+    except Exception:
+        logger.exception("could not enqueue a %s email", kind)
+
+
+def account_email_send(*, kind: str, email: str, next_url: str = "") -> int:
+    """The task's work: per-address limit, lookup, sending. Returns how many emails went out (never shown)."""
+    address = normalize_email_or_none(email)
+    if address is None:
+        return 0
+    quota = ratelimit.hit_exact(
+        "account-email-address",
+        hashlib.sha256(address.encode()).hexdigest()[:32],  # no address in cache keys
+        ACCOUNT_EMAILS_PER_ADDRESS,
+        window=ACCOUNT_EMAIL_WINDOW_SECONDS,
+    )
+    if quota.exceeded:
+        logger.info("%s email not sent: per-address limit reached", kind)
+        return 0
+    if kind == LOGIN_LINK_EMAIL:
+        return login_link_send(email=email, next_url=next_url)
+    if kind == PASSWORD_RESET_EMAIL:
+        return password_reset_send(email=email)
+    if kind == SIGNUP_EMAIL:
+        return signup_email_send(email=email, next_url=next_url)
+    raise ValueError(f"unknown account email kind: {kind!r}")
+
+
+def _accounts_of(email: str):
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    return get_user_model().objects.filter(Q(email__iexact=email) | Q(username__iexact=email))
+
+
+def password_reset_send(*, email: str) -> int:
+    """Django's password-reset email (links under SITE_URL) to each active account of `email`."""
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+
+    from .forms import ResetForm
+
+    form = ResetForm({"email": email})
+    if not form.is_valid():
+        return 0
+    count = len(list(form.get_users(form.cleaned_data["email"])))
+    if count:
+        site = urlsplit(settings.SITE_URL)
+        form.save(
+            domain_override=site.netloc,
+            use_https=site.scheme == "https",
+            extra_email_context={"site_url": settings.SITE_URL},
+            **PASSWORD_RESET_TEMPLATES,
+        )
+    return count
+
+
+def signup_email_send(*, email: str, next_url: str = "") -> int:
+    """Sign-up: the verification link to a new address; an address that already has an account gets a login link
+    instead (the sign-up link would only end in "this account exists")."""
+    from tokens.services import signup_link_send
+
+    if _accounts_of(email).exists():
+        return login_link_send(email=email, next_url=next_url)
+    signup_link_send(email=email, next_url=next_url)
+    return 1

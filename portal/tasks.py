@@ -8,12 +8,20 @@ from django.utils import timezone
 from tokens import validity
 from tokens.models import Token
 
-from . import webhooks
+from . import services, webhooks
 
 EXPIRY_LOOKBACK_DAYS = 7
+# Webhook tasks run on their own queue ("webhooks", tokenmgr/celery.py): a slow endpoint never delays reminders.
+SOFT_TIME_LIMIT, TIME_LIMIT = webhooks.task_time_limits()
 
 
 @shared_task(acks_late=True, ignore_result=True)
+def account_email_send(kind: str, email: str, next_url: str = "") -> int:
+    """Login link, password reset or sign-up link: per-address limit, lookup and sending (portal.services)."""
+    return services.account_email_send(kind=kind, email=email, next_url=next_url)
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=SOFT_TIME_LIMIT, time_limit=TIME_LIMIT)
 def webhook_deliver(delivery_id: int) -> str | None:
     return webhooks.webhook_delivery_attempt(delivery_id=delivery_id)
 

@@ -26,7 +26,7 @@ from tokens.selectors import TokenCheck, token_by_secret, token_check
 from . import ics, selectors, services
 from .forms import DashboardFilterForm, RevokeForm, VerifyForm, WebhookForm
 from .models import CalendarFeed, WebhookDelivery, WebhookEndpoint
-from .webhooks import webhook_emit
+from .webhooks import webhook_emit, webhook_endpoint_delete
 
 
 def _token_or_404(request, public_id) -> Token:
@@ -456,12 +456,32 @@ def webhook_action(request, pk):
         services.webhook_endpoint_disable(endpoint=endpoint, by=request.user)
         messages.success(request, _("Le webhook est désactivé : il ne recevra plus d'événement."))
         return redirect("portal_webhooks")
+    if action == "delete":
+        if not request.POST.get("confirm"):
+            messages.error(request, _("Cochez la case pour confirmer la suppression du webhook."))
+            return redirect("portal_webhook", pk=endpoint.pk)
+        webhook_endpoint_delete(endpoint=endpoint, by=request.user)
+        messages.success(request, _("Le webhook est supprimé, ainsi que son secret."))
+        return redirect("portal_webhooks")
     if not endpoint.is_active:
         raise Http404
     if action == "rotate":
         secret = services.webhook_endpoint_rotate_secret(endpoint=endpoint, by=request.user)
         return _show_secret(request, endpoint, secret)
     if action == "ping":
+        quota = ratelimit.tightest(
+            *ratelimit.hit_many(
+                ("webhook-ping-endpoint", str(endpoint.pk), settings.RATELIMIT_WEBHOOK_PING_PER_ENDPOINT),
+                ("webhook-ping-user", str(request.user.pk), settings.RATELIMIT_WEBHOOK_PING_PER_USER),
+            )
+        )
+        if quota.exceeded:
+            messages.error(
+                request,
+                _("Trop d'événements de test : réessayez dans %(seconds)d secondes.")
+                % {"seconds": quota.reset},
+            )
+            return redirect("portal_webhook", pk=endpoint.pk)
         webhook_emit(
             client=endpoint.client, event_type="ping", payload={"message": "ping"}, endpoint=endpoint
         )

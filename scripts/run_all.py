@@ -14,7 +14,18 @@ ADDR = os.environ.get("RUN_ADDR", "127.0.0.1:8000")
 
 PROCESSES = {
     "web": [PY, "manage.py", "runserver", ADDR, "--noreload"],
-    "worker": [PY, "-m", "celery", "-A", "tokenmgr", "worker", "--pool=solo", "--loglevel=INFO"],
+    "worker": [
+        PY,
+        "-m",
+        "celery",
+        "-A",
+        "tokenmgr",
+        "worker",
+        "--pool=solo",
+        "-Q",
+        "celery,webhooks",
+        "--loglevel=INFO",
+    ],
     "beat": [
         PY,
         "-m",

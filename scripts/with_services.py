@@ -4,13 +4,15 @@
 
 Data lives under var/services/<id>/ (or a temporary folder when the postgres user cannot reach var/), and both
 servers are stopped and removed when the command ends, whatever its outcome. The command sees DATABASE_URL,
-REDIS_URL and CELERY_BROKER_URL pointing at them; the exit status is the command's.
+REDIS_URL and CELERY_BROKER_URL pointing at them, and throw-away SECRET_KEY / TOKEN_DIGEST_KEY unless the environment
+has its own (the settings refuse the development keys when DEBUG is off); the exit status is the command's.
 """
 
 import argparse
 import contextlib
 import glob
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -202,7 +204,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         services.start()
-        proc = subprocess.Popen(command, env={**os.environ, **services.env})
+        keys = {name: secrets.token_urlsafe(48) for name in ("SECRET_KEY", "TOKEN_DIGEST_KEY")}
+        proc = subprocess.Popen(command, env={**keys, **os.environ, **services.env})
         try:
             return proc.wait()
         except KeyboardInterrupt:

@@ -48,6 +48,13 @@ def _isolated_cache(settings):
 
 
 @pytest.fixture(autouse=True)
+def _staff_2fa_off(settings):
+    """The suite runs with DEBUG off, where STAFF_2FA defaults to `required`: tests of admin screens log in with a
+    password only. Tests of the second factor set `settings.STAFF_2FA = "required"` themselves."""
+    settings.STAFF_2FA = "off"
+
+
+@pytest.fixture(autouse=True)
 def _fresh_token_check_cache():
     """The process-local cache of token checks (tokens/selectors.py) starts empty in every test."""
     from tokens.selectors import check_cache
@@ -92,3 +99,16 @@ def pytest_terminal_summary(terminalreporter):
                 seen.add(rep.nodeid)
                 terminalreporter.write_sep("-", f"report: {rep.nodeid}")
                 terminalreporter.write_line(props["report"])
+
+
+@pytest.fixture
+def celery_eager():
+    """Tasks enqueued during the test run at once in this process, as a worker would run them (errors raised).
+    Tasks are enqueued on commit: wrap the request in django_capture_on_commit_callbacks(execute=True), or use a
+    transactional test."""
+    from tokenmgr.celery import app
+
+    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = saved

@@ -9,6 +9,15 @@ app = Celery("tokenmgr")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+# Webhook work goes to its own queue, so that a slow integrator endpoint never holds up reminders. Workers consume
+# both queues (`-Q celery,webhooks`), or two pools run side by side, one per queue.
+WEBHOOK_QUEUE = "webhooks"
+app.conf.task_routes = {
+    "portal.tasks.webhook_deliver": {"queue": WEBHOOK_QUEUE},
+    "portal.tasks.webhooks_retry_due": {"queue": WEBHOOK_QUEUE},
+    "portal.tasks.webhooks_emit_expired": {"queue": WEBHOOK_QUEUE},
+}
+
 
 @app.on_after_configure.connect
 def setup_periodic_tasks(sender: Celery, **kwargs) -> None:

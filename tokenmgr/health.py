@@ -1,7 +1,13 @@
-"""/healthz (liveness of every dependency, and the reminder sweep's freshness) and /readyz (ready to serve)."""
+"""/healthz (liveness of every dependency, and the reminder sweep's freshness) and /readyz (ready to serve).
+
+Both are cheap under load: each process answers from its last round of checks for HEALTH_CACHE_SECONDS (one
+round at a time, concurrent callers wait for it), the broker is checked over one connection kept by the process,
+and "every migration is applied" is computed from the migration graph only until it is true once.
+"""
 
 import datetime as dt
 import logging
+import threading
 import time
 
 from django.conf import settings
@@ -16,6 +22,30 @@ from django.views.decorators.http import require_GET
 logger = logging.getLogger(__name__)
 
 SWEEP_MAX_AGE = dt.timedelta(hours=26)
+
+_clock = time.monotonic
+_lock = threading.Lock()
+_answers: dict[str, tuple[float, tuple[dict, int]]] = {}  # view -> (monotonic time, (body, status))
+_state = {"migrations_applied": False, "broker": None}
+
+
+def cache_clear() -> None:
+    """Forget the cached answers, the migration state and the broker connection (tests, after a fork)."""
+    with _lock:
+        _answers.clear()
+        _state["migrations_applied"] = False
+        _release_broker()
+
+
+def _answer(name: str, compute) -> JsonResponse:
+    """`compute()` -> (body, status), at most once per HEALTH_CACHE_SECONDS in this process."""
+    ttl = settings.HEALTH_CACHE_SECONDS
+    with _lock:
+        cached = _answers.get(name)
+        if cached is None or ttl <= 0 or _clock() - cached[0] >= ttl:
+            cached = _answers[name] = (_clock(), compute())
+    body, status = cached[1]
+    return JsonResponse(body, status=status)
 
 
 def _timed(check) -> dict:
@@ -42,11 +72,31 @@ def check_cache() -> dict:
     return {"ok": cache.get(key) == "1"}
 
 
+def _release_broker() -> None:
+    conn, _state["broker"] = _state["broker"], None
+    if conn is not None:
+        try:
+            conn.release()
+        except Exception:  # noqa: BLE001 - a broken connection is dropped either way
+            logger.debug("broker connection release failed", exc_info=True)
+
+
 def check_broker() -> dict:
+    """One broker connection per process, opened on first use and reused; a round trip on it (PING on Redis)
+    proves the broker answers. A failed check drops the connection: the next check opens a new one."""
     from tokenmgr.celery import app
 
-    with app.connection_for_write() as conn:
+    conn = _state["broker"]
+    try:
+        if conn is None:
+            conn = _state["broker"] = app.connection_for_write()
         conn.ensure_connection(max_retries=1, timeout=2)
+        client = getattr(conn.default_channel, "client", None)
+        if callable(getattr(client, "ping", None)):
+            client.ping()
+    except Exception:
+        _release_broker()
+        raise
     return {"transport": app.conf.broker_url.split(":", 1)[0]}
 
 
@@ -66,9 +116,7 @@ def check_sweep() -> dict:
     }
 
 
-@never_cache
-@require_GET
-def healthz(request):
+def _health() -> tuple[dict, int]:
     checks = {
         "database": _timed(check_database),
         "cache": _timed(check_cache),
@@ -76,20 +124,39 @@ def healthz(request):
         "reminder_sweep": _timed(check_sweep),
     }
     healthy = all(c["ok"] for c in checks.values())
-    return JsonResponse(
-        {"status": "ok" if healthy else "unhealthy", "checks": checks}, status=200 if healthy else 503
-    )
+    return {"status": "ok" if healthy else "unhealthy", "checks": checks}, 200 if healthy else 503
+
+
+def pending_migrations() -> int:
+    """How many migrations are not applied; once none is, the answer is kept for the life of the process (this
+    code's migrations cannot become unapplied while it runs), so the graph is no longer built."""
+    if _state["migrations_applied"]:
+        return 0
+    executor = MigrationExecutor(connection)
+    pending = len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+    _state["migrations_applied"] = pending == 0
+    return pending
+
+
+def _readiness() -> tuple[dict, int]:
+    try:
+        check_database()
+        pending = pending_migrations()
+    except Exception as exc:  # noqa: BLE001
+        return {"status": "not_ready", "error": exc.__class__.__name__}, 503
+    if pending:
+        return {"status": "not_ready", "pending_migrations": pending}, 503
+    return {"status": "ready", "debug": settings.DEBUG}, 200
+
+
+@never_cache
+@require_GET
+def healthz(request):
+    return _answer("healthz", _health)
 
 
 @never_cache
 @require_GET
 def readyz(request):
     """Ready when the database answers and every migration is applied (the e2e test and load balancers wait on it)."""
-    try:
-        executor = MigrationExecutor(connection)
-        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    except Exception as exc:  # noqa: BLE001
-        return JsonResponse({"status": "not_ready", "error": exc.__class__.__name__}, status=503)
-    if pending:
-        return JsonResponse({"status": "not_ready", "pending_migrations": len(pending)}, status=503)
-    return JsonResponse({"status": "ready", "debug": settings.DEBUG})
+    return _answer("readyz", _readiness)

@@ -1,4 +1,7 @@
-"""Fixed-window rate limits with counters in the cache (Redis in production), and their response headers."""
+"""Fixed-window rate limits with counters in the cache (Redis in production), and their response headers.
+
+Every per-IP limit keys on tokenmgr.client_ip.client_ip (re-exported here): the real client behind trusted proxies.
+"""
 
 import threading
 import time
@@ -8,7 +11,10 @@ from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 
+from .client_ip import client_ip
 from .errors import error_response
+
+__all__ = ["Quota", "client_ip", "hit", "hit_many", "hit_exact", "limited", "tightest", "too_many"]
 
 WINDOW_SECONDS = 60
 
@@ -132,23 +138,33 @@ def _redis_script(backend: RedisCache):
     return script
 
 
-def _increment(keys: list[str], deltas: list[int]) -> list[int]:
+def _increment(keys: list[str], deltas: list[int], ttl: int = WINDOW_SECONDS + 1) -> list[int]:
     """Add each delta to its key, creating it with the window's TTL; on Redis one round trip for all keys."""
     backend = caches["default"]
     if isinstance(backend, RedisCache):
         full = [backend.make_and_validate_key(key) for key in keys]
-        return _redis_script(backend)(keys=full, args=[WINDOW_SECONDS + 1, *deltas])
+        return _redis_script(backend)(keys=full, args=[ttl, *deltas])
     counts = []
     for key, delta in zip(keys, deltas, strict=True):
-        if cache.add(key, delta, timeout=WINDOW_SECONDS + 1):
+        if cache.add(key, delta, timeout=ttl):
             counts.append(delta)
             continue
         try:
             counts.append(cache.incr(key, delta))
         except ValueError:  # expired between add and incr
-            cache.add(key, delta, timeout=WINDOW_SECONDS + 1)
+            cache.add(key, delta, timeout=ttl)
             counts.append(delta)
     return counts
+
+
+def hit_exact(scope: str, ident: str, limit: int, *, window: int, now: float | None = None) -> Quota:
+    """Count one request of `ident` in `scope`'s current window of `window` seconds, exactly (one round trip).
+
+    For rare events counted over long windows (emails per address per hour): no local pre-counting."""
+    now = time.time() if now is None else now
+    index = int(now // window)
+    (count,) = _increment([f"rl:{scope}:{ident}:{window}:{index}"], [1], ttl=window + 1)
+    return Quota(limit=limit, remaining=limit - count, reset=max(1, int((index + 1) * window - now)))
 
 
 def tightest(*quotas: Quota) -> Quota:
@@ -162,11 +178,6 @@ def too_many(quota: Quota):
         detail=f"Limite de {quota.limit} requêtes par minute dépassée : réessayez dans {quota.reset} s.",
         headers={**quota.headers(), "Retry-After": str(quota.reset)},
     )
-
-
-def client_ip(request) -> str:
-    """The peer address. Behind a proxy, set it from X-Forwarded-For in the proxy, not here (spoofable)."""
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 
 def limited(scope: str, setting: str):

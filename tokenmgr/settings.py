@@ -1,8 +1,12 @@
 """tokenmgr settings: one file, every value from the environment with an embedded default (CONTRACT §1)."""
 
+import datetime as dt
 from pathlib import Path
 
 import environ
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
+
+from tokenmgr.client_ip import parse_trusted_proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -13,7 +17,24 @@ env = environ.Env()
 # Core
 # ------------------------------------------------------------------------------
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env("SECRET_KEY", default="dev-insecure-change-me-0123456789abcdefghijklmnopqrstuvwxyz")
+
+
+def _key(name: str, development_default: str) -> str:
+    """A key from the environment; with DEBUG off, its missing (or development) value stops the process at once.
+
+    SystemExit with one line: manage.py, gunicorn (gunicorn.conf.py imports these settings) and Celery all print it
+    without a traceback and exit with status 1.
+    """
+    value = env(name, default="") or development_default
+    if value == development_default and not DEBUG:
+        raise SystemExit(
+            f"tokenmgr: {name} is not set; with DEBUG off the embedded development {name} is refused "
+            f"(set the {name} environment variable to a long random value, or DEBUG=1 for development)."
+        )
+    return value
+
+
+SECRET_KEY = _key("SECRET_KEY", "dev-insecure-change-me-0123456789abcdefghijklmnopqrstuvwxyz")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
@@ -23,7 +44,7 @@ WSGI_APPLICATION = "tokenmgr.wsgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "staff2fa.apps.StaffAdminConfig",  # django.contrib.admin, its site asking staff for a second factor
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -31,6 +52,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "tokenmgr.axes_app.AxesConfig",
     "widget_tweaks",
     "dsfr",
     "ninja",
@@ -38,6 +60,10 @@ INSTALLED_APPS = [
     "notifications",
     "availability",
     "portal",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "csp",
 ]
 
 MIDDLEWARE = [
@@ -50,9 +76,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "notifications.magic_links.MagicLinkMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "tokenmgr.security.DocumentCSPMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 TEMPLATES = [
@@ -102,6 +131,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 AUTHENTICATION_BACKENDS = [
+    "tokenmgr.login_throttle.PasswordLoginThrottleBackend",  # first: refuses locked-out (account, IP) pairs
     "django.contrib.auth.backends.ModelBackend",
     "sesame.backends.ModelBackend",
 ]
@@ -112,6 +142,29 @@ SESAME_ONE_TIME = True
 # Sensitive actions (secrets, revocation, webhooks, calendar key, first password) need a password or a fresh emailed
 # link within this many seconds (portal.reauth).
 REAUTH_MAX_AGE_SECONDS = env.int("REAUTH_MAX_AGE_SECONDS", default=900)
+
+# Client IP: the reverse proxies in front of the app (IPs or CIDR ranges, comma-separated). X-Forwarded-For is read
+# only from them (tokenmgr/client_ip.py). Parsed here, once: a malformed entry stops start-up.
+try:
+    TRUSTED_PROXIES = parse_trusted_proxies(env("TRUSTED_PROXIES", default=""))
+except ValueError as _error:
+    raise SystemExit(f"TRUSTED_PROXIES: {_error}") from None
+
+# Password logins (portal and /admin/), django-axes: after AXES_FAILURE_LIMIT failures for one (account, client IP)
+# within AXES_COOLOFF_TIME of each other, that pair is refused (the right password included) until AXES_COOLOFF_TIME
+# has passed since its last failure; the account from another IP, or another account from that IP, is unaffected.
+AXES_FAILURE_LIMIT = 10
+AXES_COOLOFF_TIME = dt.timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "tokenmgr.login_throttle.client_ip_or_none"
+AXES_USERNAME_CALLABLE = "tokenmgr.login_throttle.username_key"
+AXES_LOCKOUT_CALLABLE = "tokenmgr.login_throttle.lockout_response"
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_RESET_ON_SUCCESS = True
+# Attempts refused during a lock-out are not counted: the lock ends AXES_COOLOFF_TIME after the failure that set it.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful login
+AXES_VERBOSE = False
 
 # ------------------------------------------------------------------------------
 # Internationalisation and time
@@ -175,7 +228,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 TOKEN_VALIDITY_MONTHS = 18
 TOKEN_SECRET_PREFIX = "tkm_"
 # HMAC key for secret digests; distinct from SECRET_KEY so that rotating one does not void every token.
-TOKEN_DIGEST_KEY = env("TOKEN_DIGEST_KEY", default="tokenmgr-digest-key-change-me")
+TOKEN_DIGEST_KEY = _key("TOKEN_DIGEST_KEY", "tokenmgr-digest-key-change-me")
 REMINDER_DAYS = sorted(
     {int(d) for d in env.list("REMINDER_DAYS", default=["90", "60", "30", "15"])}, reverse=True
 )
@@ -236,12 +289,29 @@ RATELIMIT_INCIDENTS_PER_IP = env.int("RATELIMIT_INCIDENTS_PER_IP", default=1000)
 RATELIMIT_INGEST_PER_IP = env.int("RATELIMIT_INGEST_PER_IP", default=600)
 
 # ------------------------------------------------------------------------------
+# Inbound limits and health checks
+# ------------------------------------------------------------------------------
+# POST /api/watchdoge/calls: a larger body (Content-Length) is refused with 413 before any of it is read; a line
+# longer than AVAILABILITY_INGEST_MAX_LINE_BYTES (end-of-line included) is rejected with its line number, here and
+# in `ingest_calls`, without ever being held in memory.
+AVAILABILITY_INGEST_MAX_BODY_BYTES = env.int("AVAILABILITY_INGEST_MAX_BODY_BYTES", default=16 * 1024 * 1024)
+AVAILABILITY_INGEST_MAX_LINE_BYTES = env.int("AVAILABILITY_INGEST_MAX_LINE_BYTES", default=4096)
+# /healthz and /readyz answers are reused for this many seconds per process (0 = checked on every call).
+HEALTH_CACHE_SECONDS = env.float("HEALTH_CACHE_SECONDS", default=5)
+
+# ------------------------------------------------------------------------------
 # Portal (issue 5)
 # ------------------------------------------------------------------------------
 PORTAL_PAGE_SIZE = env.int("PORTAL_PAGE_SIZE", default=50)
 RATELIMIT_VERIFY_PER_IP = env.int("RATELIMIT_VERIFY_PER_IP", default=30)
 RATELIMIT_VERIFY_PER_USER = env.int("RATELIMIT_VERIFY_PER_USER", default=30)
-WEBHOOK_TIMEOUT_SECONDS = env.int("WEBHOOK_TIMEOUT_SECONDS", default=10)
+# One deadline per delivery attempt: connect, TLS handshake, send and read together.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10)
+# Destination ports a webhook URL may use.
+WEBHOOK_ALLOWED_PORTS = [int(p) for p in env.list("WEBHOOK_ALLOWED_PORTS", default=["443", "8443"])]
+# Test events ("ping") per minute, per endpoint and per user.
+RATELIMIT_WEBHOOK_PING_PER_ENDPOINT = env.int("RATELIMIT_WEBHOOK_PING_PER_ENDPOINT", default=3)
+RATELIMIT_WEBHOOK_PING_PER_USER = env.int("RATELIMIT_WEBHOOK_PING_PER_USER", default=10)
 WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=6)
 WEBHOOK_BACKOFF_BASE_SECONDS = env.int("WEBHOOK_BACKOFF_BASE_SECONDS", default=30)
 # Tests only: accept http:// and loopback targets (local receiver). Never in production.
@@ -286,13 +356,58 @@ LOGGING = {
         "django.request": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "gunicorn.error": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "axes": {"level": "WARNING"},  # failures and lock-outs; not a line per successful login
     },
 }
 
+# ------------------------------------------------------------------------------
+# Security: HTTPS behind the reverse proxy, Content-Security-Policy, staff second factor
+# ------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
 if not DEBUG:
-    SESSION_COOKIE_HTTPONLY = True
-    SECURE_CONTENT_TYPE_NOSNIFF = True
+    # The reverse proxy terminates TLS and says so in X-Forwarded-Proto (it must overwrite a client's header).
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Served over HTTPS when its public address is: cookies never travel in clear, browsers remember to use HTTPS.
+SITE_IS_HTTPS = SITE_URL.startswith("https://")
+SESSION_COOKIE_SECURE = SITE_IS_HTTPS
+CSRF_COOKIE_SECURE = SITE_IS_HTTPS
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=SITE_IS_HTTPS)
+# Probes and scrapers may reach the app directly over plain HTTP, without the proxy's header.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 3600 if SITE_IS_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+# Preloading is a decision about the whole registrable domain, taken by its owner: opt-in only.
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]  # see SECURE_HSTS_PRELOAD
+X_FRAME_OPTIONS = "DENY"
+
+# django-csp, on every HTML response (tokenmgr.security). No inline script anywhere: static files only, and
+# `request.csp_nonce` for the rare tag a library renders inline. Inline *styles* stay allowed: the admin, the DSFR
+# and Swagger UI set style attributes, and a style cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
+# Staff second factor (django-otp, TOTP + one-time recovery codes) on /admin/: `required` or `off`.
+STAFF_2FA = (env("STAFF_2FA", default="").strip() or ("off" if DEBUG else "required")).lower()
+if STAFF_2FA not in {"required", "off"}:
+    raise SystemExit(f"tokenmgr: STAFF_2FA must be 'required' or 'off', not {STAFF_2FA!r}.")
+STAFF_2FA_RECOVERY_CODES = 10
+OTP_TOTP_ISSUER = "tokenmgr"
+# Device secrets are never shown in the admin (the device admins are not registered either: see staff2fa.apps).
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # Serve static files straight from the app folders when collectstatic has not run (make run, tests).
 WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)

@@ -1,32 +1,51 @@
 # Admin of the token registry (issue 2). Access-request admin lives in admin_requests.py (issue 4).
 """The admins' whole working surface for clients, contacts, privileges and tokens.
 
-Every write that matters goes through tokens.services: issuing (token_issue, the secret shown once on the response
-page and never again) and revoking (token_revoke, with a reason asked on a confirmation page).
+Every write that matters goes through tokens.services: issuing (token_issue, on a page of its own: the POST issues
+and redirects, the secret is shown once on the GET that follows and never again), revoking (token_revoke, with a
+reason asked on a confirmation page), deleting a privilege or a contact (privilege_delete, contact_delete: each
+token they change gets its event). A token secret never travels in a URL: a pasted secret is looked up by a POST.
 """
 
-import csv
 import datetime as dt
+import hashlib
+import secrets
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.admin.widgets import AdminSplitDateTime
-from django.core.exceptions import ValidationError
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_email
+from django.db import transaction
 from django.db.models import Count, Prefetch
-from django.http import StreamingHttpResponse
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+from django.views.decorators.debug import sensitive_post_parameters
 
-from . import credentials, validity
+from . import credentials, exports, validity
 from .models import Client, Contact, Endpoint, Origin, Privilege, Token, TokenEvent, TokenImport, TokenStatus
-from .services import ContactData, contacts_get_or_create, token_issue, token_revoke
+from .services import (
+    ContactData,
+    contact_delete,
+    contacts_get_or_create,
+    privilege_delete,
+    token_issue,
+    token_revoke,
+)
 
 STATUS_FIELD = "current_status"
 
@@ -48,10 +67,33 @@ def with_status(queryset, now: dt.datetime | None = None):
 # ------------------------------------------------------------------------------
 # Clients, contacts, privileges, endpoints
 # ------------------------------------------------------------------------------
+def _deletion_touches_tokens(link_model, link_field: str, objs, request, perms_needed: set) -> set:
+    """The token change permission joins the ones needed to delete `objs` when tokens link to them."""
+    if (
+        not request.user.has_perm("tokens.change_token")
+        and link_model.objects.filter(**{f"{link_field}__in": objs}).exists()
+    ):
+        return {*perms_needed, str(Token._meta.verbose_name_plural)}
+    return perms_needed
+
+
+class ContactInlineFormSet(BaseInlineFormSet):
+    user = None  # set by ContactInline.get_formset
+
+    def delete_existing(self, obj, commit=True):
+        if commit:
+            contact_delete(contact=obj, by=self.user)
+
+
 class ContactInline(admin.TabularInline):
     model = Contact
+    formset = ContactInlineFormSet
     extra = 0
     fields = ["email", "name", "role", "phone"]
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        return type(formset.__name__, (formset,), {"user": request.user})
 
 
 class ClientTokenInline(admin.TabularInline):
@@ -91,6 +133,22 @@ class ContactAdmin(admin.ModelAdmin):
     list_select_related = ["client"]
     autocomplete_fields = ["client"]
 
+    # Deleting a contact takes it off its tokens: through contact_delete, one event per token.
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed = _deletion_touches_tokens(
+            Token.contacts.through, "contact", objs, request, perms_needed
+        )
+        return deleted, counts, perms_needed, protected
+
+    def delete_model(self, request, obj):
+        contact_delete(contact=obj, by=request.user)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for contact in queryset.order_by("pk"):
+                contact_delete(contact=contact, by=request.user)
+
 
 class EndpointInline(admin.TabularInline):
     model = Endpoint.privileges.through
@@ -111,6 +169,22 @@ class PrivilegeAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ["code"] if obj else []
+
+    # Deleting a privilege takes it off every token: through privilege_delete, one event per token.
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed = _deletion_touches_tokens(
+            Token.privileges.through, "privilege", objs, request, perms_needed
+        )
+        return deleted, counts, perms_needed, protected
+
+    def delete_model(self, request, obj):
+        privilege_delete(privilege=obj, by=request.user)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for privilege in queryset.order_by("pk"):
+                privilege_delete(privilege=privilege, by=request.user)
 
     @admin.display(description=_("endpoints"))
     def endpoint_list(self, obj):
@@ -211,6 +285,10 @@ class TokenIssueForm(forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text=_("Adresses e-mail, une par ligne : ajoutées aux contacts (demandeurs) du client."),
     )
+    # One value per rendered form: a second submission of the same form (double click, resent POST) issues nothing.
+    issue_nonce = forms.CharField(
+        widget=forms.HiddenInput, required=False, max_length=64, initial=lambda: secrets.token_urlsafe(16)
+    )
 
     class Meta:
         model = Token
@@ -275,9 +353,24 @@ CSV_COLUMNS = [
 ]
 
 
-class _Echo:
-    def write(self, value):
+ISSUED_SECRET_SESSION_KEY = "tokens.admin.issued_secret.{}"
+ISSUE_NONCE_SECONDS = 24 * 3600
+
+
+def _is_full_secret(term: str) -> bool:
+    """A whole secret rather than its display prefix: it must go through the secret search form."""
+    return term.startswith(settings.TOKEN_SECRET_PREFIX) and len(term) > credentials.DISPLAY_PREFIX_LENGTH
+
+
+def _audit_value(value):
+    """A changed field's value as the audit event keeps it: contacts by email."""
+    if value is None or isinstance(value, str | int):
         return value
+    return sorted(getattr(v, "email", str(v)) for v in value)
+
+
+class SecretSearchForm(forms.Form):
+    secret = forms.CharField(label=_("Jeton complet"), max_length=4096, strip=True)
 
 
 @admin.register(Token)
@@ -299,13 +392,15 @@ class TokenAdmin(admin.ModelAdmin):
     list_select_related = ["client"]
     list_filter = [StatusFilter, "origin", ExpiryWindowFilter]
     search_fields = ["client__siret", "client__name", "label", "secret_prefix", "contacts__email"]
-    search_help_text = _("SIRET, nom du client, libellé, préfixe (ou jeton complet), e-mail d'un contact")
+    search_help_text = _(
+        "SIRET, nom du client, libellé, préfixe, e-mail d'un contact (un jeton complet : formulaire ci-dessous)"
+    )
     filter_horizontal = ["privileges"]
     autocomplete_fields = ["client", "contacts"]
-    actions = ["revoke_tokens", "export_csv"]
+    actions = ["revoke_tokens", "export_csv", "export_csv_excel"]
     list_per_page = 50
     add_fieldsets = [
-        (None, {"fields": ["client", "label", "privileges"]}),
+        (None, {"fields": ["client", "label", "privileges", "issue_nonce"]}),
         (_("Validité"), {"fields": ["issued_at", "origin"]}),
         (_("Contacts"), {"fields": ["contacts", "new_contacts"]}),
     ]
@@ -369,11 +464,26 @@ class TokenAdmin(admin.ModelAdmin):
         return with_status(qs)
 
     def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if term.startswith(settings.TOKEN_SECRET_PREFIX) and len(term) > 32:
-            # A whole secret pasted in the search box: find its token by digest, never store or echo it.
-            return queryset.filter(secret_digest=credentials.digest(term)), False
+        if _is_full_secret(search_term.strip()):
+            return queryset.none(), False  # never looked up from a URL: see changelist_view
         return super().get_search_results(request, queryset, search_term)
+
+    def changelist_view(self, request, extra_context=None):
+        term = request.GET.get(SEARCH_VAR, "").strip()
+        if _is_full_secret(term):
+            # Refused before anything is rendered: the secret is not echoed in the search box or in any link.
+            self.message_user(
+                request,
+                _(
+                    "Un jeton complet ne se cherche pas dans la barre de recherche (il apparaîtrait dans l'adresse "
+                    "de la page) : utilisez le formulaire « Rechercher par jeton complet »."
+                ),
+                messages.ERROR,
+            )
+            kept = [(k, v) for k, v in request.GET.items() if k != SEARCH_VAR]
+            url = reverse("admin:tokens_token_changelist")
+            return HttpResponseRedirect(f"{url}?{urlencode(kept)}" if kept else url)
+        return super().changelist_view(request, extra_context)
 
     # --- columns --------------------------------------------------------------
     @admin.display(description=_("jours restants"), ordering="expires_at")
@@ -401,7 +511,23 @@ class TokenAdmin(admin.ModelAdmin):
         url = reverse("admin:tokens_token_change", args=[previous.pk])
         return format_html('<a href="{}">{}</a>', url, previous)
 
-    # --- add: through token_issue, secret shown once ---------------------------
+    # --- issuing: POST issues and redirects, the GET that follows shows the secret once -------------------
+    def get_urls(self):
+        extra = [
+            path("emettre/", self.admin_site.admin_view(self.issue_view), name="tokens_token_issue"),
+            path(
+                "emis/<uuid:public_id>/",
+                self.admin_site.admin_view(self.issued_view),
+                name="tokens_token_issued",
+            ),
+            path(
+                "recherche-par-jeton/",
+                self.admin_site.admin_view(self.secret_search_view),
+                name="tokens_token_secret_search",
+            ),
+        ]
+        return extra + super().get_urls()
+
     def get_fieldsets(self, request, obj=None):
         return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
 
@@ -416,61 +542,139 @@ class TokenAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # the registry keeps its history: revoke instead
 
-    def save_model(self, request, obj, form, change):
-        if change:
-            obj.save()
-            if form.changed_data:
-                TokenEvent.objects.create(
-                    token=obj,
-                    kind=TokenEvent.Kind.UPDATED,
-                    actor=request.user,
-                    data={"fields": form.changed_data},
+    def add_view(self, request, form_url="", extra_context=None):
+        # The generic add view would show the secret in the answer to its POST: reloading it would issue again.
+        return redirect("admin:tokens_token_issue")
+
+    def issue_view(self, request):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form_class = self.get_form(request, None)
+        form = form_class(request.POST) if request.method == "POST" else form_class()
+        if request.method == "POST" and form.is_valid():
+            nonce = form.cleaned_data.get("issue_nonce")
+            key = "tokens:admin-issue:" + hashlib.sha256(nonce.encode()).hexdigest() if nonce else None
+            if key and not cache.add(key, "", ISSUE_NONCE_SECONDS):
+                self.message_user(
+                    request,
+                    _("Ce formulaire a déjà été envoyé : aucun nouveau jeton n'a été émis."),
+                    messages.WARNING,
                 )
-            return
-        data = form.cleaned_data
-        contacts = list(data.get("contacts") or [])
-        if data.get("new_contacts"):
-            contacts += contacts_get_or_create(
-                client=data["client"], contacts=[ContactData(email=e) for e in data["new_contacts"]]
-            )
-        issued = token_issue(
-            client=data["client"],
-            privileges=list(data["privileges"]),
-            issued_at=data["issued_at"],
-            origin=data.get("origin") or None,
-            label=data.get("label", ""),
-            contacts=list(dict.fromkeys(contacts)),
-            by=request.user,
+                first = cache.get(key)
+                if first:
+                    return redirect("admin:tokens_token_issued", public_id=first)
+                return redirect("admin:tokens_token_changelist")
+            try:
+                token = self._issue(request, form.cleaned_data)
+            except BaseException:
+                if key:
+                    cache.delete(key)
+                raise
+            if key:
+                cache.set(key, str(token.public_id), ISSUE_NONCE_SECONDS)
+            return redirect("admin:tokens_token_issued", public_id=token.public_id)
+        adminform = helpers.AdminForm(form, self.add_fieldsets, {}, model_admin=self)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Émettre un jeton"),
+            "subtitle": None,
+            "adminform": adminform,
+            "object_id": None,
+            "original": None,
+            "is_popup": False,
+            "to_field": None,
+            "media": self.media + adminform.media,
+            "inline_admin_formsets": [],
+            "errors": helpers.AdminErrorList(form, []),
+            "preserved_filters": self.get_preserved_filters(request),
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return self.render_change_form(
+            request, context, add=True, form_url=reverse("admin:tokens_token_issue")
         )
-        # The form's unsaved instance becomes the issued token, for the admin log and the response.
-        obj.__dict__.update({k: v for k, v in issued.token.__dict__.items() if k != "_state"})
-        obj._state.adding = False
-        obj._state.db = issued.token._state.db
-        request._tokenmgr_issued_secret = issued.secret
 
-    def save_related(self, request, form, formsets, change):
-        if change:
-            super().save_related(request, form, formsets, change)
-        # on add, token_issue already set privileges and contacts
+    def _issue(self, request, data) -> Token:
+        """token_issue from the form's data; the secret waits in the session for its one display."""
+        contacts = list(data.get("contacts") or [])
+        with transaction.atomic():
+            if data.get("new_contacts"):
+                contacts += contacts_get_or_create(
+                    client=data["client"], contacts=[ContactData(email=e) for e in data["new_contacts"]]
+                )
+            issued = token_issue(
+                client=data["client"],
+                privileges=list(data["privileges"]),
+                issued_at=data["issued_at"],
+                origin=data.get("origin") or None,
+                label=data.get("label", ""),
+                contacts=list(dict.fromkeys(contacts)),
+                by=request.user,
+            )
+            self.log_addition(request, issued.token, [{"added": {}}])
+        request.session[ISSUED_SECRET_SESSION_KEY.format(issued.token.public_id)] = issued.secret
+        return issued.token
 
-    def response_add(self, request, obj, post_url_continue=None):
-        secret = getattr(request, "_tokenmgr_issued_secret", None)
-        if secret is None:
-            return super().response_add(request, obj, post_url_continue)
-        del request._tokenmgr_issued_secret
+    def issued_view(self, request, public_id):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        token = get_object_or_404(Token.objects.select_related("client"), public_id=public_id)
+        # Popped: the first GET shows it, a reload (or any later visit) finds nothing to show.
+        secret = request.session.pop(ISSUED_SECRET_SESSION_KEY.format(public_id), None)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": _("Jeton émis"),
-            "token": obj,
+            "token": token,
             "secret": secret,
-            "days_left": validity.days_left(obj.expires_at),
-            "change_url": reverse("admin:tokens_token_change", args=[obj.pk]),
-            "add_url": reverse("admin:tokens_token_add"),
+            "days_left": validity.days_left(token.expires_at),
+            "change_url": reverse("admin:tokens_token_change", args=[token.pk]),
+            "add_url": reverse("admin:tokens_token_issue"),
         }
         response = TemplateResponse(request, "admin/tokens/token/issued.html", context)
-        response["Cache-Control"] = "no-store"
+        add_never_cache_headers(response)
         return response
+
+    @method_decorator(sensitive_post_parameters("secret"))  # hidden from error reports too
+    def secret_search_view(self, request):
+        """A pasted whole secret, by POST: matched by digest, never written to a URL, a page or a log."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        changelist = reverse("admin:tokens_token_changelist")
+        form = SecretSearchForm(request.POST)
+        if not form.is_valid():
+            self.message_user(request, _("Collez un jeton complet."), messages.ERROR)
+            return redirect(changelist)
+        token_id = (
+            Token.objects.filter(secret_digest=credentials.digest(form.cleaned_data["secret"]))
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if token_id is None:
+            self.message_user(request, _("Aucun jeton ne correspond à ce secret."), messages.WARNING)
+            return redirect(changelist)
+        return redirect("admin:tokens_token_change", token_id)
+
+    def save_model(self, request, obj, form, change):
+        obj.save()
+        if form.changed_data:
+            TokenEvent.objects.create(
+                token=obj,
+                kind=TokenEvent.Kind.UPDATED,
+                actor=request.user,
+                data={
+                    "fields": form.changed_data,
+                    "changes": {
+                        name: {
+                            "old": _audit_value(form.initial.get(name)),
+                            "new": _audit_value(form.cleaned_data[name]),
+                        }
+                        for name in form.changed_data
+                    },
+                },
+            )
 
     # --- actions --------------------------------------------------------------
     @admin.action(description=_("Révoquer les jetons sélectionnés"), permissions=["change"])
@@ -515,39 +719,40 @@ class TokenAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/tokens/token/revoke_confirmation.html", context)
 
-    @admin.action(description=_("Exporter les jetons sélectionnés (CSV)"), permissions=["view"])
+    @admin.action(description=_("Exporter (CSV)"), permissions=["view"])
     def export_csv(self, request, queryset):
+        return self._export(queryset, exports.PLAIN)
+
+    @admin.action(
+        description=_("Exporter (CSV pour Excel en français : « ; », UTF-8 avec BOM)"), permissions=["view"]
+    )
+    def export_csv_excel(self, request, queryset):
+        return self._export(queryset, exports.EXCEL_FR)
+
+    def _export(self, queryset, dialect: exports.CsvDialect):
         queryset = queryset.prefetch_related(
             "privileges", Prefetch("contacts", queryset=Contact.objects.order_by("email"))
         ).order_by("expires_at", "pk")
-        writer = csv.writer(_Echo())
         today = validity.today()
         tz = validity.local_tz()
-
-        def rows():
-            yield "\ufeff" + writer.writerow([str(c) for c in CSV_COLUMNS])
-            for token in queryset.iterator(chunk_size=500):
-                yield writer.writerow(
-                    [
-                        token.public_id,
-                        token.client.name,
-                        token.client.siret,
-                        token.label,
-                        token.secret_prefix,
-                        " ".join(p.code for p in token.privileges.all()),
-                        token.origin,
-                        token.issued_at.astimezone(tz).isoformat(),
-                        token.expires_at.astimezone(tz).isoformat(),
-                        validity.days_left(token.expires_at, today),
-                        getattr(token, STATUS_FIELD),
-                        " ".join(c.email for c in token.contacts.all()),
-                    ]
-                )
-
-        stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="jetons-{stamp}.csv"'
-        return response
+        rows = (
+            [
+                token.public_id,
+                token.client.name,
+                token.client.siret,
+                token.label,
+                token.secret_prefix,
+                " ".join(p.code for p in token.privileges.all()),
+                token.origin,
+                token.issued_at.astimezone(tz).isoformat(),
+                token.expires_at.astimezone(tz).isoformat(),
+                validity.days_left(token.expires_at, today),
+                getattr(token, STATUS_FIELD),
+                " ".join(c.email for c in token.contacts.all()),
+            ]
+            for token in queryset.iterator(chunk_size=500)
+        )
+        return exports.csv_response(header=CSV_COLUMNS, rows=rows, basename="jetons", dialect=dialect)
 
 
 # ------------------------------------------------------------------------------

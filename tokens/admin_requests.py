@@ -43,6 +43,24 @@ ACTIONS = {
 }
 
 
+def _with_changes(events) -> list[AccessRequestEvent]:
+    """Events with `changes`: the (label, old, new) values an update recorded, for the history table."""
+    labels = {**selectors.DIFF_LABELS, "privileges": _("Privilèges")}
+    events = list(events)
+    for event in events:
+        event.changes = [
+            (labels.get(name, name), _audit_text(change.get("old")), _audit_text(change.get("new")))
+            for name, change in (event.data or {}).get("changes", {}).items()
+        ]
+    return events
+
+
+def _audit_text(value) -> str:
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
 @admin.register(AccessRequest)
 class AccessRequestAdmin(admin.ModelAdmin):
     list_display = ("short_id", "client", "kind", "state_badge", "applicant", "submitted_at", "token_link")
@@ -193,7 +211,7 @@ class AccessRequestAdmin(admin.ModelAdmin):
         extra_context = {
             **(extra_context or {}),
             "diff": selectors.access_request_diff(access_request=obj),
-            "events": obj.events.select_related("actor"),
+            "events": _with_changes(obj.events.select_related("actor")),
             "thread": obj.messages.select_related("author"),
             "can_instruct": can_instruct,
             "can_decide": can_instruct and obj.state == AccessRequest.State.SUBMITTED and not conflict,

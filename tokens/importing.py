@@ -1050,6 +1050,38 @@ def _os_user() -> str:
         return ""
 
 
+class SecretsFileError(OSError):
+    """The --secrets-out file cannot be created (it exists, is a symbolic link, or its folder is not writable)."""
+
+
+def secrets_file_create(path: str):
+    """Open a new file for generated secrets: created here or not at all (never an existing file, never through a
+    symbolic link, O_CREAT|O_EXCL|O_NOFOLLOW), readable by its owner only (0600) from its creation."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise SecretsFileError(
+            f"--secrets-out {path} : ce chemin existe déjà (fichier ou lien symbolique)"
+        ) from None
+    except OSError as exc:
+        raise SecretsFileError(f"--secrets-out {path} : {exc.strerror}") from None
+    os.fchmod(fd, 0o600)  # whatever the umask
+    return open(fd, "w", encoding="utf-8", newline="")  # noqa: SIM115 -- the caller closes it
+
+
+def _secrets_file_discard(out, path: str) -> None:
+    """Close and remove the secrets file this run created (only if `path` still names that very file)."""
+    with contextlib.suppress(OSError):
+        created = os.fstat(out.fileno())
+        out.close()
+        current = os.lstat(path)
+        if (current.st_dev, current.st_ino) == (created.st_dev, created.st_ino):
+            os.unlink(path)
+    with contextlib.suppress(OSError):
+        out.close()
+
+
 class _Abort(Exception):
     pass
 
@@ -1093,7 +1125,9 @@ def tokens_import(
     now = timezone.now()
     run_key = secrets_module.token_bytes(32)
     pg = connection.vendor == "postgresql"
-    tmp_out = out = None
+    # Created before anything is written (a refused path imports nothing); removed again unless the import commits.
+    out = secrets_file_create(secrets_out) if secrets_out and not dry_run else None
+    kept = False
     executor = pending = None
     waited = [0.0]
 
@@ -1143,10 +1177,6 @@ def tokens_import(
                     on_error(1, str(exc))
                     result.errors += 1
                     raise _Abort from None
-                if secrets_out and not dry_run:
-                    tmp_out = f"{secrets_out}.{os.getpid()}.tmp"
-                    fd = os.open(tmp_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                    out = open(fd, "w", encoding="utf-8", newline="")  # noqa: SIM115 -- closed below
                 if pg:
                     # The worker gets its own cursor on the same (thread-safe) psycopg connection; this thread
                     # does not touch the database while a chunk is being written.
@@ -1212,16 +1242,16 @@ def tokens_import(
             if dry_run:
                 transaction.set_rollback(True)
             elif out is not None:
-                out.close()
-        if tmp_out and not result.errors and not dry_run:
-            os.replace(tmp_out, secrets_out)
-            tmp_out = None
+                out.flush()
+                os.fsync(out.fileno())  # on disk before the tokens they unlock are committed
+        kept = out is not None and not result.errors
     except _Abort:
         pass
     finally:
         sys.setswitchinterval(switch_interval)
-        if out is not None and not out.closed:
-            out.close()
-        if tmp_out and os.path.exists(tmp_out):
-            os.unlink(tmp_out)
+        if out is not None:
+            if kept:
+                out.close()
+            else:
+                _secrets_file_discard(out, secrets_out)
     return result

@@ -304,9 +304,11 @@ class TokenEvent(models.Model):
         REGENERATED = "regenerated", _("secret régénéré")
         SUPERSEDED = "superseded", _("remplacé")
         UPDATED = "updated", _("modifié")
+        PRIVILEGE_REMOVED = "privilege_removed", _("privilège supprimé du catalogue")
+        CONTACT_REMOVED = "contact_removed", _("contact supprimé")
 
     token = models.ForeignKey(Token, on_delete=models.CASCADE, related_name="events")
-    kind = models.CharField(max_length=16, choices=Kind.choices)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     at = models.DateTimeField(default=timezone.now)
     reason = models.TextField(blank=True)
@@ -446,6 +448,11 @@ class AccessRequest(models.Model):
     decided_at = models.DateTimeField(_("décidée le"), null=True, blank=True)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The field-by-field diff the instructor decided on, frozen at the decision (selectors.AccessRequestDiff data):
+    # the baseline (a token's contacts, a pre-filled request) may change afterwards, the evidence must not.
+    decision_diff = models.JSONField(
+        _("différences au moment de la décision"), null=True, blank=True, editable=False
     )
 
     objects = AccessRequestQuerySet.as_manager()

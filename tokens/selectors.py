@@ -376,13 +376,44 @@ class AccessRequestDiff:
     privileges_removed: list[str]
     privileges_kept: list[str]
 
+    frozen: bool = False  # read from the snapshot kept with the decision
+
     @property
     def changed_rows(self) -> list[DiffRow]:
         return [r for r in self.rows if r.changed] if self.baseline else []
 
+    def as_data(self) -> dict:
+        """JSON-ready form, kept with the decision (AccessRequest.decision_diff)."""
+        return {
+            "baseline": self.baseline,
+            "rows": [{"field": r.field, "before": r.before, "after": r.after} for r in self.rows],
+            "privileges_added": self.privileges_added,
+            "privileges_removed": self.privileges_removed,
+            "privileges_kept": self.privileges_kept,
+        }
 
-def access_request_diff(*, access_request: AccessRequest) -> AccessRequestDiff:
-    """Field by field against the request it was pre-filled from (else the token it is about)."""
+    @classmethod
+    def from_data(cls, data: dict) -> "AccessRequestDiff":
+        return cls(
+            baseline=data.get("baseline", ""),
+            rows=[
+                DiffRow(r["field"], DIFF_LABELS.get(r["field"], r["field"]), r.get("before"), r.get("after"))
+                for r in data.get("rows", [])
+            ],
+            privileges_added=list(data.get("privileges_added", [])),
+            privileges_removed=list(data.get("privileges_removed", [])),
+            privileges_kept=list(data.get("privileges_kept", [])),
+            frozen=True,
+        )
+
+
+def access_request_diff(*, access_request: AccessRequest, live: bool = False) -> AccessRequestDiff:
+    """Field by field against the request it was pre-filled from (else the token it is about).
+
+    A decided request answers with the diff kept with its decision (what the instructor saw), unless `live`.
+    """
+    if access_request.decision_diff and not live:
+        return AccessRequestDiff.from_data(access_request.decision_diff)
     after = access_request_snapshot(access_request=access_request)
     if access_request.prefilled_from is not None:
         baseline, before = "request", access_request_snapshot(access_request=access_request.prefilled_from)

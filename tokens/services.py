@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
@@ -28,8 +28,10 @@ from .models import (
 from .selectors import (
     SIGNUP_MAX_AGE,
     SIGNUP_SALT,
+    access_request_diff,
     access_request_missing,
     access_request_snapshot,
+    check_cache,
     emails_dedupe,
     instructor_conflict,
     instructor_emails,
@@ -158,6 +160,70 @@ def token_revoke(*, token: Token, by, reason: str) -> Token:
     TokenEvent.objects.create(token=token, kind=TokenEvent.Kind.REVOKED, actor=by, reason=reason)
     signals.token_revoked.send(sender=Token, token=token, by=by, reason=reason)
     return token
+
+
+# ------------------------------------------------------------------------------
+# Deletions that change tokens: each changed token gets its event, the token-check cache is emptied
+# ------------------------------------------------------------------------------
+
+
+def _require_perms(user, *perms: str) -> None:
+    if user is None or not user.has_perms(perms):
+        raise PermissionDenied("Vous n'avez pas les droits nécessaires pour cette suppression.")
+
+
+def _tokens_changed(*, token_ids: Sequence[int], kind: str, by, data: dict) -> None:
+    """One audit event per changed token; this process's token checks forgotten now and after commit."""
+    TokenEvent.objects.bulk_create(
+        [TokenEvent(token_id=pk, kind=kind, actor=by, data=data) for pk in token_ids], batch_size=1000
+    )
+    check_cache.clear()
+    transaction.on_commit(check_cache.clear)
+
+
+@transaction.atomic
+def privilege_delete(*, privilege: Privilege, by) -> int:
+    """Remove a privilege from the catalogue: every token holding it loses it, with an event. Returns their number.
+
+    Needs the privilege's delete permission, and the token change permission when tokens hold it. The privilege's
+    row is locked first: a token being issued with it at the same time waits, then fails on the deleted row.
+    """
+    _require_perms(by, "tokens.delete_privilege")
+    privilege = Privilege.objects.select_for_update().get(pk=privilege.pk)
+    links = Token.privileges.through.objects.filter(privilege=privilege)
+    token_ids = list(links.order_by("token_id").values_list("token_id", flat=True))
+    if token_ids:
+        _require_perms(by, "tokens.change_token")
+    _tokens_changed(
+        token_ids=token_ids,
+        kind=TokenEvent.Kind.PRIVILEGE_REMOVED,
+        by=by,
+        data={"privilege": privilege.code, "label": privilege.label},
+    )
+    privilege.delete()
+    return len(token_ids)
+
+
+@transaction.atomic
+def contact_delete(*, contact: Contact, by) -> int:
+    """Delete a contact: every token listing it loses it, with an event. Returns their number.
+
+    Needs the contact's delete permission, and the token change permission when tokens list it.
+    """
+    _require_perms(by, "tokens.delete_contact")
+    contact = Contact.objects.select_for_update().get(pk=contact.pk)
+    links = Token.contacts.through.objects.filter(contact=contact)
+    token_ids = list(links.order_by("token_id").values_list("token_id", flat=True))
+    if token_ids:
+        _require_perms(by, "tokens.change_token")
+    _tokens_changed(
+        token_ids=token_ids,
+        kind=TokenEvent.Kind.CONTACT_REMOVED,
+        by=by,
+        data={"contact": contact.email, "role": contact.role},
+    )
+    contact.delete()
+    return len(token_ids)
 
 
 # ==============================================================================
@@ -376,7 +442,13 @@ def access_request_update(*, access_request: AccessRequest, by, data: AccessRequ
     locked.privileges.set(data.privileges)
     after = access_request_snapshot(access_request=locked)
     changed = sorted(k for k in after if after[k] != before.get(k))
-    _event(locked, AccessRequestEvent.Kind.UPDATED, by=by, from_state=locked.state, data={"fields": changed})
+    _event(
+        locked,
+        AccessRequestEvent.Kind.UPDATED,
+        by=by,
+        from_state=locked.state,
+        data={"fields": changed, "changes": {k: {"old": before.get(k), "new": after[k]} for k in changed}},
+    )
     return locked
 
 
@@ -424,10 +496,11 @@ def access_request_refuse(*, access_request: AccessRequest, by, reason: str) -> 
     reason = _require_reason(reason)
     locked = _lock_for(access_request, "refuse")
     _require_no_conflict(by, locked)
+    locked.decision_diff = access_request_diff(access_request=locked, live=True).as_data()
     locked.state = AccessRequest.State.REFUSED
     locked.decided_at = locked.updated_at = timezone.now()
     locked.decided_by = by
-    locked.save(update_fields=["state", "decided_at", "decided_by", "updated_at"])
+    locked.save(update_fields=["state", "decided_at", "decided_by", "updated_at", "decision_diff"])
     _event(locked, AccessRequestEvent.Kind.REFUSED, by=by, from_state="submitted", reason=reason)
     _request_mail("refused", to=_applicant_email(locked), access_request=locked, reason=reason)
     return locked
@@ -478,6 +551,8 @@ def access_request_validate(
     _require_instructor(by)
     locked = _lock_for(access_request, "validate")
     _require_no_conflict(by, locked)
+    # The evidence, before the grant touches the baseline (the contacts it updates, the token it supersedes).
+    decision_diff = access_request_diff(access_request=locked, live=True).as_data()
     if revoke_previous:
         revoke_reason = _require_reason(revoke_reason)
         if locked.token is None:
@@ -513,7 +588,10 @@ def access_request_validate(
     locked.issued_token = new
     locked.decided_at = locked.updated_at = now
     locked.decided_by = by
-    locked.save(update_fields=["state", "issued_token", "decided_at", "decided_by", "updated_at"])
+    locked.decision_diff = decision_diff
+    locked.save(
+        update_fields=["state", "issued_token", "decided_at", "decided_by", "updated_at", "decision_diff"]
+    )
     _event(
         locked,
         AccessRequestEvent.Kind.VALIDATED,

@@ -429,7 +429,16 @@ def signup(request):
     if request.method == "POST":
         form = SignupForm(request.POST)
         if form.is_valid():
-            services.signup_link_send(email=form.cleaned_data["email"], next_url=next_url)
+            # Per client IP only here; per address, lookup and sending in a task (no account enumeration).
+            from portal.services import ACCOUNT_EMAIL_REQUESTS_PER_IP, SIGNUP_EMAIL, account_email_request
+            from tokenmgr import ratelimit
+
+            quota = ratelimit.hit("signup-ip", ratelimit.client_ip(request), ACCOUNT_EMAIL_REQUESTS_PER_IP)
+            if quota.exceeded:
+                response = render(request, "registration/too_many.html", {"rate_limited": quota}, status=429)
+                response["Retry-After"] = str(quota.reset)
+                return response
+            account_email_request(kind=SIGNUP_EMAIL, email=form.cleaned_data["email"], next_url=next_url)
             return render(request, "tokens/signup_sent.html", {"email": form.cleaned_data["email"]})
     else:
         form = SignupForm()

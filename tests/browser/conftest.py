@@ -31,20 +31,36 @@ def chromium():
         browser.close()
 
 
+def is_csp_violation(text: str) -> bool:
+    """Chromium reports each blocked script, style, image... on the console, naming the policy."""
+    return "Content Security Policy" in text
+
+
 @pytest.fixture
 def new_context(chromium):
-    """Factory of isolated browser sessions (one per person in a scenario)."""
+    """Factory of isolated browser sessions (one per person in a scenario).
+
+    A Content-Security-Policy violation reported on any page's console fails the test that loaded it.
+    """
     contexts = []
+    violations: list[str] = []
+
+    def on_console(message) -> None:
+        if is_csp_violation(message.text):
+            violations.append(f"{message.page.url if message.page else '?'}: {message.text}")
 
     def make():
         context = chromium.new_context(viewport={"width": 1280, "height": 1000}, locale="fr-FR")
         context.set_default_timeout(15_000)
+        context.on("console", on_console)
         contexts.append(context)
         return context
 
     yield make
     for context in contexts:
         context.close()
+    if violations:
+        pytest.fail("Content-Security-Policy violations:\n" + "\n".join(violations))
 
 
 def save_screenshot(page, name: str) -> None:

@@ -31,7 +31,7 @@ def holder(transactional_db):
     return user, token
 
 
-def test_login_link_end_to_end(page, live_server, holder, settings):
+def test_login_link_end_to_end(page, live_server, holder, settings, celery_eager):
     user, token = holder
     settings.SITE_URL = live_server.url
     page.goto(f"{live_server.url}/jetons/{token.public_id}/")
@@ -84,7 +84,7 @@ def test_password_login_errors_then_success(page, live_server, transactional_db)
     assert "Tableau de bord" in page.inner_text("main")
 
 
-def test_password_reset_and_english_login(page, live_server, holder, settings):
+def test_password_reset_and_english_login(page, live_server, holder, settings, celery_eager):
     user, _ = holder
     settings.SITE_URL = live_server.url
     page.goto(f"{live_server.url}/connexion/")

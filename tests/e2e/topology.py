@@ -183,6 +183,8 @@ class Topology:
                 "-n",
                 f"{name}@%h",
                 f"--concurrency={concurrency}",
+                "-Q",
+                "celery,webhooks",
                 "--loglevel=INFO",
                 "--without-gossip",
                 "--without-mingle",

@@ -297,9 +297,13 @@ def test_failed_delivery_backs_off_then_fails_and_replays(own_client, receiver, 
     assert webhooks.webhook_delivery_attempt(delivery_id=delivery.pk, now=now) == "pending"
     delivery.refresh_from_db()
     assert delivery.next_attempt_at == now + dt.timedelta(seconds=settings.WEBHOOK_BACKOFF_BASE_SECONDS)
+    # not due yet: nothing is sent
+    assert webhooks.webhook_delivery_attempt(delivery_id=delivery.pk, now=now) is None
+    now = delivery.next_attempt_at
     assert webhooks.webhook_delivery_attempt(delivery_id=delivery.pk, now=now) == "pending"
     delivery.refresh_from_db()
     assert delivery.next_attempt_at == now + dt.timedelta(seconds=2 * settings.WEBHOOK_BACKOFF_BASE_SECONDS)
+    now = delivery.next_attempt_at
     assert webhooks.webhook_delivery_attempt(delivery_id=delivery.pk, now=now) == "failed"
     assert WebhookAttempt.objects.filter(delivery=delivery).count() == 3
     assert [r[0]["X-Webhook-Id"] for r in receiver.requests] == [str(event.id)] * 3
@@ -315,6 +319,7 @@ def test_unreachable_endpoint_is_a_logged_attempt(own_client, settings, _no_brok
     assert webhooks.webhook_delivery_attempt(delivery_id=delivery.pk) == "pending"
     attempt = WebhookAttempt.objects.get(delivery=delivery)
     assert attempt.status_code is None and attempt.error
+    assert attempt.cause == WebhookAttempt.Cause.REFUSED and attempt.cause_label == "connexion refusée"
 
 
 def test_no_webhook_no_event(own_client):

@@ -1,8 +1,13 @@
-"""Rate-limit counters: exact in one process, pre-counted locally between round trips (tokenmgr/ratelimit.py)."""
+"""Rate-limit counters: exact in one process, pre-counted locally between round trips (tokenmgr/ratelimit.py), keyed
+on the real client IP."""
+
+import datetime as dt
 
 import pytest
+import time_machine
 
 from tokenmgr import ratelimit
+from tokenmgr.client_ip import parse_trusted_proxies
 
 NOW = 1_800_000_010.0  # 10 s into a window
 
@@ -98,3 +103,63 @@ def test_a_failed_round_trip_keeps_the_local_hits(settings, monkeypatch):
     monkeypatch.setattr(ratelimit, "_increment", real)
     # 1 synced + 32 counted locally + this one (the failed hit was not counted).
     assert _hits(counts, "rl:api:x", 10**6, 1) == [34]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-IP limits key on the real client IP (tokenmgr/client_ip.py)
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def privileges(client, settings, db):
+    settings.RATELIMIT_PRIVILEGES_PER_IP = 2
+    settings.RATELIMIT_LOCAL_BATCH = 0
+
+    def get(remote_addr: str, xff: str | None = None) -> int:
+        extra = {"REMOTE_ADDR": remote_addr}
+        if xff is not None:
+            extra["HTTP_X_FORWARDED_FOR"] = xff
+        return client.get("/v2/privileges", **extra).status_code
+
+    return get
+
+
+@time_machine.travel(dt.datetime(2026, 3, 10, 9, 0, 5, tzinfo=dt.UTC), tick=False)
+def test_a_spoofed_forwarded_for_changes_nothing_without_trusted_proxies(privileges):
+    codes = [privileges("198.51.100.7", xff=f"203.0.113.{i}") for i in range(4)]
+    assert codes == [401, 401, 429, 429]
+
+
+@time_machine.travel(dt.datetime(2026, 3, 10, 9, 0, 5, tzinfo=dt.UTC), tick=False)
+def test_clients_behind_a_trusted_proxy_have_their_own_limits(privileges, settings):
+    settings.TRUSTED_PROXIES = parse_trusted_proxies("10.0.0.0/8")
+    alice, bob = "203.0.113.1", "203.0.113.2"
+    assert [privileges("10.0.0.5", xff=alice) for _ in range(3)] == [401, 401, 429]
+    # Bob, through another proxy of the range, is not limited by Alice's requests.
+    assert privileges("10.0.0.6", xff=bob) == 401
+    # Alice cannot escape her limit by writing a left-most entry: the proxy appends her real address after it.
+    assert privileges("10.0.0.5", xff=f"192.0.2.99, {alice}") == 429
+    assert privileges("10.0.0.5", xff=f"{bob}, {alice}") == 429
+    # Nor can a peer that is not a trusted proxy speak for someone else.
+    assert privileges("198.51.100.7", xff=bob) == 401
+    assert privileges("198.51.100.7", xff=bob) == 401
+    assert privileges("198.51.100.7", xff=bob) == 429
+    assert privileges("10.0.0.6", xff=bob) == 401  # Bob's own count: his second request
+
+
+@time_machine.travel(dt.datetime(2026, 3, 10, 9, 0, 5, tzinfo=dt.UTC), tick=False)
+def test_decorated_limits_key_on_the_client_ip_too(client, settings, db):
+    settings.TRUSTED_PROXIES = parse_trusted_proxies("10.0.0.0/8")
+    settings.RATELIMIT_STATUS_PER_IP = 1
+    settings.RATELIMIT_LOCAL_BATCH = 0
+    url = "/api/watchdoge/dashboard/current_status"
+    first = client.get(url, REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="203.0.113.1")
+    assert first.status_code != 429 and first["RateLimit-Limit"] == "1"
+    assert client.get(url, REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="203.0.113.1").status_code == 429
+    assert client.get(url, REMOTE_ADDR="10.0.0.6", HTTP_X_FORWARDED_FOR="203.0.113.2").status_code != 429
+
+
+def test_exact_counters_over_long_windows():
+    quotas = [ratelimit.hit_exact("mail", "x", 3, window=3600, now=NOW) for _ in range(4)]
+    assert [q.remaining for q in quotas] == [2, 1, 0, -1] and quotas[-1].exceeded
+    assert 0 < quotas[0].reset <= 3600
+    assert not ratelimit.hit_exact("mail", "x", 3, window=3600, now=NOW + 3600).exceeded  # next window
+    assert not ratelimit.hit_exact("mail", "y", 3, window=3600, now=NOW).exceeded  # another ident

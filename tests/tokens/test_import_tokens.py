@@ -575,3 +575,95 @@ def test_switch_interval_is_restored(tmp_path):
     assert run(csv_file(tmp_path, row()))[0] == 0
     assert run(csv_file(tmp_path, "not,a,row"))[0] == 1
     assert sys.getswitchinterval() == before
+
+
+# ---------------------------------------------------------------- --secrets-out: a new private file, or nothing
+def _generating_csv(tmp_path) -> Path:
+    return csv_file(tmp_path, row(label="Sans secret 1"), row(label="Sans secret 2"))
+
+
+def test_secrets_out_refuses_an_existing_file(tmp_path):
+    target = tmp_path / "s.csv"
+    target.write_text("précieux\n")
+    before = counts()
+    code, out, err = run(_generating_csv(tmp_path), secrets_out=target)
+    assert code == 2
+    assert "existe déjà" in err and "rien n'a été importé" in err
+    assert len(err.strip().splitlines()) == 1
+    assert "imported" not in out
+    assert counts() == before
+    assert target.read_text() == "précieux\n"
+
+
+@pytest.mark.parametrize("dangling", [True, False])
+def test_secrets_out_refuses_a_symbolic_link(tmp_path, dangling):
+    victim = tmp_path / "victim"
+    if not dangling:
+        victim.write_text("intact\n")
+    link = tmp_path / "s.csv"
+    link.symlink_to(victim)
+    before = counts()
+    code, _, err = run(_generating_csv(tmp_path), secrets_out=link)
+    assert code == 2 and "rien n'a été importé" in err
+    assert counts() == before
+    assert link.is_symlink()
+    assert victim.exists() != dangling
+    if not dangling:
+        assert victim.read_text() == "intact\n"
+
+
+def test_secrets_out_is_created_0600_whatever_the_umask_without_temporary_file(tmp_path, monkeypatch):
+    opened = []
+    real_open = os.open
+
+    def spy(path, flags, *args, **kwargs):
+        opened.append((str(path), flags))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", spy)
+    source = _generating_csv(tmp_path)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    target = out_dir / "s.csv"
+    previous = os.umask(0)
+    try:
+        code, out, _ = run(source, secrets_out=target)
+    finally:
+        os.umask(previous)
+    assert code == 0 and "imported: 2" in out
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+    assert set(read_secrets(target)) == {2, 3}
+    assert os.listdir(out_dir) == ["s.csv"]
+    creating = [(p, f) for p, f in opened if f & os.O_CREAT]
+    assert creating == [(str(target), creating[0][1])]
+    assert creating[0][1] & os.O_EXCL and creating[0][1] & os.O_NOFOLLOW
+
+
+def test_secrets_out_is_removed_when_the_import_fails(tmp_path, monkeypatch):
+    target = tmp_path / "s.csv"
+    # A bad row: nothing imported, no file.
+    code, _, _ = run(csv_file(tmp_path, row(label="ok"), row(siret="1")), secrets_out=target)
+    assert code == 1 and not target.exists()
+
+    # A failure while writing (after secrets were written to the file): rolled back, file removed.
+    def broken(self):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(importing.ChunkWriter, "finish", broken)
+    before = counts()
+    code, _, err = run(_generating_csv(tmp_path), secrets_out=target)
+    assert code != 0 and "No space left on device" in err
+    assert counts() == before
+    assert not target.exists()
+    assert os.listdir(tmp_path) == [p.name for p in tmp_path.iterdir() if p.suffix == ".csv" and p != target]
+
+
+@pytest.mark.skipif(os.environ.get("DATABASE_URL", "").startswith("sqlite"), reason="needs a server database")
+def test_secrets_out_refusal_on_the_command_line(tmp_path):
+    target = tmp_path / "s.csv"
+    target.write_text("")
+    result = cli("import_tokens", str(_generating_csv(tmp_path)), "--secrets-out", str(target))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "existe déjà" in result.stderr
+    assert Token.objects.count() == 0

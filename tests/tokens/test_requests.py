@@ -7,6 +7,7 @@ import time_machine
 from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 
 from tests.factories import ClientFactory, ContactFactory, UserFactory, issue_token
 from tokens import selectors, services, validity
@@ -538,3 +539,95 @@ def test_plain_text_parts_are_not_html_escaped(
     assert "Cadre « juridique » & base" in message.body and "&amp;" not in message.body
     html = message.alternatives[0][0]
     assert "L&#x27;Oréal &amp; Fils &lt;Est&gt;" in html
+
+
+# ------------------------------------------------------------------------------
+# Audit: old and new values of updates, the diff kept with the decision
+# ------------------------------------------------------------------------------
+
+
+def test_update_event_records_old_and_new_values(client_, applicant, admin_client):
+    ar = new_request(client=client_, applicant=applicant)
+    changed = contacts()
+    changed["technical"]["phone"] = "06 00 00 00 00"
+    services.access_request_update(
+        access_request=ar,
+        by=applicant,
+        data=full_data(
+            label="Aides sociales 2027", privileges=privs("entreprises", "associations"), contacts=changed
+        ),
+    )
+    event = ar.events.get(kind="updated")
+    assert event.actor == applicant
+    assert event.data["fields"] == ["label", "privileges", "technical_phone"]
+    assert event.data["changes"] == {
+        "label": {"old": "Aides sociales", "new": "Aides sociales 2027"},
+        "privileges": {"old": ["entreprises", "etablissements"], "new": ["associations", "entreprises"]},
+        "technical_phone": {"old": "01 02 03 04 05", "new": "06 00 00 00 00"},
+    }
+    # The admin's history shows them.
+    html = admin_client.get(reverse("admin:tokens_accessrequest_change", args=[ar.pk])).content.decode()
+    assert (
+        '<strong>Intitulé du projet</strong> : <span class="ar-removed">Aides sociales</span> → '
+        '<span class="ar-added">Aides sociales 2027</span>'
+    ) in html
+    assert '<span class="ar-removed">entreprises, etablissements</span>' in html
+
+
+def test_an_update_changing_nothing_records_no_values(client_, applicant):
+    ar = new_request(client=client_, applicant=applicant)
+    services.access_request_update(access_request=ar, by=applicant, data=full_data())
+    assert ar.events.get(kind="updated").data == {"fields": [], "changes": {}}
+
+
+@pytest.fixture
+def renewal(client_, applicant):
+    """A renewal whose requester keeps their email but changes name: validation renames the shared contact."""
+    requester = ContactFactory(
+        client=client_, email="requester.x@example.org", name="Ancien Nom", role=Contact.Role.REQUESTER
+    )
+    token = issue_token(client=client_, contacts=[requester]).token
+    return submitted_request(client=client_, applicant=applicant, kind="renewal", token=token)
+
+
+def _row(diff, field):
+    return next((r.before, r.after) for r in diff.rows if r.field == field)
+
+
+def test_validated_diff_is_the_snapshot_taken_at_decision(renewal, instructor, admin_client):
+    before = selectors.access_request_diff(access_request=renewal)
+    assert _row(before, "requester_name") == ("Ancien Nom", "Requester x")
+    assert not before.frozen
+
+    services.access_request_validate(access_request=renewal, by=instructor)
+    renewal.refresh_from_db()
+    # The baseline moved: recomputed now, "before" would show the new value and the evidence would be lost.
+    assert _row(selectors.access_request_diff(access_request=renewal, live=True), "requester_name") == (
+        "Requester x",
+        "Requester x",
+    )
+    kept = selectors.access_request_diff(access_request=renewal)
+    assert kept.frozen
+    assert kept == selectors.AccessRequestDiff.from_data(before.as_data())
+    assert _row(kept, "requester_name") == ("Ancien Nom", "Requester x")
+
+    page = admin_client.get(reverse("admin:tokens_accessrequest_change", args=[renewal.pk]))
+    html = page.content.decode()
+    assert page.context["diff"].frozen and 'id="ar-diff-frozen"' in html
+    row = html[html.index('data-field="requester_name"') :].split("</tr>", 1)[0]
+    assert "<td>Ancien Nom</td><td>Requester x</td>" in row
+
+
+def test_refusal_keeps_the_diff_too(renewal, instructor):
+    expected = selectors.access_request_diff(access_request=renewal).as_data()
+    services.access_request_refuse(access_request=renewal, by=instructor, reason="Incomplet")
+    renewal.refresh_from_db()
+    assert renewal.state == AccessRequest.State.REFUSED
+    assert renewal.decision_diff == expected
+
+
+def test_sending_back_for_changes_keeps_a_live_diff(renewal, instructor):
+    services.access_request_request_changes(access_request=renewal, by=instructor, reason="Précisez.")
+    renewal.refresh_from_db()
+    assert renewal.decision_diff is None
+    assert not selectors.access_request_diff(access_request=renewal).frozen

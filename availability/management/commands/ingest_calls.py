@@ -1,4 +1,10 @@
-"""python manage.py ingest_calls PATH|-  (CONTRACT §3)."""
+"""python manage.py ingest_calls PATH|-  (CONTRACT §3).
+
+A file is counted once whatever happens: its content is identified by its SHA-256 and each chunk's counters are
+committed with the offset reached (availability.services.calls_file_ingest), so a run after a crash resumes where
+the last one stopped and a file already ingested adds nothing. Standard input cannot be read twice: it is counted
+in one transaction (a failed run counts nothing) and a content already ingested adds nothing either.
+"""
 
 import os
 import sys
@@ -6,23 +12,18 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from availability.services import calls_ingest
+from availability.services import AlreadyIngesting, calls_file_ingest, calls_stream_ingest
 
 
 class Progress:
     """A one-line progress display on stderr, only when it is a terminal, at most every half second."""
 
-    def __init__(self, stream, total_bytes: int | None):
+    def __init__(self, stream, source, total_bytes: int | None):
         self.stream = stream
+        self.source = source
         self.total_bytes = total_bytes
         self.started = self.last = time.monotonic()
-        self.bytes_read = 0
         self.line_number = 0
-
-    def count(self, lines):
-        for line in lines:
-            self.bytes_read += len(line)
-            yield line
 
     def __call__(self, line_number: int, rejected: int, *, final: bool = False) -> None:
         self.line_number = line_number
@@ -31,7 +32,9 @@ class Progress:
             return
         self.last = now
         rate = line_number / max(now - self.started, 1e-6)
-        share = f" {100 * self.bytes_read / self.total_bytes:5.1f} %" if self.total_bytes else ""
+        share = ""
+        if self.total_bytes:
+            share = f" {100 * min(self.source.tell(), self.total_bytes) / self.total_bytes:5.1f} %"
         self.stream.write(
             f"\r{line_number:>12,} lignes{share}  {rate:>10,.0f} lignes/s  {rejected:,} rejetées"
         )
@@ -41,7 +44,11 @@ class Progress:
 
 
 class Command(BaseCommand):
-    help = "Ingère des appels d'API (JSON Lines : timestamp, endpoint, status) dans les compteurs de disponibilité."
+    help = (
+        "Ingère des appels d'API (JSON Lines : timestamp, endpoint, status) dans les compteurs de disponibilité. "
+        "Un fichier n'est jamais compté deux fois : relancée après une interruption, la commande reprend après "
+        "le dernier lot enregistré ; un contenu déjà ingéré n'ajoute rien."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="fichier JSON Lines, ou - pour l'entrée standard")
@@ -57,21 +64,48 @@ class Command(BaseCommand):
                 raise CommandError(f"{path} : {exc.strerror}") from exc
             total = os.fstat(source.fileno()).st_size or None
         stderr = sys.stderr
-        progress = Progress(stderr, total) if stderr.isatty() else None
-        lines = progress.count(source) if progress else source
+        progress = Progress(stderr, source, total) if stderr.isatty() else None
 
         def on_error(number: int, reason: str) -> None:
             if progress:
                 stderr.write("\r\033[K")
             stderr.write(f"ligne {number} : {reason}\n")
 
+        ingest = calls_stream_ingest if path == "-" else calls_file_ingest
         try:
-            result = calls_ingest(lines=lines, on_error=on_error, progress=progress, chunk_lines=chunk_lines)
+            outcome = ingest(
+                source=source,
+                name="(entrée standard)" if path == "-" else path,
+                on_error=on_error,
+                progress=progress,
+                chunk_lines=chunk_lines,
+            )
+        except AlreadyIngesting:
+            raise CommandError(
+                "ce contenu est en cours d'ingestion par une autre commande (ou, pour l'entrée standard, a été "
+                "ingéré en partie depuis un fichier : relancez la commande sur ce fichier) ; rien n'a été compté."
+            ) from None
         finally:
             if source is not sys.stdin.buffer:
                 source.close()
-        if progress:
+        result = outcome.result
+        if progress and not outcome.already_done:
             progress(progress.line_number, result.rejected, final=True)
+        if outcome.already_done:
+            self.stdout.write(
+                f"contenu déjà ingéré (SHA-256 {outcome.fingerprint[:16]}…) : rien n'a été ajouté "
+                f"({outcome.total_accepted} appels comptés, {outcome.total_rejected} lignes rejetées alors)"
+            )
+            return
+        if outcome.resumed_at_line:
+            self.stdout.write(
+                f"reprise à la ligne {outcome.resumed_at_line} (lignes précédentes déjà comptées)"
+            )
         self.stdout.write(f"{result.accepted} appels comptés, {result.rejected} lignes rejetées")
-        if result.rejected:
+        if outcome.resumed_at_line:
+            self.stdout.write(
+                f"total du fichier : {outcome.total_accepted} appels comptés, "
+                f"{outcome.total_rejected} lignes rejetées"
+            )
+        if outcome.total_rejected:
             sys.exit(1)

@@ -5,7 +5,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tokens.importing import COLUMNS, one_line, tokens_import
+from tokens.importing import COLUMNS, SecretsFileError, one_line, tokens_import
 
 from .issue_token import one_line_parser
 
@@ -31,7 +31,8 @@ class Command(BaseCommand):
             "--secrets-out",
             default=None,
             metavar="PATH",
-            help="Fichier (créé en mode 0600) recevant « ligne,secret » pour chaque secret généré.",
+            help="Nouveau fichier (créé en mode 0600 ; un chemin existant ou un lien symbolique est refusé) "
+            "recevant « ligne,secret » pour chaque secret généré ; supprimé si l'import échoue.",
         )
 
     def handle(self, *args, **options):
@@ -61,6 +62,8 @@ class Command(BaseCommand):
                 on_progress=on_progress if interactive else None,
                 source_name="(entrée standard)" if path == "-" else path,
             )
+        except SecretsFileError as exc:
+            raise CommandError(f"{exc} ; rien n'a été importé.", returncode=2) from None
         except OSError as exc:
             raise CommandError(f"erreur d'entrée/sortie : {one_line(exc)}") from None
         finally:

@@ -1,0 +1,16 @@
+"""Content-Security-Policy on the responses a browser renders as a document."""
+
+from csp.middleware import CSPMiddleware
+
+
+class DocumentCSPMiddleware(CSPMiddleware):
+    """django-csp's middleware, skipping responses that are not HTML.
+
+    The policy only governs documents; django-csp builds the header anew for every response (about 150 µs), which
+    the JSON API — /v2/privileges is the hot path — would pay for nothing.
+    """
+
+    def process_response(self, request, response):
+        if not response.get("Content-Type", "").startswith("text/html"):
+            return response
+        return super().process_response(request, response)
