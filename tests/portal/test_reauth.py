@@ -120,14 +120,28 @@ def test_next_must_be_local(client, clock, member):
 
 
 def test_password_form_is_throttled(client, clock, member, own):
+    """Per-minute counters (tokenmgr.ratelimit) and the failed-password lock-out of every password form (axes)."""
+    _password_login(client, member)
+    clock.shift(dt.timedelta(minutes=16))
+    for _ in range(pages.PASSWORD_PER_USER - 1):
+        assert client.post(reverse("reauth"), {"password": "guess"}).status_code == 400
+    client.post(reverse("reauth"), {"password": "guess"})
+    refused = client.post(reverse("reauth"), {"password": PASSWORD})  # the right password included
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert "Trop de " in refused.content.decode()
+    assert client.get(reverse("portal_token_revoke", args=[own.token.public_id])).status_code == 302
+    clock.shift(dt.timedelta(minutes=16))  # the lock-out is over
+    assert client.post(reverse("reauth"), {"password": PASSWORD}).status_code == 303
+
+
+def test_per_minute_limit_of_the_password_form(client, clock, member, settings):
+    settings.AXES_FAILURE_LIMIT = 1000  # the per-minute counters alone
     _password_login(client, member)
     clock.shift(dt.timedelta(minutes=16))
     for _ in range(pages.PASSWORD_PER_USER):
         assert client.post(reverse("reauth"), {"password": "guess"}).status_code == 400
-    refused = client.post(reverse("reauth"), {"password": PASSWORD})  # the right password included
-    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
-    assert "Trop de tentatives" in refused.content.decode()
-    assert client.get(reverse("portal_token_revoke", args=[own.token.public_id])).status_code == 302
+    refused = client.post(reverse("reauth"), {"password": PASSWORD})
+    assert refused.status_code == 429 and "Trop de tentatives" in refused.content.decode()
     clock.shift(dt.timedelta(minutes=1))  # next window
     assert client.post(reverse("reauth"), {"password": PASSWORD}).status_code == 303
 
@@ -233,9 +247,12 @@ def test_a_reminder_link_session_never_counts(client, clock, member, own_client)
     assert other.get(revoke)["Location"] == _reauth_url(revoke)
 
 
-def test_a_login_link_asked_for_counts(client, clock, site, own_client, own):
+def test_a_login_link_asked_for_counts(
+    client, clock, site, own_client, own, celery_eager, django_capture_on_commit_callbacks
+):
     user = _linkless_member(own_client)
-    client.post(reverse("login_link_request"), {"email": user.email})
+    with django_capture_on_commit_callbacks(execute=True):  # the email is sent by a task
+        client.post(reverse("login_link_request"), {"email": user.email})
     assert len(mail.outbox) == 1
     link = re.search(r"https?://\S+/connexion/lien/\?\S+", mail.outbox[0].body).group(0)
     token = parse_qs(urlsplit(link).query)["token"][0]
@@ -262,13 +279,11 @@ def world(member, own_client, own):
 
 
 def _snapshot(world) -> tuple:
-    endpoint = WebhookEndpoint.objects.get(pk=world["endpoint"].pk)
     return (
         TokenEvent.objects.filter(kind__in=["revealed", "regenerated"]).count(),
         Token.objects.filter(revoked_at__isnull=False).count(),
         WebhookEndpoint.objects.count(),
-        endpoint.secret,
-        endpoint.disabled_at,
+        WebhookEndpoint.objects.filter(pk=world["endpoint"].pk).values_list("secret", "disabled_at").first(),
         CalendarFeed.objects.count(),
         get_user_model().objects.filter(password__startswith="!").count(),
     )
@@ -316,6 +331,12 @@ ACTIONS = {
         "post",
         reverse("portal_webhook_action", args=[w["endpoint"].pk]),
         {"action": "disable"},
+        reverse("portal_webhook", args=[w["endpoint"].pk]),
+    ),
+    "webhook_delete": lambda w: (
+        "post",
+        reverse("portal_webhook_action", args=[w["endpoint"].pk]),
+        {"action": "delete", "confirm": "on"},
         reverse("portal_webhook", args=[w["endpoint"].pk]),
     ),
     "calendar_key": lambda w: (
