@@ -466,7 +466,8 @@ def webhook_detail(request, pk):
 
 @login_required
 @recent_auth_required(
-    when=lambda request: request.POST.get("action") in ("disable", "rotate"), return_to="portal_webhook"
+    when=lambda request: request.POST.get("action") in ("disable", "delete", "rotate"),
+    return_to="portal_webhook",
 )
 @require_POST
 def webhook_action(request, pk):

@@ -149,7 +149,7 @@ def test_idempotency_keys_are_scoped_per_token(client):
 # ---------------------------------------------------------------- permission per token
 def test_a_superuser_member_does_not_grant_ingestion(client):
     issued = issue_token()
-    issued.token.client.members.add(UserFactory(is_superuser=True, is_staff=True))
+    ClientMembershipFactory(client=issued.token.client, user=UserFactory(is_superuser=True, is_staff=True))
     response = post(client, line(NOW), issued.secret)
     assert response.status_code == 403
     assert set(response.json()["errors"][0]) == {"code", "title", "detail"}

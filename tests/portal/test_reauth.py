@@ -18,7 +18,7 @@ from notifications.magic_links import SESSION_CLIENT_KEY
 from notifications.services import magic_link_scope
 from portal import reauth as pages
 from portal.models import CalendarFeed, WebhookEndpoint
-from tests.factories import ClientFactory, ContactFactory, issue_token
+from tests.factories import ClientFactory, ClientMembershipFactory, ContactFactory, issue_token
 from tokenmgr import reauth
 from tokens.models import Token, TokenEvent
 
@@ -42,7 +42,7 @@ def site(settings):
 
 
 def _password_login(http, user) -> None:
-    response = http.post(reverse("login"), {"username": user.username, "password": PASSWORD})
+    response = http.post(reverse("login"), {"username": user.email, "password": PASSWORD})
     assert response.status_code == 302, response.content.decode()[:500]
 
 
@@ -68,7 +68,7 @@ def _linkless_member(client_) -> object:
     user = get_user_model()(email="marie.curie@example.org")
     user.set_unusable_password()
     user.save()
-    client_.members.add(user)
+    ClientMembershipFactory(client=client_, user=user)
     return user
 
 
@@ -120,19 +120,29 @@ def test_next_must_be_local(client, clock, member):
 
 
 def test_password_form_is_throttled(client, clock, member, own):
+    """Per-minute counters (tokenmgr.ratelimit) and the failed-password lock-out of every password form (axes)."""
     _password_login(client, member)
     clock.shift(dt.timedelta(minutes=16))
     for _ in range(pages.PASSWORD_PER_USER - 1):
         assert client.post(reverse("reauth"), {"password": "guess"}).status_code == 400
-    # The tenth failure for this account from this client IP locks the pair, as on the login pages (django-axes).
-    assert client.post(reverse("reauth"), {"password": "guess"}).status_code == 429
+    client.post(reverse("reauth"), {"password": "guess"})
     refused = client.post(reverse("reauth"), {"password": PASSWORD})  # the right password included
     assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
-    assert "Trop de tentatives" in refused.content.decode()
+    assert "Trop de " in refused.content.decode()
     assert client.get(reverse("portal_token_revoke", args=[own.token.public_id])).status_code == 302
-    clock.shift(dt.timedelta(minutes=1))  # the per-minute counter's next window: the lock-out still holds
-    assert client.post(reverse("reauth"), {"password": PASSWORD}).status_code == 429
-    clock.shift(dt.timedelta(minutes=15))  # 15 minutes after the last counted failure
+    clock.shift(dt.timedelta(minutes=16))  # the lock-out is over
+    assert client.post(reverse("reauth"), {"password": PASSWORD}).status_code == 303
+
+
+def test_per_minute_limit_of_the_password_form(client, clock, member, settings):
+    settings.AXES_FAILURE_LIMIT = 1000  # the per-minute counters alone
+    _password_login(client, member)
+    clock.shift(dt.timedelta(minutes=16))
+    for _ in range(pages.PASSWORD_PER_USER):
+        assert client.post(reverse("reauth"), {"password": "guess"}).status_code == 400
+    refused = client.post(reverse("reauth"), {"password": PASSWORD})
+    assert refused.status_code == 429 and "Trop de tentatives" in refused.content.decode()
+    clock.shift(dt.timedelta(minutes=1))  # next window
     assert client.post(reverse("reauth"), {"password": PASSWORD}).status_code == 303
 
 
@@ -241,7 +251,7 @@ def test_a_login_link_asked_for_counts(
     client, clock, site, own_client, own, celery_eager, django_capture_on_commit_callbacks
 ):
     user = _linkless_member(own_client)
-    with django_capture_on_commit_callbacks(execute=True):  # the login link is sent by a task
+    with django_capture_on_commit_callbacks(execute=True):  # the email is sent by a task
         client.post(reverse("login_link_request"), {"email": user.email})
     assert len(mail.outbox) == 1
     link = re.search(r"https?://\S+/connexion/lien/\?\S+", mail.outbox[0].body).group(0)
@@ -269,13 +279,11 @@ def world(member, own_client, own):
 
 
 def _snapshot(world) -> tuple:
-    endpoint = WebhookEndpoint.objects.get(pk=world["endpoint"].pk)
     return (
         TokenEvent.objects.filter(kind__in=["revealed", "regenerated"]).count(),
         Token.objects.filter(revoked_at__isnull=False).count(),
         WebhookEndpoint.objects.count(),
-        endpoint.secret,
-        endpoint.disabled_at,
+        WebhookEndpoint.objects.filter(pk=world["endpoint"].pk).values_list("secret", "disabled_at").first(),
         CalendarFeed.objects.count(),
         get_user_model().objects.filter(password__startswith="!").count(),
     )
@@ -323,6 +331,12 @@ ACTIONS = {
         "post",
         reverse("portal_webhook_action", args=[w["endpoint"].pk]),
         {"action": "disable"},
+        reverse("portal_webhook", args=[w["endpoint"].pk]),
+    ),
+    "webhook_delete": lambda w: (
+        "post",
+        reverse("portal_webhook_action", args=[w["endpoint"].pk]),
+        {"action": "delete", "confirm": "on"},
         reverse("portal_webhook", args=[w["endpoint"].pk]),
     ),
     "calendar_key": lambda w: (
@@ -418,3 +432,15 @@ def test_migration_landing_stays_open_to_anonymous_visitors(client, world):
     client.force_login(world["client"].members.get())
     response = client.get(reverse("token_legacy_renew", args=[world["legacy"].public_id]))
     assert response.status_code == 200
+
+
+def test_an_admin_password_login_counts_too(client, clock, own_client, own):
+    staff = get_user_model().objects.create_user(
+        username="staff@tokenmgr.example", password=PASSWORD, is_staff=True
+    )
+    ClientMembershipFactory(client=own_client, user=staff)
+    response = client.post(
+        reverse("admin:login"), {"username": staff.email, "password": PASSWORD, "next": "/admin/"}
+    )
+    assert response.status_code == 302 and reauth.SESSION_KEY in client.session
+    assert client.get(reverse("portal_token_revoke", args=[own.token.public_id])).status_code == 200

@@ -266,9 +266,7 @@ def test_off_skips_the_second_factor(staff, settings):
 def test_portal_members_are_unaffected(db):
     member = UserFactory(email="claire@agglo.example.org")
     client = Client()
-    assert (
-        client.post(reverse("login"), {"username": member.email, "password": PASSWORD}).status_code == 302
-    )
+    assert client.post(reverse("login"), {"username": member.email, "password": PASSWORD}).status_code == 302
     assert client.get("/").status_code == 200
 
 
