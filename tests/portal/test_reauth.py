@@ -436,7 +436,7 @@ def test_migration_landing_stays_open_to_anonymous_visitors(client, world):
 
 def test_an_admin_password_login_counts_too(client, clock, own_client, own):
     staff = get_user_model().objects.create_user(
-        username="staff@tokenmgr.example", password=PASSWORD, is_staff=True
+        email="staff@tokenmgr.example", password=PASSWORD, is_staff=True
     )
     ClientMembershipFactory(client=own_client, user=staff)
     response = client.post(
