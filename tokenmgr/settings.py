@@ -160,6 +160,8 @@ AXES_COOLOFF_TIME = dt.timedelta(minutes=15)
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_CLIENT_IP_CALLABLE = "tokenmgr.login_throttle.client_ip_or_none"
 AXES_USERNAME_CALLABLE = "tokenmgr.login_throttle.username_key"
+# Both login forms post the address as "username" (Django's AuthenticationForm), whatever USERNAME_FIELD is.
+AXES_USERNAME_FORM_FIELD = "username"
 AXES_LOCKOUT_CALLABLE = "tokenmgr.login_throttle.lockout_response"
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 AXES_RESET_ON_SUCCESS = True

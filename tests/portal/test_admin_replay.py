@@ -27,7 +27,7 @@ def _replay(client, delivery):
 
 
 def test_replay_needs_the_change_permission(client, django_user_model, failed, _no_broker):
-    viewer = django_user_model.objects.create_user("viewer", "viewer@example.org", "x", is_staff=True)
+    viewer = django_user_model.objects.create_user("viewer@example.org", "x", is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_webhookdelivery"))
     client.force_login(viewer)
     page = client.get(CHANGELIST)
