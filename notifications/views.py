@@ -19,7 +19,7 @@ def magic_link_confirm(request, *, token, user):
         render(
             request,
             "notifications/magic_link_confirm.html",
-            {"token": token, "login_email": user.username, "action": request.get_full_path()},
+            {"token": token, "login_email": user.get_username(), "action": request.get_full_path()},
         )
     )
 
