@@ -35,6 +35,7 @@ from django.db.models import (
     PositiveSmallIntegerField,
     Q,
     Subquery,
+    TextField,
     Value,
     When,
     prefetch_related_objects,
@@ -206,7 +207,7 @@ def due_tokens(*, today: dt.date):
 
 
 def _contacts_by_token(token_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
-    """(email, role) of each token's contacts: one query for a whole batch."""
+    """(email, role) of each token's contacts: one query for a whole batch (SQLite, admin re-queueing)."""
     contacts: dict[int, list[tuple[str, str]]] = {}
     rows = Token.contacts.through.objects.filter(token_id__in=token_ids).values_list(
         "token_id", "contact__email", "contact__role"
@@ -254,12 +255,31 @@ def _insert(
     return out
 
 
-def _queue(due: list[tuple[int, dt.datetime, int, str]], now: dt.datetime) -> tuple[int, int]:
-    """Insert the ledger rows of `due` (token_id, expires_at, threshold, route) and their messages, one per
-    recipient. Three queries whatever the batch's size; returns (reminders, messages) inserted."""
-    contacts = _contacts_by_token([token_id for token_id, *_ in due])
+def _with_contacts(due_tokens_qs):
+    """On PostgreSQL, each due token's contacts as an array of 'role:email' in the same query: one probe of the
+    link table's (token, contact) index per due token. (A second query for the batch's contacts, `token_id IN
+    (…)`, was planned as a sequential scan of the whole link table: 0.6 s per batch for 1M tokens.)"""
+    from django.contrib.postgres.expressions import ArraySubquery
+    from django.db.models.functions import Concat
+
+    links = (
+        Token.contacts.through.objects.filter(token_id=OuterRef("pk"))
+        .annotate(entry=Concat("contact__role", Value(":"), "contact__email", output_field=TextField()))
+        .values("entry")
+    )
+    return due_tokens_qs.annotate(contact_list=ArraySubquery(links))
+
+
+def _queue(due: list[tuple], now: dt.datetime) -> tuple[int, int]:
+    """Insert the ledger rows of `due` (token_id, expires_at, threshold, route[, contacts as 'role:email']) and
+    their messages, one per recipient. Two queries (three without the contacts) whatever the batch's size; returns
+    (reminders, messages) inserted."""
+    if due and len(due[0]) == 5:
+        contacts = {row[0]: [tuple(reversed(e.split(":", 1))) for e in row[4]] for row in due}
+    else:
+        contacts = _contacts_by_token([row[0] for row in due])
     reminders, plans = [], {}
-    for token_id, expires_at, threshold, route in due:
+    for token_id, expires_at, threshold, route, *_ in due:
         recipients, to_admins = _recipients_with_fallback(contacts.get(token_id, ()))
         plans[token_id] = (recipients, to_admins)
         status, error = ("pending", "") if recipients else ("failed", NO_RECIPIENT)
@@ -301,11 +321,16 @@ def _queue(due: list[tuple[int, dt.datetime, int, str]], now: dt.datetime) -> tu
 
 def reminders_sweep(*, today: dt.date | None = None, batch_size: int | None = None) -> SweepResult:
     """Queue the reminders due on `today` (default: today in TIME_ZONE) with their messages, batch by batch of
-    tokens, four queries per batch (due tokens, their contacts, ledger rows, messages), each batch one transaction."""
+    tokens, each batch one transaction of three queries: due tokens with their contacts, ledger rows, messages
+    (on SQLite, a fourth one reads the contacts)."""
     started_at = timezone.now()
     today = today or validity.today()
     batch_size = batch_size or settings.REMINDER_SWEEP_BATCH
-    base = due_tokens(today=today).values_list("id", "expires_at", "due_threshold", "origin")
+    fields = ["id", "expires_at", "due_threshold", "origin"]
+    base = due_tokens(today=today)
+    if connection.vendor == "postgresql":
+        base, fields = _with_contacts(base), [*fields, "contact_list"]
+    base = base.values_list(*fields)
     queued = messages = batches = 0
     last: tuple[dt.datetime, int] | None = None
     while True:
