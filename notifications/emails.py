@@ -27,6 +27,8 @@ wire_bytes is separate and simpler: 0.08 ms per mail against 1.0 ms for Django's
 
 import datetime as dt
 import functools
+import hashlib
+import hmac
 import logging
 import re
 import uuid
@@ -369,9 +371,20 @@ def _text_part(content: str, mimetype: str) -> str:
     )
 
 
-def build_message(data: ReminderEmail, connection=None) -> ReminderMessage:
+def message_id(key: str) -> str:
+    """The Message-ID of the outbox message `key`: the same at every attempt, so that a message re-sent after its
+    worker died between the SMTP server's acceptance and the record of it is recognisably the same message (mail
+    clients show it once); keyed with SECRET_KEY so that it is unique across installations and reveals nothing."""
+    digest = hmac.new(settings.SECRET_KEY.encode(), key.encode(), hashlib.sha256).hexdigest()[:20]
+    return f"<{key}.{digest}@{_domain()}>"
+
+
+def _domain() -> str:
+    return urlsplit(settings.SITE_URL).hostname or "tokenmgr.localhost"
+
+
+def build_message(data: ReminderEmail, connection=None, msgid: str | None = None) -> ReminderMessage:
     subject, text, html = render_parts(data)
-    domain = urlsplit(settings.SITE_URL).hostname or "tokenmgr.localhost"
     message = ReminderMessage(
         subject=subject,
         body=text,
@@ -379,7 +392,7 @@ def build_message(data: ReminderEmail, connection=None) -> ReminderMessage:
         to=[data.recipient],
         connection=connection,
         headers={
-            "Message-ID": make_msgid(domain=domain),
+            "Message-ID": msgid or make_msgid(domain=_domain()),
             "X-Reminder-Threshold": str(data.threshold),
             "X-Reminder-Route": data.route,
             "X-Token-Id": data.token_public_id,

@@ -623,9 +623,8 @@ def _deliver_claimed(
                 _record_failure(rest, open_error, worker, result)
             break
         try:
-            email = emails.build_message(
-                _email_data(message, message.reminder.token, users, today), mailer.conn
-            )
+            data = _email_data(message, message.reminder.token, users, today)
+            email = emails.build_message(data, mailer.conn, msgid=emails.message_id(f"reminder.{message.pk}"))
         except Exception as exc:
             _record_failure(message, f"{type(exc).__name__}: {exc}", worker, result)
             continue

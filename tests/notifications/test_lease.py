@@ -151,3 +151,23 @@ def test_each_message_is_sent_once_across_repeated_deliveries(token_factory, tod
         assert services.reminders_deliver().sent == 0
     keys = [(m.extra_headers["X-Token-Id"], m.to[0]) for m in mail.outbox]
     assert len(keys) == len(set(keys)) == 6
+
+
+def test_a_message_resent_after_a_crash_keeps_its_message_id(token_factory, today, settings):
+    settings.EMAIL_BACKEND = f"{__name__}.CrashingBackend"
+    CrashingBackend.crash_after = 1
+    token_factory(30, contacts=2)
+    services.reminders_sweep(today=today)
+    with pytest.raises(Crash):
+        services.reminders_deliver()
+    # The first message went out but, as if the worker died before recording it, it is claimed again.
+    first = ReminderMessage.objects.order_by("id").first()
+    ReminderMessage.objects.filter(pk=first.pk).update(
+        status=ReminderStatus.SENDING, sent_at=None, lease_until=at(TODAY)
+    )
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    with later(settings.REMINDER_LEASE_SECONDS + 1):
+        assert services.reminders_deliver().sent == 2
+    ids = [m.extra_headers["Message-ID"] for m in mail.outbox]
+    assert len(ids) == 3 and ids[0] == ids[1] != ids[2]  # the re-sent one is recognisably the same message
+    assert set(ReminderMessage.objects.values_list("message_id", flat=True)) == set(ids)
