@@ -118,6 +118,9 @@ def parsed(raw: bytes):
         {"client_name": "Ligne\u2028séparée\x0bici"},
     ],
 )
+@time_machine.travel(
+    dt.datetime(2026, 3, 11, 7, 0, 0, tzinfo=dt.UTC), tick=False
+)  # one Date for both renderings
 def test_wire_bytes_is_what_django_sends(changes):
     message = emails.build_message(data(**changes))
     raw = message.wire_bytes()
