@@ -1,13 +1,16 @@
-"""Rendering of reminder emails (CONTRACT §4): one set of templates per route, the threshold in the context.
+"""Rendering of reminder emails: one set of templates per route, the threshold in the context.
+
+Each email goes to one recipient and names no one else: its own address, its own sign-in link (none for the ADMINS
+fallback), and only the number of the token's other contacts who received the same reminder in their own message.
 
 Templates: emails/reminder_<route>_subject.txt | _body.txt | _body.html. A threshold may override any part with
 emails/reminder_<route>_<threshold>_<part> (looked up first). The system check in checks.py renders every
 (threshold, route) pair at start-up. The .txt parts are rendered with autoescape off (plain text, not HTML).
 
 Speed (delivery sends thousands of these): the templates are rendered once per *shape* of email — route, threshold,
-days left, expiry date, fallback note, number of privileges / recipients / links, whether the label is empty, language —
-with unique slot markers in place of the per-mail strings; the result is cut at the markers into a skeleton, and each
-email is the skeleton joined with its own strings (HTML-escaped where the template escaped the marker). The first
+days left, expiry date, fallback note, number of privileges, whether the label is empty, whether there is a sign-in
+link, how many other recipients, language — with unique slot markers in place of the per-mail strings; the result
+is cut at the markers into a skeleton, and each email is the skeleton joined with its own strings (HTML-escaped where the template escaped the marker). The first
 email of each shape is also rendered in full and compared: a template that transforms a per-mail string (a filter
 other than escaping or `default`) makes that shape fall back to full rendering, so the output is always what Django
 renders. Messages sent over SMTP are serialised by `wire_bytes`, a direct MIME writer equal to Django's message()
@@ -24,10 +27,12 @@ wire_bytes is separate and simpler: 0.08 ms per mail against 1.0 ms for Django's
 
 import datetime as dt
 import functools
+import hashlib
+import hmac
 import logging
 import re
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from email import quoprimime
 from email.utils import formatdate, make_msgid
 from urllib.parse import urlsplit
@@ -62,12 +67,6 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class PersonalLink:
-    email: str
-    url: str
-
-
-@dataclass(frozen=True)
 class ReminderEmail:
     """Everything a reminder email shows; built from the database by services, or from samples by the check."""
 
@@ -80,9 +79,10 @@ class ReminderEmail:
     privileges: list[tuple[str, str]]  # (code, label)
     expires_on: dt.date
     days_left: int
-    recipients: list[str]
+    recipient: str  # the one address in To
     action_url: str
-    personal_links: list[PersonalLink] = field(default_factory=list)
+    personal_link: str = ""  # the recipient's own sign-in link (action_url + sesame token), or ""
+    other_recipients: int = 0  # how many other contacts got this reminder, each in a message of their own
     admins_fallback: bool = False
 
 
@@ -147,13 +147,11 @@ def _slot_values(data: ReminderEmail) -> dict[str, str]:
         "label": data.token_label,
         "prefix": data.token_prefix,
         "url": data.action_url,
+        "rcpt": data.recipient,
+        "link": data.personal_link,
     }
     for i, (code, label) in enumerate(data.privileges):
         values[f"pc{i}"], values[f"pl{i}"] = code, label
-    for i, email in enumerate(data.recipients):
-        values[f"rc{i}"] = email
-    for i, link in enumerate(data.personal_links):
-        values[f"le{i}"], values[f"lu{i}"] = link.email, link.url
     return values
 
 
@@ -168,8 +166,8 @@ def _shape(data: ReminderEmail, prefix: str) -> tuple:
         data.admins_fallback,
         bool(data.token_label),
         len(data.privileges),
-        len(data.recipients),
-        len(data.personal_links),
+        bool(data.personal_link),
+        data.other_recipients,
         translation.get_language(),
         settings.SITE_URL,
     )
@@ -184,10 +182,8 @@ def _slotted(data: ReminderEmail) -> ReminderEmail:
         token_prefix=_slot("prefix"),
         action_url=_slot("url"),
         privileges=[(_slot(f"pc{i}"), _slot(f"pl{i}")) for i in range(len(data.privileges))],
-        recipients=[_slot(f"rc{i}") for i in range(len(data.recipients))],
-        personal_links=[
-            PersonalLink(_slot(f"le{i}"), _slot(f"lu{i}")) for i in range(len(data.personal_links))
-        ],
+        recipient=_slot("rcpt"),
+        personal_link=_slot("link") if data.personal_link else "",
     )
 
 
@@ -375,17 +371,28 @@ def _text_part(content: str, mimetype: str) -> str:
     )
 
 
-def build_message(data: ReminderEmail, connection=None) -> ReminderMessage:
+def message_id(key: str) -> str:
+    """The Message-ID of the outbox message `key`: the same at every attempt, so that a message re-sent after its
+    worker died between the SMTP server's acceptance and the record of it is recognisably the same message (mail
+    clients show it once); keyed with SECRET_KEY so that it is unique across installations and reveals nothing."""
+    digest = hmac.new(settings.SECRET_KEY.encode(), key.encode(), hashlib.sha256).hexdigest()[:20]
+    return f"<{key}.{digest}@{_domain()}>"
+
+
+def _domain() -> str:
+    return urlsplit(settings.SITE_URL).hostname or "tokenmgr.localhost"
+
+
+def build_message(data: ReminderEmail, connection=None, msgid: str | None = None) -> ReminderMessage:
     subject, text, html = render_parts(data)
-    domain = urlsplit(settings.SITE_URL).hostname or "tokenmgr.localhost"
     message = ReminderMessage(
         subject=subject,
         body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
-        to=data.recipients,
+        to=[data.recipient],
         connection=connection,
         headers={
-            "Message-ID": make_msgid(domain=domain),
+            "Message-ID": msgid or make_msgid(domain=_domain()),
             "X-Reminder-Threshold": str(data.threshold),
             "X-Reminder-Route": data.route,
             "X-Token-Id": data.token_public_id,
@@ -410,7 +417,8 @@ def sample(route: str, threshold: int) -> ReminderEmail:
         privileges=[("entreprises", "Entreprises")],
         expires_on=dt.date(2027, 5, 20),
         days_left=threshold,
-        recipients=["contact@example.org"],
+        recipient="contact@example.org",
         action_url=url,
-        personal_links=[PersonalLink("contact@example.org", url + "?sesame=x")],
+        personal_link=url + "?sesame=x",
+        other_recipients=1,
     )

@@ -1,7 +1,12 @@
-"""Renewal reminders: one table that is both the ledger (what was decided) and the outbox (what is to be sent).
+"""Renewal reminders: the ledger (what was decided, one row per reminder) and the outbox (one message per recipient).
 
-A row is unique per (token, threshold, expires_at): a second sweep, a second beat or a redelivered task hits the
-constraint instead of sending twice. A new expiry (token renewed in place) starts a fresh series.
+A `Reminder` is unique per (token, threshold, expires_at): a second sweep, a second beat or a redelivered task hits
+the constraint instead of queueing twice. The sweep writes, in the same transaction, one `ReminderMessage` per
+recipient, unique per (reminder, email): each recipient gets a message of their own, sent once. A new expiry (token
+renewed in place) starts a fresh series.
+
+The ledger's status sums up its messages (see services.reminders_settle): pending while one is still to be sent,
+then sent (every message sent or cancelled), failed (one failed for good) or cancelled (all cancelled).
 """
 
 from django.db import models
@@ -14,19 +19,14 @@ from tokens.models import Origin, Token
 
 class ReminderStatus(models.TextChoices):
     PENDING = "pending", _("à envoyer")
-    SENDING = "sending", _("en cours d'envoi")  # claimed by a worker until lease_until
+    SENDING = "sending", _("en cours d'envoi")  # a message claimed by a worker until lease_until
     SENT = "sent", _("envoyé")
     FAILED = "failed", _("en échec")
     CANCELLED = "cancelled", _("annulé")
 
 
-class ReminderQuerySet(models.QuerySet):
-    def pending_due(self, now):
-        return self.filter(status=ReminderStatus.PENDING, next_attempt_at__lte=now)
-
-    def lease_expired(self, now):
-        """Rows a worker claimed and never settled (it crashed): claimable again."""
-        return self.filter(status=ReminderStatus.SENDING, lease_until__lte=now)
+# Messages still to be settled: their reminder is in progress.
+OPEN_STATUSES = (ReminderStatus.PENDING, ReminderStatus.SENDING)
 
 
 class Reminder(models.Model):
@@ -39,19 +39,12 @@ class Reminder(models.Model):
     status = models.CharField(
         _("état"), max_length=16, choices=ReminderStatus.choices, default=ReminderStatus.PENDING
     )
-    attempts = models.PositiveSmallIntegerField(_("tentatives"), default=0)
     last_error = models.TextField(_("dernière erreur"), blank=True)
-    next_attempt_at = models.DateTimeField(_("prochaine tentative"), default=timezone.now)
     sent_at = models.DateTimeField(_("envoyé le"), null=True, blank=True)
-    # Delivery claim: while `sending`, the row belongs to claimed_by until lease_until (then any worker may take it).
-    lease_until = models.DateTimeField(_("réservé jusqu'au"), null=True, blank=True)
-    claimed_by = models.CharField(_("réservé par"), max_length=64, blank=True, default="", db_default="")
-    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
+    # Normalized addresses of its messages, requester first (or the ADMINS when the token has no contact).
     recipients = models.JSONField(_("destinataires"), default=list, blank=True)
     created_at = models.DateTimeField(_("créé le"), default=timezone.now)
     updated_at = models.DateTimeField(_("modifié le"), default=timezone.now)
-
-    objects = ReminderQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("rappel de renouvellement")
@@ -63,23 +56,77 @@ class Reminder(models.Model):
             ),
         ]
         indexes = [
-            # The delivery claim: pending rows by due time; partial, so it stays tiny.
-            models.Index(
-                fields=["next_attempt_at", "id"],
-                name="reminder_pending_due_idx",
-                condition=Q(status="pending"),
-            ),
-            # Crashed workers' claims, by lease end.
-            models.Index(
-                fields=["lease_until", "id"],
-                name="reminder_sending_lease_idx",
-                condition=Q(status="sending"),
-            ),
+            # Reminders in progress (their settlement after a crashed worker); partial, so it stays tiny.
+            models.Index(fields=["id"], name="reminder_open_idx", condition=Q(status="pending")),
             models.Index(fields=["status", "threshold"], name="reminder_status_idx"),
         ]
 
     def __str__(self) -> str:
         return f"J-{self.threshold} — {self.token_id} ({self.get_status_display()})"
+
+
+class ReminderMessageQuerySet(models.QuerySet):
+    def pending_due(self, now):
+        return self.filter(status=ReminderStatus.PENDING, next_attempt_at__lte=now)
+
+    def lease_expired(self, now):
+        """Messages a worker claimed and never settled (it crashed): claimable again."""
+        return self.filter(status=ReminderStatus.SENDING, lease_until__lte=now)
+
+
+class ReminderMessage(models.Model):
+    """The outbox: one reminder to one recipient. Claimed under a lease, sent, settled right after its send."""
+
+    # No index of its own: the (reminder, email) constraint's index starts with it.
+    reminder = models.ForeignKey(
+        Reminder,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        verbose_name=_("rappel"),
+        db_index=False,
+    )
+    email = models.CharField(_("destinataire"), max_length=254)  # normalized (accounts.identity)
+    to_admins = models.BooleanField(_("aux administrateurs"), default=False)  # the token had no contact
+    status = models.CharField(
+        _("état"), max_length=16, choices=ReminderStatus.choices, default=ReminderStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(_("tentatives"), default=0)
+    last_error = models.TextField(_("dernière erreur"), blank=True)
+    next_attempt_at = models.DateTimeField(_("prochaine tentative"), default=timezone.now)
+    # Delivery claim: while `sending`, the row belongs to claimed_by until lease_until (then any worker may take it).
+    lease_until = models.DateTimeField(_("réservé jusqu'au"), null=True, blank=True)
+    claimed_by = models.CharField(_("réservé par"), max_length=64, blank=True, default="")
+    sent_at = models.DateTimeField(_("envoyé le"), null=True, blank=True)
+    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("créé le"), default=timezone.now)
+    updated_at = models.DateTimeField(_("modifié le"), default=timezone.now)
+
+    objects = ReminderMessageQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("message de rappel")
+        verbose_name_plural = _("messages de rappel")
+        ordering = ["reminder_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["reminder", "email"], name="reminder_message_once_per_recipient"),
+        ]
+        indexes = [
+            # The delivery claim: pending messages by due time; partial, so it stays tiny.
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                name="reminder_msg_pending_due_idx",
+                condition=Q(status="pending"),
+            ),
+            # Crashed workers' claims, by lease end.
+            models.Index(
+                fields=["lease_until", "id"],
+                name="reminder_msg_sending_idx",
+                condition=Q(status="sending"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.get_status_display()})"
 
 
 class SweepRun(models.Model):

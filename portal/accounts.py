@@ -144,7 +144,12 @@ def login_link(request):
             render(request, "registration/login_link_invalid.html", {"login_url": login_url}, status=403)
         )
     if request.method == "GET":
-        if request.user.is_authenticated and request.user.pk == user.pk:
+        # Already signed in as that user, fully (a session opened by a reminder's link signs in again, fully).
+        if (
+            request.user.is_authenticated
+            and request.user.pk == user.pk
+            and getattr(request, "magic_link_client_id", None) is None
+        ):
             return HttpResponseRedirect(next_url or settings.LOGIN_REDIRECT_URL)
         return _private(
             render(

@@ -285,7 +285,7 @@ class Topology:
         raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
     def headers(
-        self, names=("Message-ID", "X-Token-Id", "X-Reminder-Threshold", "X-Reminder-Route")
+        self, names=("Message-ID", "To", "X-Token-Id", "X-Reminder-Threshold", "X-Reminder-Route")
     ) -> list[dict]:
         """The named headers of every message in the sink, with the file's mtime (when the sink stored it)."""
         if not self.maildir.exists():
@@ -306,8 +306,11 @@ class Topology:
         out = self.manage("issue_token", "--siret", siret, "--privileges", privileges).stdout
         return out.strip().splitlines()[-1]
 
-    def import_due_tokens(self, count: int, *, days_left: int = 10, siret: str = "13002526500013") -> None:
-        """`count` tokens (one distinct contact each) expiring in about `days_left` days, through import_tokens."""
+    def import_due_tokens(
+        self, count: int, *, days_left: int = 10, siret: str = "13002526500013", contacts: int = 1
+    ) -> None:
+        """`count` tokens (`contacts` distinct contacts each) expiring in about `days_left` days, through
+        import_tokens."""
         issued_on = issued_on_for(days_left)
         path = self.base / f"import-{time.monotonic_ns()}.csv"
         with path.open("w", newline="", encoding="utf-8") as f:
@@ -325,7 +328,7 @@ class Topology:
                         "entreprises",
                         at.isoformat(),
                         "api_gouv",
-                        f"holder{i}@e2e.example",
+                        " ".join(f"holder{i}.{k}@e2e.example" for k in range(contacts)),
                         "",
                     ]
                 )
@@ -334,13 +337,26 @@ class Topology:
     def ledger(self) -> list[dict]:
         """Every reminder row with its token's public id."""
         rows = self.sql(
-            "SELECT t.public_id, r.threshold, r.status, r.attempts, "
-            "coalesce(extract(epoch FROM r.sent_at)::text, ''), r.message_id "
+            "SELECT t.public_id, r.threshold, r.status, coalesce(extract(epoch FROM r.sent_at)::text, '') "
             "FROM notifications_reminder r JOIN tokens_token t ON t.id = r.token_id"
         )
-        keys = ("token", "threshold", "status", "attempts", "sent_at", "message_id")
+        keys = ("token", "threshold", "status", "sent_at")
         return [
-            {**dict(zip(keys, row, strict=True)), "sent_at": float(row[4]) if row[4] else None}
+            {**dict(zip(keys, row, strict=True)), "sent_at": float(row[3]) if row[3] else None}
+            for row in rows
+        ]
+
+    def outbox(self) -> list[dict]:
+        """Every reminder message (one per reminder and recipient) with its token's public id and threshold."""
+        rows = self.sql(
+            "SELECT t.public_id, r.threshold, m.email, m.status, m.attempts, "
+            "coalesce(extract(epoch FROM m.sent_at)::text, ''), m.message_id "
+            "FROM notifications_remindermessage m JOIN notifications_reminder r ON r.id = m.reminder_id "
+            "JOIN tokens_token t ON t.id = r.token_id"
+        )
+        keys = ("token", "threshold", "email", "status", "attempts", "sent_at", "message_id")
+        return [
+            {**dict(zip(keys, row, strict=True)), "sent_at": float(row[5]) if row[5] else None}
             for row in rows
         ]
 

@@ -1,4 +1,5 @@
-"""Delivery: recipients, email content and headers, failures with backoff, the command, the check, the admin."""
+"""Delivery: one message per recipient, email content and headers, failures with backoff, the command, the check,
+the admin."""
 
 import datetime as dt
 import smtplib
@@ -12,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from notifications import checks, services
-from notifications.models import Reminder, ReminderStatus
+from notifications.models import Reminder, ReminderMessage, ReminderStatus
 from tests.factories import ClientFactory, ContactFactory, UserFactory
 from tokenmgr.celery import app as celery_app
 from tokens.models import Contact
@@ -42,19 +43,48 @@ def text_of(message) -> str:
 
 
 # -- recipients -------------------------------------------------------------------------------------------------------
-def test_all_contacts_in_to_deduplicated_case_insensitively(token_factory, today):
+def test_one_message_per_recipient_deduplicated_by_normalized_address(token_factory, today):
     client = ClientFactory()
     contacts = [
-        ContactFactory(client=client, email="Alice@Example.org", role=Contact.Role.REQUESTER),
-        ContactFactory(client=client, email="alice@example.ORG", role=Contact.Role.TECHNICAL),
         ContactFactory(client=client, email="bob@example.org", role=Contact.Role.BUSINESS),
+        ContactFactory(client=client, email="Alice@Example.org", role=Contact.Role.REQUESTER),
+        ContactFactory(client=client, email="alice@example.ORG ", role=Contact.Role.TECHNICAL),
+        ContactFactory(client=client, email="not an address", role=Contact.Role.TECHNICAL),
     ]
     issued, result = deliver_one(token_factory, today, 30, client=client, contacts=contacts)
-    assert result.sent == 1
-    (message,) = mail.outbox
-    assert message.to == ["alice@example.org", "bob@example.org"]  # contacts are stored normalized
-    assert message.cc == [] and message.bcc == []
-    assert Reminder.objects.get().recipients == ["alice@example.org", "bob@example.org"]
+    assert result.sent == 2
+    # Requester first, each address once in its normalized form, each in a message of its own.
+    assert [m.to for m in mail.outbox] == [["alice@example.org"], ["bob@example.org"]]
+    assert all(m.cc == [] and m.bcc == [] and m.reply_to == [] for m in mail.outbox)
+    reminder = Reminder.objects.get()
+    assert reminder.recipients == ["alice@example.org", "bob@example.org"]
+    assert reminder.status == ReminderStatus.SENT and reminder.sent_at is not None
+    assert sorted(reminder.messages.values_list("email", "status")) == [
+        ("alice@example.org", "sent"),
+        ("bob@example.org", "sent"),
+    ]
+
+
+def test_look_alike_addresses_are_different_recipients(token_factory, today):
+    client = ClientFactory()
+    R, T, B = Contact.Role.REQUESTER, Contact.Role.TECHNICAL, Contact.Role.BUSINESS
+    look_alikes = [
+        ("jose@example.org", R),
+        ("Jose@EXAMPLE.org", T),  # ASCII case only: the same person
+        ("jose@exаmple.org", T),  # Cyrillic а: another domain (xn--), another person
+        ("jose@exémple.org", T),
+        ("jose@EXéMPLE.org", B),  # the same as the previous one, ASCII case aside
+        ("jose@exÉmple.org", R),  # É is no IDNA 2008 letter (no case mapping): not an address, left out
+    ]
+    contacts = [ContactFactory(client=client, email=email, role=role) for email, role in look_alikes]
+    issued, result = deliver_one(token_factory, today, 30, client=client, contacts=contacts)
+    assert result.sent == 3
+    assert sorted(m.to[0] for m in mail.outbox) == [
+        "jose@example.org",
+        "jose@xn--exmple-4nf.org",
+        "jose@xn--exmple-cva.org",
+    ]
+    assert all(len(m.to) == 1 for m in mail.outbox)
 
 
 def test_no_contact_goes_to_admins_with_a_note(token_factory, today):
@@ -84,7 +114,7 @@ def test_email_for_every_threshold_and_route(token_factory, today, route, thresh
     assert message.extra_headers["X-Reminder-Threshold"] == str(threshold)
     assert message.extra_headers["X-Reminder-Route"] == route
     assert message.extra_headers["X-Token-Id"] == str(token.public_id)
-    assert message.message()["Message-ID"] == Reminder.objects.get().message_id
+    assert message.message()["Message-ID"] == ReminderMessage.objects.get().message_id
     html = message.alternatives[0]
     assert html[1] == "text/html"
     expiry = today + dt.timedelta(days=threshold)
@@ -128,8 +158,9 @@ def test_no_secret_in_any_email(db, settings):
             )
             secrets.append(issued.secret)
         services.reminders_sweep(today=day)
-        assert services.reminders_deliver().sent == 6
-    assert len(mail.outbox) == 6
+        # 0, 1 or 2 contacts: the ADMINS, one or two messages.
+        assert services.reminders_deliver().sent == 8
+    assert len(mail.outbox) == 8
     for message in mail.outbox:
         raw = message.message().as_string()
         dump = raw + text_of(message) + message.subject
@@ -139,7 +170,7 @@ def test_no_secret_in_any_email(db, settings):
 
 
 # -- failures ---------------------------------------------------------------------------------------------------------
-def test_smtp_down_keeps_rows_pending_with_bounded_backoff_then_failed(token_factory, today, settings):
+def test_smtp_down_keeps_messages_pending_with_bounded_backoff_then_failed(token_factory, today, settings):
     settings.EMAIL_BACKEND = "tests.notifications.test_delivery.RefusingBackend"
     settings.REMINDER_MAX_ATTEMPTS = 4
     token_factory(30)
@@ -150,24 +181,72 @@ def test_smtp_down_keeps_rows_pending_with_bounded_backoff_then_failed(token_fac
         for attempt in range(1, 5):
             result = services.reminders_deliver()
             assert (result.sent, result.failed) == (0, 1)
-            reminder = Reminder.objects.get()
-            assert reminder.attempts == attempt and "Connection refused" in reminder.last_error
-            assert reminder.sent_at is None
+            message = ReminderMessage.objects.get()
+            assert message.attempts == attempt and "Connection refused" in message.last_error
+            assert message.sent_at is None
             if attempt < 4:
-                assert reminder.status == ReminderStatus.PENDING
-                delays.append(reminder.next_attempt_at - now)
+                assert message.status == ReminderStatus.PENDING
+                assert Reminder.objects.get().status == ReminderStatus.PENDING
+                delays.append(message.next_attempt_at - now)
                 assert services.reminders_deliver().failed == 0  # not due before its backoff
-                now = reminder.next_attempt_at
+                now = message.next_attempt_at
                 traveller.move_to(now)
     assert delays == [dt.timedelta(minutes=1), dt.timedelta(minutes=5), dt.timedelta(minutes=25)]
-    assert Reminder.objects.get().status == ReminderStatus.FAILED
+    assert ReminderMessage.objects.get().status == ReminderStatus.FAILED
+    reminder = Reminder.objects.get()
+    assert reminder.status == ReminderStatus.FAILED and "Connection refused" in reminder.last_error
     assert services.retry_delay(20) == dt.timedelta(seconds=settings.REMINDER_RETRY_MAX_SECONDS)
     # Re-queued from the admin, then sent once SMTP is back.
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    assert services.reminders_requeue(reminder_ids=[Reminder.objects.get().pk]) == 1
+    assert services.reminders_requeue(reminder_ids=[reminder.pk]) == 1
+    assert Reminder.objects.get().status == ReminderStatus.PENDING
     assert services.reminders_deliver().sent == 1
     assert Reminder.objects.get().status == ReminderStatus.SENT
     assert len(mail.outbox) == 1
+
+
+class RefusingOneRecipient(BaseEmailBackend):
+    """An SMTP server that refuses one address (550) and accepts the others."""
+
+    refused = "bob@example.org"
+
+    def send_messages(self, messages):
+        for message in messages:
+            if self.refused in message.recipients():
+                raise smtplib.SMTPRecipientsRefused({self.refused: (550, b"mailbox unavailable")})
+        mail.outbox.extend(messages)
+        return len(messages)
+
+
+def test_a_refused_recipient_retries_only_its_own_message(token_factory, today, settings):
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingOneRecipient"
+    client = ClientFactory()
+    contacts = [
+        ContactFactory(client=client, email="alice@example.org", role=Contact.Role.REQUESTER),
+        ContactFactory(client=client, email="bob@example.org"),
+        ContactFactory(client=client, email="carol@example.org"),
+    ]
+    token_factory(30, client=client, contacts=contacts)
+    services.reminders_sweep(today=today)
+    result = services.reminders_deliver()
+    assert (result.sent, result.failed) == (2, 1)
+    assert sorted(m.to[0] for m in mail.outbox) == ["alice@example.org", "carol@example.org"]
+    states = dict(ReminderMessage.objects.values_list("email", "status"))
+    assert states == {"alice@example.org": "sent", "bob@example.org": "pending", "carol@example.org": "sent"}
+    bob = ReminderMessage.objects.get(email="bob@example.org")
+    assert "SMTPRecipientsRefused" in bob.last_error and bob.attempts == 1
+    assert Reminder.objects.get().status == ReminderStatus.PENDING  # not done while one message is open
+    # The retry, once its backoff elapsed and the mailbox is back: only Bob's message goes out.
+    RefusingOneRecipient.refused = "nobody@example.org"
+    try:
+        with time_machine.travel(bob.next_attempt_at, tick=False):
+            assert services.reminders_deliver().sent == 1
+    finally:
+        RefusingOneRecipient.refused = "bob@example.org"
+    assert [m.to for m in mail.outbox[2:]] == [["bob@example.org"]]
+    reminder = Reminder.objects.get()
+    assert reminder.status == ReminderStatus.SENT and reminder.last_error == ""
+    assert len(mail.outbox) == 3
 
 
 # -- command, check, beat, admin --------------------------------------------------------------------------------------
@@ -227,11 +306,13 @@ def test_tasks_are_thin_and_idempotent(token_factory, today, django_capture_on_c
 
 
 def test_admin_lists_filters_searches_and_requeues(token_factory, today, client):
-    issued = token_factory(30)
+    issued = token_factory(30, contacts=2)
     services.reminders_sweep(today=today)
     reminder = Reminder.objects.get()
-    reminder.status = ReminderStatus.FAILED
-    reminder.save()
+    Reminder.objects.update(status=ReminderStatus.FAILED)
+    first, second = reminder.messages.order_by("id")
+    ReminderMessage.objects.filter(pk=first.pk).update(status=ReminderStatus.FAILED, attempts=6)
+    ReminderMessage.objects.filter(pk=second.pk).update(status=ReminderStatus.SENT)
     admin = UserFactory(is_staff=True, is_superuser=True)
     client.force_login(admin)
     url = reverse("admin:notifications_reminder_changelist")
@@ -245,7 +326,49 @@ def test_admin_lists_filters_searches_and_requeues(token_factory, today, client)
         response = client.get(url + query)
         assert response.status_code == 200
         assert issued.token.secret_prefix in response.content.decode()
+    # The ledger row shows its messages, one per recipient.
+    page = client.get(reverse("admin:notifications_reminder_change", args=[reminder.pk])).content.decode()
+    assert first.email in page and second.email in page
     response = client.post(url, {"action": "requeue", "_selected_action": [reminder.pk]}, follow=True)
-    assert response.status_code == 200
-    reminder.refresh_from_db()
-    assert reminder.status == ReminderStatus.PENDING and reminder.attempts == 0
+    assert response.status_code == 200 and "1 message remis en file" in response.content.decode()
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == ReminderStatus.PENDING and first.attempts == 0
+    assert second.status == ReminderStatus.SENT  # only failed messages go back
+    assert Reminder.objects.get().status == ReminderStatus.PENDING
+    assert services.reminders_deliver().sent == 1
+    assert [m.to for m in mail.outbox] == [[first.email]]
+    assert Reminder.objects.get().status == ReminderStatus.SENT
+
+
+def test_admin_requeues_failed_messages(token_factory, today, client):
+    token_factory(30, contacts=2)
+    services.reminders_sweep(today=today)
+    Reminder.objects.update(status=ReminderStatus.FAILED)
+    ReminderMessage.objects.update(status=ReminderStatus.FAILED, attempts=6)
+    failed = ReminderMessage.objects.order_by("id").first()
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    url = reverse("admin:notifications_remindermessage_changelist")
+    for query in ("", "?status__exact=failed", f"?q={failed.email}"):
+        response = client.get(url + query)
+        assert response.status_code == 200 and failed.email in response.content.decode()
+    client.post(url, {"action": "requeue", "_selected_action": [failed.pk]}, follow=True)
+    assert dict(ReminderMessage.objects.values_list("pk", "status")) == {
+        m.pk: ("pending" if m.pk == failed.pk else "failed") for m in ReminderMessage.objects.all()
+    }
+    assert Reminder.objects.get().status == ReminderStatus.PENDING
+    assert services.reminders_deliver().sent == 1
+    assert Reminder.objects.get().status == ReminderStatus.FAILED  # the other message still failed
+
+
+def test_a_reminder_without_any_recipient_gets_them_when_requeued(token_factory, today, settings):
+    settings.ADMINS = []
+    token_factory(30, contacts=0)
+    services.reminders_sweep(today=today)
+    reminder = Reminder.objects.get()
+    assert reminder.status == ReminderStatus.FAILED and not reminder.messages.exists()
+    settings.ADMINS = [("Admin", "Admin@Example.gouv.fr")]
+    assert services.reminders_requeue(reminder_ids=[reminder.pk]) == 1
+    assert services.reminders_deliver().sent == 1
+    assert [m.to for m in mail.outbox] == [["admin@example.gouv.fr"]]
+    assert Reminder.objects.get().status == ReminderStatus.SENT

@@ -1,6 +1,7 @@
 """End to end with real parts: a Celery worker process on the real Redis broker, a real SMTP server on loopback.
 
-SMTP down → rows stay pending (attempts counted, nothing marked sent); SMTP back → each reminder is sent once.
+SMTP down → messages stay pending (attempts counted, nothing marked sent); SMTP back → each reminder is sent once to
+each recipient, in a message of their own.
 """
 
 import contextlib
@@ -18,7 +19,7 @@ from aiosmtpd.controller import Controller
 from django.db import connection
 
 from notifications import tasks
-from notifications.models import Reminder, ReminderStatus
+from notifications.models import Reminder, ReminderMessage, ReminderStatus
 from tokenmgr.celery import app as celery_app
 from tokens import validity
 
@@ -117,7 +118,7 @@ def worker(tmp_path):
 
 
 def states():
-    return list(Reminder.objects.order_by("id").values_list("status", "attempts", "sent_at"))
+    return list(ReminderMessage.objects.order_by("id").values_list("status", "attempts", "sent_at"))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -132,11 +133,11 @@ def test_worker_delivers_to_smtp_and_survives_smtp_down(worker):
     tasks.sweep_reminders.apply_async(kwargs={"today": today.isoformat()}, connection=worker["conn"])
     # Attempts are counted when a row is claimed (status `sending`): wait until each failure is settled back to pending.
     wait_for(
-        lambda: len(states()) == 2 and all(s == ReminderStatus.PENDING and a >= 1 for s, a, _ in states()),
+        lambda: len(states()) == 4 and all(s == ReminderStatus.PENDING and a >= 1 for s, a, _ in states()),
         what="failed attempts\n" + worker["log"].read_text(errors="replace"),
     )
     assert all(s == ReminderStatus.PENDING and sent_at is None for s, _, sent_at in states())
-    assert "Connection refused" in Reminder.objects.first().last_error
+    assert "Connection refused" in ReminderMessage.objects.first().last_error
 
     controller.start()
     try:
@@ -154,12 +155,16 @@ def test_worker_delivers_to_smtp_and_survives_smtp_down(worker):
         with contextlib.suppress(Exception):
             controller.stop()
 
-    assert len(sink.messages) == 2 and Reminder.objects.count() == 2
-    by_token = {m["X-Token-Id"]: (rcpt, m) for rcpt, m in sink.messages}
+    assert len(sink.messages) == 4 and Reminder.objects.count() == 2
+    assert set(Reminder.objects.values_list("status", flat=True)) == {ReminderStatus.SENT}
+    by_token: dict[str, list] = {}
+    for rcpt, message in sink.messages:
+        assert len(rcpt) == 1 and message["To"] == rcpt[0] and message["Cc"] is None
+        by_token.setdefault(message["X-Token-Id"], []).append((rcpt[0], message))
     for token in due:
-        rcpt, message = by_token[str(token.public_id)]
-        contacts = sorted(c.email for c in token.contacts.all())
-        assert sorted(rcpt) == contacts
+        received = by_token[str(token.public_id)]
+        assert sorted(rcpt for rcpt, _ in received) == sorted(c.email for c in token.contacts.all())
+        rcpt, message = received[0]
         assert message["X-Reminder-Route"] == "api_gouv"
         assert message["X-Reminder-Threshold"] in {"30", "15"}
         assert message.get_body(("plain",)) and message.get_body(("html",))
@@ -167,4 +172,6 @@ def test_worker_delivers_to_smtp_and_survives_smtp_down(worker):
             f"https://jetons.example.gouv.fr/jetons/{token.public_id}/renouveler/"
             in message.get_body(("plain",)).get_content()
         )
-    assert {r.message_id for r in Reminder.objects.all()} == {m["Message-ID"] for _, m in sink.messages}
+    assert {m.message_id for m in ReminderMessage.objects.all()} == {
+        m["Message-ID"] for _, m in sink.messages
+    }

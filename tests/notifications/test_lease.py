@@ -1,5 +1,5 @@
-"""Delivery claims under a lease: each outcome is recorded right after its send, a crashed worker's claim is taken
-over once its lease has expired, a live claim is never touched (issue 7)."""
+"""Delivery claims messages under a lease: each outcome is recorded right after its send, a crashed worker's claim is
+taken over once its lease has expired, a live claim is never touched; the ledger follows its messages."""
 
 import datetime as dt
 
@@ -9,7 +9,7 @@ from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 
 from notifications import services
-from notifications.models import Reminder, ReminderStatus
+from notifications.models import Reminder, ReminderMessage, ReminderStatus
 
 from .conftest import TODAY, at
 
@@ -34,14 +34,14 @@ def later(seconds: float):
 
 
 def statuses() -> list[str]:
-    return list(Reminder.objects.order_by("id").values_list("status", flat=True))
+    return list(ReminderMessage.objects.order_by("id").values_list("status", flat=True))
 
 
 def test_live_lease_is_left_alone_and_an_expired_one_is_sent_once(token_factory, today, settings):
     settings.REMINDER_LEASE_SECONDS = 60
     token_factory(30)
     services.reminders_sweep(today=today)
-    (claimed,) = services.reminders_claim(worker="dead-worker", batch_size=10)  # then the worker dies
+    (claimed,) = services.reminder_messages_claim(worker="dead-worker", batch_size=10)  # then the worker dies
     assert claimed.status == ReminderStatus.SENDING and claimed.attempts == 1
     assert services.reminders_deliver().sent == 0  # the lease still runs: not ours
     assert mail.outbox == [] and statuses() == ["sending"]
@@ -52,16 +52,17 @@ def test_live_lease_is_left_alone_and_an_expired_one_is_sent_once(token_factory,
         assert services.reminders_deliver().sent == 1
         assert services.reminders_deliver().sent == 0
     assert len(mail.outbox) == 1
-    reminder = Reminder.objects.get()
-    assert reminder.status == ReminderStatus.SENT and reminder.attempts == 2 and reminder.lease_until is None
-    assert reminder.claimed_by != "dead-worker"
+    message = ReminderMessage.objects.get()
+    assert message.status == ReminderStatus.SENT and message.attempts == 2 and message.lease_until is None
+    assert message.claimed_by != "dead-worker"
+    assert Reminder.objects.get().status == ReminderStatus.SENT
 
 
 def test_a_late_outcome_of_a_taken_over_claim_is_ignored(token_factory, today):
     token_factory(30)
     services.reminders_sweep(today=today)
-    (mine,) = services.reminders_claim(worker="slow", batch_size=1)
-    Reminder.objects.update(status=ReminderStatus.SENT, claimed_by="other")
+    (mine,) = services.reminder_messages_claim(worker="slow", batch_size=1)
+    ReminderMessage.objects.update(status=ReminderStatus.SENT, claimed_by="other")
     assert not services._settle(mine, "slow", status=ReminderStatus.PENDING)
     assert statuses() == ["sent"]
 
@@ -79,37 +80,94 @@ def test_a_crash_after_k_sends_leaves_exactly_the_unsent_rows_to_claim(
         services.reminders_deliver()  # one batch of 5: dies on message crash_after + 1
     assert len(mail.outbox) == crash_after
     assert statuses() == ["sent"] * crash_after + ["sending"] * (5 - crash_after)
-    sent = {str(p) for p in Reminder.objects.filter(status="sent").values_list("token__public_id", flat=True)}
+    sent = {
+        str(p)
+        for p in ReminderMessage.objects.filter(status="sent").values_list(
+            "reminder__token__public_id", flat=True
+        )
+    }
     assert sent == {m.extra_headers["X-Token-Id"] for m in mail.outbox}  # the rows sent are those marked sent
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     with later(settings.REMINDER_LEASE_SECONDS + 1):
-        claimable = services.reminders_claim(worker="next", batch_size=100)
+        claimable = services.reminder_messages_claim(worker="next", batch_size=100)
         assert len(claimable) == 5 - crash_after
         services._release(claimable, "next")
         assert services.reminders_deliver().sent == 5 - crash_after
     assert statuses() == ["sent"] * 5
     tokens = [m.extra_headers["X-Token-Id"] for m in mail.outbox]
     assert len(tokens) == len(set(tokens)) == 5  # none lost, none twice
+    assert set(Reminder.objects.values_list("status", flat=True)) == {"sent"}
 
 
 def test_two_claims_never_share_a_row(token_factory, today):
     for _ in range(5):
         token_factory(30)
     services.reminders_sweep(today=today)
-    first = services.reminders_claim(worker="a", batch_size=2)
-    second = services.reminders_claim(worker="b", batch_size=10)
+    first = services.reminder_messages_claim(worker="a", batch_size=2)
+    second = services.reminder_messages_claim(worker="b", batch_size=10)
     assert len(first) == 2 and len(second) == 3
     assert not {r.pk for r in first} & {r.pk for r in second}
-    assert services.reminders_claim(worker="c", batch_size=10) == []
+    assert services.reminder_messages_claim(worker="c", batch_size=10) == []
 
 
 def test_released_rows_are_pending_again_with_their_attempt_uncounted(token_factory, today):
     token_factory(30)
     services.reminders_sweep(today=today)
-    claimed = services.reminders_claim(worker="a", batch_size=10)
+    claimed = services.reminder_messages_claim(worker="a", batch_size=10)
     services._release(claimed, "a")
-    reminder = Reminder.objects.get()
-    assert (
-        reminder.status == ReminderStatus.PENDING and reminder.attempts == 0 and reminder.lease_until is None
+    message = ReminderMessage.objects.get()
+    assert message.status == ReminderStatus.PENDING and message.attempts == 0 and message.lease_until is None
+
+
+def test_a_reminder_left_unsettled_by_a_dead_worker_is_settled_by_the_next_run(
+    token_factory, today, settings
+):
+    settings.EMAIL_BACKEND = f"{__name__}.CrashingBackend"
+    CrashingBackend.crash_after = 2
+    token_factory(30, contacts=2)
+    token_factory(30)
+    services.reminders_sweep(today=today)
+    with pytest.raises(Crash):
+        services.reminders_deliver()  # the first reminder's two messages are sent; it dies before settling it
+    assert statuses() == ["sent", "sent", "sending"]
+    assert list(Reminder.objects.order_by("id").values_list("status", flat=True)) == ["pending", "pending"]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert services.reminders_deliver().sent == 0  # the third message's lease still runs
+    assert list(Reminder.objects.order_by("id").values_list("status", flat=True)) == ["sent", "pending"]
+    with later(settings.REMINDER_LEASE_SECONDS + 1):
+        assert services.reminders_deliver().sent == 1
+    assert set(Reminder.objects.values_list("status", flat=True)) == {"sent"}
+    assert len(mail.outbox) == 3
+
+
+def test_each_message_is_sent_once_across_repeated_deliveries(token_factory, today):
+    for contacts in (1, 2, 3):
+        token_factory(30, contacts=contacts)
+    services.reminders_sweep(today=today)
+    assert services.reminders_deliver(batch_size=2).sent == 6
+    for _ in range(3):
+        services.reminders_sweep(today=today)
+        assert services.reminders_deliver().sent == 0
+    keys = [(m.extra_headers["X-Token-Id"], m.to[0]) for m in mail.outbox]
+    assert len(keys) == len(set(keys)) == 6
+
+
+def test_a_message_resent_after_a_crash_keeps_its_message_id(token_factory, today, settings):
+    settings.EMAIL_BACKEND = f"{__name__}.CrashingBackend"
+    CrashingBackend.crash_after = 1
+    token_factory(30, contacts=2)
+    services.reminders_sweep(today=today)
+    with pytest.raises(Crash):
+        services.reminders_deliver()
+    # The first message went out but, as if the worker died before recording it, it is claimed again.
+    first = ReminderMessage.objects.order_by("id").first()
+    ReminderMessage.objects.filter(pk=first.pk).update(
+        status=ReminderStatus.SENDING, sent_at=None, lease_until=at(TODAY)
     )
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    with later(settings.REMINDER_LEASE_SECONDS + 1):
+        assert services.reminders_deliver().sent == 2
+    ids = [m.extra_headers["Message-ID"] for m in mail.outbox]
+    assert len(ids) == 3 and ids[0] == ids[1] != ids[2]  # the re-sent one is recognisably the same message
+    assert set(ReminderMessage.objects.values_list("message_id", flat=True)) == set(ids)

@@ -9,7 +9,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from notifications import services
-from notifications.models import Reminder, ReminderStatus
+from notifications.models import Reminder, ReminderMessage, ReminderStatus
+from tests.factories import ClientFactory, ContactFactory
+from tokens.models import Contact
 from tokens.services import token_revoke
 
 from .conftest import at
@@ -116,18 +118,34 @@ def test_same_day_rerun_sends_nothing(token_factory, today):
 
 def test_sweep_pages_with_constant_queries_per_batch(token_factory, today):
     for days in range(1, 26):
-        token_factory(days, contacts=0)
+        token_factory(days, contacts=days % 3)  # 0 contacts: the ADMINS
     with CaptureQueriesContext(connection) as small:
-        assert services.reminders_sweep(today=today, batch_size=5).queued == 25
+        result = services.reminders_sweep(today=today, batch_size=5)
+        assert (result.queued, result.messages, result.batches) == (25, 33, 5)
     Reminder.objects.all().delete()
     with CaptureQueriesContext(connection) as big:
-        assert services.reminders_sweep(today=today, batch_size=100).queued == 25
-    # Per batch: one SELECT of due tokens + one INSERT (plus savepoints); 5 batches of 5 then an empty page;
-    # then one INSERT recording the completed sweep (read by /healthz).
+        assert services.reminders_sweep(today=today, batch_size=100).messages == 33
+    # Per batch: one SELECT of due tokens with their contacts, one INSERT of the ledger rows, one INSERT of their
+    # messages (plus savepoints); 5 batches of 5 then an empty page; then one INSERT recording the completed sweep
+    # (read by /healthz).
+    assert connection.vendor == "postgresql"
     selects = [q for q in small.captured_queries if q["sql"].startswith("SELECT")]
     inserts = [q for q in small.captured_queries if q["sql"].startswith("INSERT")]
-    assert len(selects) == 6 and len(inserts) == 5 + 1
-    assert len([q for q in big.captured_queries if q["sql"].startswith(("SELECT", "INSERT"))]) == 2 + 1
+    assert len(selects) == 5 + 1 and len(inserts) == 5 * 2 + 1
+    assert len([q for q in big.captured_queries if q["sql"].startswith(("SELECT", "INSERT"))]) == 3 + 1
+
+
+def test_each_reminder_is_queued_with_its_messages_in_one_transaction(token_factory, today):
+    token = token_factory(30, contacts=3).token
+    services.reminders_sweep(today=today)
+    reminder = Reminder.objects.get()
+    emails = sorted(c.email for c in token.contacts.all())
+    assert sorted(reminder.recipients) == emails
+    assert sorted(reminder.messages.values_list("email", flat=True)) == emails
+    assert set(reminder.messages.values_list("status", flat=True)) == {"pending"}
+    # A repeated sweep adds neither a reminder nor a message.
+    assert services.reminders_sweep(today=today).messages == 0
+    assert ReminderMessage.objects.count() == 3
 
 
 def test_sweep_uses_an_indexed_range_on_expires_at(token_factory, today):
@@ -168,4 +186,30 @@ def test_pending_row_of_a_token_gone_ineligible_is_cancelled(token_factory, toda
     assert (result.sent, result.skipped) == (0, 1)
     reminder = Reminder.objects.get()
     assert reminder.status == ReminderStatus.CANCELLED and reminder.last_error
+    assert mail.outbox == []
+
+
+def test_a_contact_removed_before_delivery_gets_nothing(token_factory, today):
+    client = ClientFactory()
+    kept = ContactFactory(client=client, email="kept@example.org", role=Contact.Role.REQUESTER)
+    gone = ContactFactory(client=client, email="gone@example.org")
+    token = token_factory(15, client=client, contacts=[kept, gone]).token
+    services.reminders_sweep(today=today)
+    token.contacts.remove(gone)
+    result = services.reminders_deliver()
+    assert (result.sent, result.skipped) == (1, 1)
+    assert [m.to for m in mail.outbox] == [["kept@example.org"]]
+    assert ReminderMessage.objects.get(email="gone@example.org").status == ReminderStatus.CANCELLED
+    assert Reminder.objects.get().status == ReminderStatus.SENT
+
+
+def test_cancellation_covers_every_message_of_the_reminder(token_factory, today):
+    token = token_factory(15, contacts=3).token
+    services.reminders_sweep(today=today)
+    token_revoke(token=token, by=None, reason="fuite")
+    result = services.reminders_deliver()
+    assert (result.sent, result.skipped) == (0, 3)
+    assert set(ReminderMessage.objects.values_list("status", flat=True)) == {"cancelled"}
+    reminder = Reminder.objects.get()
+    assert reminder.status == ReminderStatus.CANCELLED and reminder.last_error == "jeton révoqué"
     assert mail.outbox == []

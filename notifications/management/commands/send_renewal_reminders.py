@@ -1,4 +1,4 @@
-"""CONTRACT §3: run the daily sweep for a day, deliver what it queued, print the counts."""
+"""Run the daily sweep for a day, deliver what it queued, print the counts (messages: one per recipient)."""
 
 import datetime as dt
 
@@ -21,5 +21,6 @@ class Command(BaseCommand):
         sweep = services.reminders_sweep(today=day)
         delivery = services.reminders_deliver(today=day)
         self.stdout.write(
-            f"queued: {sweep.queued}\nsent: {delivery.sent}\nskipped: {delivery.skipped}\nfailed: {delivery.failed}"
+            f"queued: {sweep.queued}\nmessages: {sweep.messages}\n"
+            f"sent: {delivery.sent}\nskipped: {delivery.skipped}\nfailed: {delivery.failed}"
         )
