@@ -14,10 +14,7 @@ import datetime as dt
 import functools
 import json
 import logging
-import os
 import smtplib
-import socket
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -49,6 +46,7 @@ from accounts.identity import normalize_email_or_none
 from portal.models import WebhookEndpoint
 from portal.selectors import reminders_declined_token_ids, tokens_without_declined
 from portal.webhooks import token_payload, webhook_emit
+from tokenmgr import outbox
 from tokens import validity
 from tokens.models import Contact, Token
 
@@ -392,8 +390,21 @@ class DeliveryResult:
 
 def retry_delay(attempts: int) -> dt.timedelta:
     """Exponential backoff after `attempts` failures: base, base·factor, base·factor², … capped."""
-    seconds = settings.REMINDER_RETRY_BASE_SECONDS * settings.REMINDER_RETRY_FACTOR ** max(attempts - 1, 0)
-    return dt.timedelta(seconds=min(seconds, settings.REMINDER_RETRY_MAX_SECONDS))
+    return outbox.backoff(
+        attempts,
+        base=settings.REMINDER_RETRY_BASE_SECONDS,
+        factor=settings.REMINDER_RETRY_FACTOR,
+        cap=settings.REMINDER_RETRY_MAX_SECONDS,
+    )
+
+
+OUTBOX = outbox.Outbox(
+    model=ReminderMessage,
+    pending=ReminderStatus.PENDING,
+    sending=ReminderStatus.SENDING,
+    lease_seconds=lambda: settings.REMINDER_LEASE_SECONDS,
+    touched="updated_at",
+)
 
 
 def ineligibility(reminder: Reminder, token: Token, now: dt.datetime, declined: bool = False) -> str:
@@ -452,16 +463,6 @@ def _email_data(message: ReminderMessage, token: Token, users: dict, today: dt.d
     )
 
 
-def _settle(message: ReminderMessage, worker: str, **fields) -> bool:
-    """Record one message's outcome in its own statement, only while this worker's claim holds (a message whose
-    lease expired and that another worker took over is theirs to settle)."""
-    fields.setdefault("updated_at", timezone.now())
-    updated = ReminderMessage.objects.filter(
-        pk=message.pk, status=ReminderStatus.SENDING, claimed_by=worker
-    ).update(lease_until=None, **fields)
-    return updated == 1
-
-
 def _record_failure(message: ReminderMessage, error: str, worker: str, result: DeliveryResult) -> None:
     """A failed attempt (counted by the claim): retry later with backoff, or `failed` for good."""
     now = timezone.now()
@@ -476,12 +477,18 @@ def _record_failure(message: ReminderMessage, error: str, worker: str, result: D
     else:
         fields.update(status=ReminderStatus.PENDING, next_attempt_at=now + retry_delay(message.attempts))
         logger.warning("reminder message %s attempt %d failed: %s", message.pk, message.attempts, error)
-    _settle(message, worker, last_error=error[:2000], updated_at=now, **fields)
+    OUTBOX.settle(message.pk, worker=worker, last_error=error[:2000], updated_at=now, **fields)
 
 
 def _cancel(message: ReminderMessage, reason: str, worker: str, result: DeliveryResult) -> None:
     result.skipped += 1
-    _settle(message, worker, status=ReminderStatus.CANCELLED, last_error=reason, attempts=F("attempts") - 1)
+    OUTBOX.settle(
+        message.pk,
+        worker=worker,
+        status=ReminderStatus.CANCELLED,
+        last_error=reason,
+        attempts=F("attempts") - 1,
+    )
 
 
 def _send(conn, message: emails.ReminderMessage) -> None:
@@ -535,38 +542,15 @@ def lease_margin() -> dt.timedelta:
 def reminder_messages_claim(
     *, worker: str, batch_size: int, now: dt.datetime | None = None
 ) -> list[ReminderMessage]:
-    """Claim up to `batch_size` messages for `worker` in one short committed transaction.
-
-    Claimable: crashed workers' messages (`sending`, lease expired) first, then pending messages that are due; both
-    with FOR UPDATE SKIP LOCKED, so concurrent claims never take the same message. Each becomes `sending` until
-    now + REMINDER_LEASE_SECONDS, with one more attempt counted (a message that keeps killing its workers gives up).
+    """Claim up to `batch_size` messages for `worker` (tokenmgr.outbox: one short committed transaction, SKIP
+    LOCKED, crashed workers' messages first, one more attempt counted), each `sending` until
+    now + REMINDER_LEASE_SECONDS; returns them with their reminder, token and client.
     """
-    now = now or timezone.now()
-    with transaction.atomic():
-        ids = list(
-            ReminderMessage.objects.lease_expired(now)
-            .select_for_update(skip_locked=True)
-            .order_by("lease_until", "id")
-            .values_list("id", flat=True)[:batch_size]
-        )
-        if len(ids) < batch_size:
-            ids += list(
-                ReminderMessage.objects.pending_due(now)
-                .select_for_update(skip_locked=True)
-                .order_by("next_attempt_at", "id")
-                .values_list("id", flat=True)[: batch_size - len(ids)]
-            )
-        if not ids:
-            return []
-        ReminderMessage.objects.filter(pk__in=ids).update(
-            status=ReminderStatus.SENDING,
-            lease_until=now + dt.timedelta(seconds=settings.REMINDER_LEASE_SECONDS),
-            claimed_by=worker,
-            attempts=F("attempts") + 1,
-            updated_at=now,
-        )
+    ids = OUTBOX.claim(worker=worker, limit=batch_size, now=now)
+    if not ids:
+        return []
     messages = list(
-        ReminderMessage.objects.filter(pk__in=ids, status=ReminderStatus.SENDING, claimed_by=worker)
+        OUTBOX.claimed(ids, worker=worker)
         .select_related("reminder__token__client")
         .order_by("next_attempt_at", "id")
     )
@@ -576,15 +560,6 @@ def reminder_messages_claim(
         token = tokens.setdefault(message.reminder.token_id, message.reminder.token)
         message.reminder.token = token
     return messages
-
-
-def _release(messages: list[ReminderMessage], worker: str) -> None:
-    """Give claimed messages that were not attempted back to the outbox, their attempt uncounted."""
-    ReminderMessage.objects.filter(
-        pk__in=[m.pk for m in messages], status=ReminderStatus.SENDING, claimed_by=worker
-    ).update(
-        status=ReminderStatus.PENDING, lease_until=None, attempts=F("attempts") - 1, updated_at=timezone.now()
-    )
 
 
 def _deliver_claimed(
@@ -606,7 +581,12 @@ def _deliver_claimed(
             logger.error(
                 "reminder message %s: its workers died %d times, given up", message.pk, message.attempts
             )
-            _settle(message, worker, status=ReminderStatus.FAILED, last_error="envoi interrompu trop de fois")
+            OUTBOX.settle(
+                message.pk,
+                worker=worker,
+                status=ReminderStatus.FAILED,
+                last_error="envoi interrompu trop de fois",
+            )
             continue
         reason = ineligibility(reminder, token, now, declined=token.pk in declined)
         if not reason and not message.to_admins and message.email not in contacts_now[token.pk]:
@@ -620,7 +600,7 @@ def _deliver_claimed(
     margin = lease_margin()
     for i, message in enumerate(plans):
         if timezone.now() + margin >= message.lease_until:  # too slow: let another worker take the rest
-            _release(plans[i:], worker)
+            OUTBOX.release([m.pk for m in plans[i:]], worker=worker)
             logger.warning("reminder delivery: lease running out, %d messages released", len(plans) - i)
             break
         open_error = mailer.ensure_open()
@@ -643,9 +623,9 @@ def _deliver_claimed(
             continue
         sent_at = timezone.now()
         result.sent += 1
-        _settle(
-            message,
-            worker,
+        OUTBOX.settle(
+            message.pk,
+            worker=worker,
             status=ReminderStatus.SENT,
             sent_at=sent_at,
             message_id=email.extra_headers["Message-ID"],
@@ -750,11 +730,6 @@ def reminders_settle_stale() -> int:
     return reminders_settle(reminder_ids=list(stale))
 
 
-def delivery_worker_id() -> str:
-    """Who claims: host, process and a random part (each delivery run settles only its own claims)."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
 def reminders_deliver(
     *, today: dt.date | None = None, batch_size: int | None = None, max_batches: int | None = None
 ) -> DeliveryResult:
@@ -766,7 +741,7 @@ def reminders_deliver(
     unsettled are settled first.
     """
     batch_size = batch_size or settings.REMINDER_DELIVERY_BATCH
-    worker = delivery_worker_id()
+    worker = outbox.worker_id()
     total = DeliveryResult()
     done = 0
     reminders_settle_stale()

@@ -30,7 +30,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -557,9 +556,9 @@ def webhook_delivery_attempt(*, delivery_id: int, now: dt.datetime | None = None
     killed in between leaves a `sending` row that any worker takes over once its lease has expired.
     """
     worker = outbox.worker_id()
-    if not OUTBOX.claim(worker=worker, limit=1, now=now, pks=[delivery_id], attempts=F("attempts") + 1):
+    if not OUTBOX.claim(worker=worker, limit=1, now=now, pks=[delivery_id]):
         return None
-    delivery = WebhookDelivery.objects.select_related("event__client", "endpoint").get(pk=delivery_id)
+    delivery = OUTBOX.claimed([delivery_id], worker=worker).select_related("event__client", "endpoint").get()
     endpoint = delivery.endpoint
     started = time.monotonic()
     if delivery.attempts > settings.WEBHOOK_MAX_ATTEMPTS:  # claimed again and again by workers that died

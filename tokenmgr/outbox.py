@@ -1,11 +1,12 @@
 """Outbox rows delivered under a lease: claim in a short transaction, send outside it, settle on the claim.
 
 A table qualifies when its rows have `status` (with a pending and a sending value), `next_attempt_at`, `lease_until`,
-`claimed_by` and `attempts`. The pattern:
+`claimed_by` and `attempts` (and optionally a timestamp every write refreshes, `touched`). The pattern:
 
 1. `Outbox.claim` takes due pending rows (and rows whose worker died: `sending` with an expired lease) with
    SELECT … FOR UPDATE SKIP LOCKED, marks them `sending` until now + lease, stamped with the worker's id, in one
-   short committed transaction: two workers never claim the same row, and no lock is held afterwards;
+   short committed transaction, one more attempt counted: two workers never claim the same row, no lock is held
+   afterwards, and a row that keeps killing its workers runs out of attempts;
 2. the network call happens outside any transaction;
 3. `Outbox.settle` records the outcome in one UPDATE conditioned on the claim (still `sending`, same worker): a
    worker that outlived its lease, whose row another worker took over, changes nothing.
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.db import models, transaction
+from django.db.models import F
 from django.utils import timezone
 
 
@@ -38,6 +40,12 @@ class Outbox:
     pending: str
     sending: str
     lease_seconds: Callable[[], float]
+    touched: str | None = None  # a timestamp field set on every claim, settlement and release
+
+    def _touch(self, fields: dict, now: dt.datetime) -> dict:
+        if self.touched:
+            fields.setdefault(self.touched, now)
+        return fields
 
     def claimable(self, now: dt.datetime) -> models.QuerySet:
         """Due pending rows and rows whose claim expired (their worker died)."""
@@ -55,10 +63,10 @@ class Outbox:
         pks: Iterable[int] | None = None,
         **fields,
     ) -> list[int]:
-        """Claim up to `limit` claimable rows (among `pks` when given) for `worker`; returns their ids.
+        """Claim up to `limit` claimable rows (among `pks` when given) for `worker`, one attempt counted on each;
+        returns their ids.
 
-        Expired leases first, then due pending rows, each oldest first. `fields` are set on the claimed rows too
-        (e.g. attempts=F("attempts") + 1: a row that keeps killing its workers runs out of attempts).
+        Expired leases first, then due pending rows, each oldest first. `fields` are set on the claimed rows too.
         """
         now = now or timezone.now()
         objects = self.model._default_manager
@@ -82,19 +90,27 @@ class Outbox:
                     status=self.sending,
                     lease_until=now + dt.timedelta(seconds=self.lease_seconds()),
                     claimed_by=worker,
-                    **fields,
+                    attempts=F("attempts") + 1,
+                    **self._touch(fields, now),
                 )
         return ids
 
+    def claimed(self, pks: Iterable[int], *, worker: str) -> models.QuerySet:
+        """The rows among `pks` that `worker`'s claim still holds."""
+        return self.model._default_manager.filter(pk__in=list(pks), status=self.sending, claimed_by=worker)
+
     def settle(self, pk: int, *, worker: str, **fields) -> bool:
         """Record a claimed row's outcome (`fields`, its new status included) if `worker`'s claim still holds."""
-        updated = self.model._default_manager.filter(pk=pk, status=self.sending, claimed_by=worker).update(
-            lease_until=None, **fields
+        updated = self.claimed([pk], worker=worker).update(
+            lease_until=None, **self._touch(fields, timezone.now())
         )
         return updated == 1
 
     def release(self, pks: Iterable[int], *, worker: str, **fields) -> int:
-        """Give claimed rows that were not attempted back to the outbox (pending again)."""
-        return self.model._default_manager.filter(
-            pk__in=list(pks), status=self.sending, claimed_by=worker
-        ).update(status=self.pending, lease_until=None, **fields)
+        """Give claimed rows that were not attempted back to the outbox: pending again, their attempt uncounted."""
+        return self.claimed(pks, worker=worker).update(
+            status=self.pending,
+            lease_until=None,
+            attempts=F("attempts") - 1,
+            **self._touch(fields, timezone.now()),
+        )

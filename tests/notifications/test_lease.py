@@ -63,7 +63,7 @@ def test_a_late_outcome_of_a_taken_over_claim_is_ignored(token_factory, today):
     services.reminders_sweep(today=today)
     (mine,) = services.reminder_messages_claim(worker="slow", batch_size=1)
     ReminderMessage.objects.update(status=ReminderStatus.SENT, claimed_by="other")
-    assert not services._settle(mine, "slow", status=ReminderStatus.PENDING)
+    assert not services.OUTBOX.settle(mine.pk, worker="slow", status=ReminderStatus.PENDING)
     assert statuses() == ["sent"]
 
 
@@ -92,7 +92,7 @@ def test_a_crash_after_k_sends_leaves_exactly_the_unsent_rows_to_claim(
     with later(settings.REMINDER_LEASE_SECONDS + 1):
         claimable = services.reminder_messages_claim(worker="next", batch_size=100)
         assert len(claimable) == 5 - crash_after
-        services._release(claimable, "next")
+        services.OUTBOX.release([m.pk for m in claimable], worker="next")
         assert services.reminders_deliver().sent == 5 - crash_after
     assert statuses() == ["sent"] * 5
     tokens = [m.extra_headers["X-Token-Id"] for m in mail.outbox]
@@ -115,7 +115,7 @@ def test_released_rows_are_pending_again_with_their_attempt_uncounted(token_fact
     token_factory(30)
     services.reminders_sweep(today=today)
     claimed = services.reminder_messages_claim(worker="a", batch_size=10)
-    services._release(claimed, "a")
+    services.OUTBOX.release([m.pk for m in claimed], worker="a")
     message = ReminderMessage.objects.get()
     assert message.status == ReminderStatus.PENDING and message.attempts == 0 and message.lease_until is None
 
