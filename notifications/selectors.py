@@ -2,9 +2,30 @@
 
 import datetime as dt
 
-from .models import SweepRun
+from django.db.models import Count, Min
+
+from .models import Reminder, ReminderStatus, SweepRun
+
+UNSENT_STATUSES = (ReminderStatus.PENDING, ReminderStatus.SENDING)
 
 
 def last_sweep_at() -> dt.datetime | None:
     """When the latest reminder sweep completed (None if never): /healthz is unhealthy past 26 h."""
     return SweepRun.objects.order_by("-finished_at").values_list("finished_at", flat=True).first()
+
+
+def last_sweep() -> SweepRun | None:
+    """The latest completed reminder sweep (None if none ever completed)."""
+    return SweepRun.objects.order_by("-finished_at").only("started_at", "finished_at", "queued").first()
+
+
+def reminder_counts_by_status() -> dict[str, int]:
+    """How many reminders are in each state, every state listed: one aggregate query (on reminder_status_idx)."""
+    counts = dict.fromkeys(ReminderStatus.values, 0)
+    counts.update(Reminder.objects.order_by().values_list("status").annotate(count=Count("pk")))
+    return counts
+
+
+def oldest_unsent_reminder_at() -> dt.datetime | None:
+    """When the oldest reminder not sent yet (waiting, retrying or being sent) was queued; None if none is."""
+    return Reminder.objects.filter(status__in=UNSENT_STATUSES).aggregate(oldest=Min("created_at"))["oldest"]

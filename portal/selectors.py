@@ -17,7 +17,7 @@ from django.utils import timezone
 from tokens import validity
 from tokens.models import EXPIRING_WITHIN_DAYS, Client, Token, TokenStatus
 
-from .models import ReminderOptOut
+from .models import ReminderOptOut, WebhookDelivery
 
 PENDING_REQUEST_STATES = ("draft", "submitted", "changes_requested")
 REMINDER_TAKEN_STATES = (
@@ -386,3 +386,10 @@ class TimelineEntry:
 
 def token_predecessors(token: Token) -> list[Token]:
     return list(Token.objects.filter(renewed_by=token).select_related("client"))
+
+
+def webhook_delivery_counts_by_status() -> dict[str, int]:
+    """How many webhook deliveries are in each state, every state listed: one aggregate query."""
+    counts = dict.fromkeys(WebhookDelivery.Status.values, 0)
+    counts.update(WebhookDelivery.objects.order_by().values_list("status").annotate(count=Count("pk")))
+    return counts
