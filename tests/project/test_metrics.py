@@ -3,6 +3,7 @@ rate-limit counters."""
 
 import datetime as dt
 import logging
+import re
 
 import pytest
 from django.db import OperationalError
@@ -331,3 +332,31 @@ def test_password_lockout_counted(settings):
     ]
     assert statuses[-2:] == [429, 429]
     assert _value("tokenmgr_ratelimit_exceeded_total", limit=metrics.AXES_LOCKOUT) == before + 2
+
+
+@pytest.mark.django_db
+def test_readme_alerts_use_exported_series(allow):
+    """The alert rules and the series table of the README name series a scrape really has."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    readme = (Path(settings.BASE_DIR) / "README.md").read_text()
+    section = readme.split("### Metrics (`/metrics`, Prometheus)", 1)[1].split("\n### ", 1)[0]
+    named = set(re.findall(r"\b(tokenmgr_[a-z_]+[a-z])\b", section))
+    assert {"tokenmgr_reminder_sweep_age_seconds", "tokenmgr_reminder_oldest_unsent_age_seconds"} <= named
+
+    allow(ips="127.0.0.1")
+    issue_token()
+    SweepRun.objects.create(day=timezone.now().date(), started_at=timezone.now(), finished_at=timezone.now())
+    Client().get("/healthz")
+    body = _get().content.decode()
+    exported = {name for name, _ in _samples(body.encode())}
+    # A labelled counter that counted nothing yet is a family without samples: `<family>_total` once it counts.
+    families = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in text_string_to_metric_families(body)
+    }
+    assert named - exported - families == set()
+    # The table's abbreviations `_duration_seconds`, `_queued` stand for these:
+    assert {"tokenmgr_reminder_sweep_duration_seconds", "tokenmgr_reminder_sweep_queued"} <= exported
