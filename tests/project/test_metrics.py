@@ -360,3 +360,26 @@ def test_readme_alerts_use_exported_series(allow):
     assert named - exported - families == set()
     # The table's abbreviations `_duration_seconds`, `_queued` stand for these:
     assert {"tokenmgr_reminder_sweep_duration_seconds", "tokenmgr_reminder_sweep_queued"} <= exported
+
+
+def test_gunicorn_hooks_empty_the_directory_at_start_and_drop_dead_workers_live_gauges(tmp_path, monkeypatch):
+    import runpy
+    from pathlib import Path
+
+    from django.conf import settings
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "prom"))
+    conf = runpy.run_path(str(Path(settings.BASE_DIR) / "gunicorn.conf.py"))
+    conf["on_starting"](None)  # creates the directory
+    stale = [tmp_path / "prom" / name for name in ("counter_41.db", "histogram_41.db", "gauge_livesum_41.db")]
+    for path in stale:
+        path.write_bytes(b"")
+    (tmp_path / "prom" / "notes.txt").write_text("not ours")
+    conf["child_exit"](None, type("Worker", (), {"pid": 41})())
+    assert sorted(p.name for p in (tmp_path / "prom").iterdir()) == [
+        "counter_41.db",
+        "histogram_41.db",
+        "notes.txt",
+    ]
+    conf["on_starting"](None)
+    assert [p.name for p in (tmp_path / "prom").iterdir()] == ["notes.txt"]
