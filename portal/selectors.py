@@ -17,7 +17,7 @@ from django.utils import timezone
 from tokens import validity
 from tokens.models import EXPIRING_WITHIN_DAYS, Client, ClientMembership, Token, TokenStatus
 
-from .models import ReminderOptOut
+from .models import ReminderOptOut, WebhookDelivery
 
 PENDING_REQUEST_STATES = ("draft", "submitted", "changes_requested")
 REMINDER_TAKEN_STATES = (
@@ -410,3 +410,10 @@ def client_accesses(user, *, only_client: int | None = None) -> list[ClientAcces
     for membership in memberships:
         by_client[membership.client_id].append(membership)
     return [ClientAccess(client=c, memberships=by_client[c.pk]) for c in clients]
+
+
+def webhook_delivery_counts_by_status() -> dict[str, int]:
+    """How many webhook deliveries are in each state, every state listed: one aggregate query."""
+    counts = dict.fromkeys(WebhookDelivery.Status.values, 0)
+    counts.update(WebhookDelivery.objects.order_by().values_list("status").annotate(count=Count("pk")))
+    return counts

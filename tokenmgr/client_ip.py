@@ -23,7 +23,9 @@ UNKNOWN = "unknown"
 
 
 def parse_trusted_proxies(text: str) -> tuple[Network, ...]:
-    """Comma-separated IPs or CIDR ranges → networks; raises ValueError naming the first malformed entry."""
+    """Comma-separated IPs or CIDR ranges → networks; raises ValueError naming the first malformed entry.
+
+    Every address-list setting uses it: TRUSTED_PROXIES, METRICS_ALLOWED_IPS."""
     networks = []
     for entry in (part.strip() for part in (text or "").split(",")):
         if not entry:
@@ -63,6 +65,16 @@ def _parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address |
     return address
 
 
+def _within(address, networks: tuple[Network, ...]) -> bool:
+    return address is not None and any(address in network for network in networks)
+
+
+def address_in(text: str, networks: tuple[Network, ...]) -> bool:
+    """Whether an address (as client_ip returns it, or REMOTE_ADDR) is in one of `networks`
+    (from parse_trusted_proxies); False for 'unknown' or anything that is not an address."""
+    return _within(_parse_address(text), networks)
+
+
 class _Resolver:
     """The rule for one TRUSTED_PROXIES value. Results are cached per (REMOTE_ADDR, X-Forwarded-For): a busy API
     client sends the same pair again and again, so the hot path is one dictionary lookup."""
@@ -74,7 +86,7 @@ class _Resolver:
     def _hop(self, text: str):
         """(address or None, whether it is a trusted proxy)."""
         address = _parse_address(text)
-        return address, address is not None and any(address in network for network in self.networks)
+        return address, _within(address, self.networks)
 
     def _client_ip(self, remote_addr: str, forwarded_for: str) -> str:
         proxy, trusted = self._hop(remote_addr)

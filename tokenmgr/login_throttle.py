@@ -16,6 +16,7 @@ from django.shortcuts import render
 
 from accounts.identity import ascii_lower, normalize_email_or_none
 from tokenmgr.client_ip import UNKNOWN, client_ip
+from tokenmgr.metrics import AXES_LOCKOUT, count_rate_limited
 
 
 def client_ip_or_none(request) -> str | None:
@@ -59,6 +60,7 @@ class PasswordLoginThrottleBackend(AxesStandaloneBackend):
 
 def lockout_response(request, original_response=None, credentials=None):
     """Too many failed passwords for this account from this client IP: HTTP 429, for the whole cool-off."""
+    count_rate_limited(AXES_LOCKOUT)
     seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
     response = render(
         request,

@@ -1,6 +1,7 @@
 """Fixed-window rate limits with counters in the cache (Redis in production), and their response headers.
 
 Every per-IP limit keys on tokenmgr.client_ip.client_ip (re-exported here): the real client behind trusted proxies.
+Every hit over a limit is counted in /metrics (tokenmgr_ratelimit_exceeded_total, labelled by the limit's scope).
 """
 
 import threading
@@ -13,6 +14,7 @@ from django.core.cache.backends.redis import RedisCache
 
 from .client_ip import client_ip
 from .errors import error_response
+from .metrics import count_rate_limited
 
 __all__ = ["Quota", "client_ip", "hit", "hit_many", "hit_exact", "limited", "tightest", "too_many"]
 
@@ -49,10 +51,12 @@ def hit_many(*counters: tuple[str, str, int], now: float | None = None) -> list[
     keys = [f"rl:{scope}:{ident}:{window}" for scope, ident, _ in counters]
     counts = _local.hit(window, keys, [limit for _, _, limit in counters], caches["default"].make_key)
     reset = max(1, int((window + 1) * WINDOW_SECONDS - now))
-    return [
-        Quota(limit=limit, remaining=limit - count, reset=reset)
-        for (_, _, limit), count in zip(counters, counts, strict=True)
-    ]
+    quotas = []
+    for (scope, _, limit), count in zip(counters, counts, strict=True):
+        quotas.append(Quota(limit=limit, remaining=limit - count, reset=reset))
+        if count > limit:
+            count_rate_limited(scope)
+    return quotas
 
 
 class _LocalCounts:
@@ -164,6 +168,8 @@ def hit_exact(scope: str, ident: str, limit: int, *, window: int, now: float | N
     now = time.time() if now is None else now
     index = int(now // window)
     (count,) = _increment([f"rl:{scope}:{ident}:{window}:{index}"], [1], ttl=window + 1)
+    if count > limit:
+        count_rate_limited(scope)
     return Quota(limit=limit, remaining=limit - count, reset=max(1, int((index + 1) * window - now)))
 
 

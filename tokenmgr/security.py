@@ -1,6 +1,12 @@
-"""Content-Security-Policy on the responses a browser renders as a document."""
+"""Content-Security-Policy on the responses a browser renders as a document; the bearer credential of a request."""
 
 from csp.middleware import CSPMiddleware
+
+
+def bearer_token(request) -> str:
+    """The credential of an `Authorization: Bearer <credential>` header (scheme in any case), else ''."""
+    scheme, _, value = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else ""
 
 
 class DocumentCSPMiddleware(CSPMiddleware):

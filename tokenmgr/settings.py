@@ -68,6 +68,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "tokenmgr.metrics.RequestMetricsMiddleware",  # first: times the whole stack
     "tokenmgr.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -302,6 +303,15 @@ AVAILABILITY_INGEST_MAX_BODY_BYTES = env.int("AVAILABILITY_INGEST_MAX_BODY_BYTES
 AVAILABILITY_INGEST_MAX_LINE_BYTES = env.int("AVAILABILITY_INGEST_MAX_LINE_BYTES", default=4096)
 # /healthz and /readyz answers are reused for this many seconds per process (0 = checked on every call).
 HEALTH_CACHE_SECONDS = env.float("HEALTH_CACHE_SECONDS", default=5)
+
+# GET /metrics (Prometheus, tokenmgr/metrics.py) answers clients whose IP (tokenmgr.client_ip: X-Forwarded-For is
+# believed only from TRUSTED_PROXIES) is in METRICS_ALLOWED_IPS (IPs or CIDR ranges, comma-separated), and requests
+# with `Authorization: Bearer <METRICS_TOKEN>`; empty values allow nobody. Anyone else gets 404.
+try:
+    METRICS_ALLOWED_IPS = parse_trusted_proxies(env("METRICS_ALLOWED_IPS", default=""))
+except ValueError as _error:
+    raise SystemExit(f"METRICS_ALLOWED_IPS: {_error}") from None
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
 
 # ------------------------------------------------------------------------------
 # Portal (issue 5)

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from . import health
+from . import health, metrics
 from .api import api
 
 # The JSON API first: Django tries patterns in order and /v2/privileges is the hot path. Without ninja's empty home
@@ -15,6 +15,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("", include("portal.urls")),
     path("", include("availability.urls")),
     path("", include("notifications.urls")),

@@ -7,6 +7,7 @@ from ninja import Router, Schema
 
 from tokenmgr import ratelimit
 from tokenmgr.errors import error_response
+from tokenmgr.security import bearer_token
 
 from .credentials import digest
 from .selectors import TokenCheck, token_check
@@ -41,11 +42,7 @@ UNAUTHORIZED = {
 
 
 def bearer_or_query_token(request) -> str:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.GET.get("token", "").strip()
+    return bearer_token(request) or request.GET.get("token", "").strip()
 
 
 @router.get(

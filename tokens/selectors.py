@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
+from django.db.models import Count
 
 from accounts.identity import normalize_email_or_none
 
 from . import credentials
-from .models import AccessRequest, Privilege, Token
+from .models import AccessRequest, Privilege, Token, TokenStatus
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractUser, AnonymousUser
@@ -458,3 +459,11 @@ def signup_link_read(*, signed: str) -> dict | None:
         return signing.loads(signed, salt=SIGNUP_SALT, max_age=SIGNUP_MAX_AGE)
     except signing.BadSignature:
         return None
+
+
+def token_counts_by_status(now: dt.datetime | None = None) -> dict[str, int]:
+    """How many tokens have each status (Token.objects.with_status), every status listed: one aggregate query."""
+    counts = dict.fromkeys(TokenStatus.values, 0)
+    rows = Token.objects.with_status(now).order_by().values_list("status").annotate(count=Count("pk"))
+    counts.update(rows)
+    return counts

@@ -76,6 +76,11 @@ class Topology:
     def maildir(self) -> Path:
         return self.base / "maildir"
 
+    @property
+    def metrics_dir(self) -> Path:
+        """The web workers' prometheus-client files (multiprocess mode): /metrics adds them up."""
+        return self.base / "prometheus"
+
     def start(self) -> None:
         self.services.start()
         self.web_port, self.smtp_port = free_port(), free_port()
@@ -106,6 +111,7 @@ class Topology:
             "web",
             [PY, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "--workers", "2"]
             + ["--bind", f"127.0.0.1:{self.web_port}"],
+            env={"PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)},
         )
         self.wait_ready()
         for name in ("worker1", "worker2"):
