@@ -4,18 +4,12 @@ from django.conf import settings
 from django.shortcuts import render
 from django.utils.http import urlencode
 
-
-def _private(response):
-    response["Cache-Control"] = "no-store"
-    # The URL carries the login token: never send it to another site. Not "no-referrer": Chromium then sends
-    # `Origin: null` with the confirmation POST, which Django's CSRF check rejects.
-    response["Referrer-Policy"] = "same-origin"
-    return response
+from tokenmgr.pages import private
 
 
 def magic_link_confirm(request, *, token, user):
     """GET: asks for a click; nothing is written and nobody is logged in yet."""
-    return _private(
+    return private(
         render(
             request,
             "notifications/magic_link_confirm.html",
@@ -26,6 +20,6 @@ def magic_link_confirm(request, *, token, user):
 
 def magic_link_invalid(request, *, next_url: str):
     login_url = f"{settings.LOGIN_URL}?{urlencode({'next': next_url})}"
-    return _private(
+    return private(
         render(request, "notifications/magic_link_invalid.html", {"login_url": login_url}, status=403)
     )

@@ -14,13 +14,14 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.decorators import method_decorator
-from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods, require_POST
 
 from tokenmgr import ratelimit, reauth
+from tokenmgr.pages import private, safe_next
 from tokens.services import memberships_sync_from_proof
 
 from . import services
@@ -35,23 +36,7 @@ MAIL_PER_IP = (
 )  # login links, password resets (per address: in the task)
 
 
-def _safe_next(request, candidate: str | None) -> str:
-    """A local path to go to after sign-in ('' when missing or pointing elsewhere)."""
-    if candidate and url_has_allowed_host_and_scheme(
-        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return candidate
-    return ""
-
-
-def _private(response):
-    """Pages carrying a login token: never cached, never in a Referer sent to another site."""
-    response["Cache-Control"] = "no-store"
-    response["Referrer-Policy"] = "same-origin"
-    return response
-
-
-def _too_many(request, template: str, context: dict, quota: ratelimit.Quota):
+def too_many(request, template: str, context: dict, quota: ratelimit.Quota):
     context["rate_limited"] = quota
     response = render(request, template, context, status=429)
     response["Retry-After"] = str(quota.reset)
@@ -80,7 +65,7 @@ class LoginView(auth_views.LoginView):
     def post(self, request, *args, **kwargs):
         quota = ratelimit.hit("login-ip", ratelimit.client_ip(request), LOGIN_PER_IP)
         if quota.exceeded:
-            return _too_many(request, self.template_name, self.get_context_data(form=self.get_form()), quota)
+            return too_many(request, self.template_name, self.get_context_data(form=self.get_form()), quota)
         return super().post(request, *args, **kwargs)
 
 
@@ -101,7 +86,7 @@ class LogoutView(auth_views.LogoutView):
 def login_link_request(request):
     """Have a login link emailed if an account exists (portal.services.account_email_request): the answer is the
     same whether or not it does, and whether or not the address reached its own limit."""
-    next_url = _safe_next(request, request.POST.get("next"))
+    next_url = safe_next(request, request.POST.get("next"))
     form = LoginLinkForm(request.POST)
     context = {"form": LoginForm(request), "link_form": form, "next": next_url, "link_tab": True}
     context["breadcrumbs"] = [(_("Connexion"), None)]
@@ -109,7 +94,7 @@ def login_link_request(request):
         return render(request, "registration/login.html", context, status=400)
     quota = ratelimit.hit("login-link-ip", ratelimit.client_ip(request), MAIL_PER_IP)
     if quota.exceeded:
-        return _too_many(request, "registration/login.html", context, quota)
+        return too_many(request, "registration/login.html", context, quota)
     services.account_email_request(
         kind=services.LOGIN_LINK_EMAIL, email=form.cleaned_data["email"], next_url=next_url
     )
@@ -136,11 +121,11 @@ def login_link(request):
     """GET: confirmation page, nothing written. POST: spends the link and signs in."""
     source = request.POST if request.method == "POST" else request.GET
     token = source.get("token", "")
-    next_url = _safe_next(request, source.get("next"))
+    next_url = safe_next(request, source.get("next"))
     user = services.login_link_user(token=token, consume=request.method == "POST")
     if user is None:
         login_url = reverse("login") + (f"?{urlencode({'next': next_url})}" if next_url else "")
-        return _private(
+        return private(
             render(request, "registration/login_link_invalid.html", {"login_url": login_url}, status=403)
         )
     if request.method == "GET":
@@ -151,7 +136,7 @@ def login_link(request):
             and getattr(request, "magic_link_client_id", None) is None
         ):
             return HttpResponseRedirect(next_url or settings.LOGIN_REDIRECT_URL)
-        return _private(
+        return private(
             render(
                 request,
                 "registration/login_link_confirm.html",
@@ -179,7 +164,7 @@ class PasswordResetView(auth_views.PasswordResetView):
     def post(self, request, *args, **kwargs):
         quota = ratelimit.hit("reset-ip", ratelimit.client_ip(request), MAIL_PER_IP)
         if quota.exceeded:
-            return _too_many(request, self.template_name, self.get_context_data(form=self.get_form()), quota)
+            return too_many(request, self.template_name, self.get_context_data(form=self.get_form()), quota)
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):

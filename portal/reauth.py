@@ -10,7 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
@@ -18,7 +18,10 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_http_methods
 
 from tokenmgr import ratelimit
+from tokenmgr.pages import private, safe_next
 from tokenmgr.reauth import mark
+
+from .accounts import too_many
 
 LINK_SCOPE = "reauth"  # sesame scope: distinct from the login links' and the reminders' scopes
 LINK_MAX_AGE = 15 * 60  # seconds
@@ -27,14 +30,6 @@ LINK_MAX_AGE = 15 * 60  # seconds
 PASSWORD_PER_IP = 30
 PASSWORD_PER_USER = 10
 LINK_PER_USER = 3
-
-
-def _safe_next(request, candidate: str | None) -> str:
-    if candidate and url_has_allowed_host_and_scheme(
-        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return candidate
-    return ""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -48,19 +43,6 @@ class ReauthForm(forms.Form):
     )
 
 
-def _private(response):
-    response["Cache-Control"] = "no-store"
-    response["Referrer-Policy"] = "same-origin"
-    return response
-
-
-def _too_many(request, template: str, context: dict, quota: ratelimit.Quota):
-    context["rate_limited"] = quota
-    response = render(request, template, context, status=429)
-    response["Retry-After"] = str(quota.reset)
-    return response
-
-
 def _crumbs():
     return [(_("Confirmer votre identité"), None)]
 
@@ -72,8 +54,7 @@ def _crumbs():
 @require_http_methods(["GET", "POST"])
 def reauth(request):
     next_url = (
-        _safe_next(request, request.POST.get("next") or request.GET.get("next"))
-        or settings.LOGIN_REDIRECT_URL
+        safe_next(request, request.POST.get("next") or request.GET.get("next")) or settings.LOGIN_REDIRECT_URL
     )
     user = request.user
     with_password = user.has_usable_password()
@@ -88,7 +69,7 @@ def reauth(request):
         "breadcrumbs": _crumbs(),
     }
     if request.method == "GET":
-        return _private(render(request, template, context))
+        return private(render(request, template, context))
     if not with_password:
         quota = ratelimit.tightest(
             *ratelimit.hit_many(  # both counters in one round trip
@@ -97,9 +78,9 @@ def reauth(request):
             )
         )
         if quota.exceeded:
-            return _too_many(request, template, context, quota)
+            return too_many(request, template, context, quota)
         link_send(user=user, next_url=next_url)
-        return _private(render(request, "registration/reauth_link_sent.html", context))
+        return private(render(request, "registration/reauth_link_sent.html", context))
     quota = ratelimit.tightest(
         *ratelimit.hit_many(  # both counters in one round trip
             ("reauth-ip", ratelimit.client_ip(request), PASSWORD_PER_IP),
@@ -107,7 +88,7 @@ def reauth(request):
         )
     )
     if quota.exceeded:
-        return _too_many(request, template, context, quota)
+        return too_many(request, template, context, quota)
     if form.is_valid():
         password = form.cleaned_data["password"]
         checked = authenticate(request, username=user.get_username(), password=password)
@@ -115,7 +96,7 @@ def reauth(request):
             mark(request)
             return HttpResponseRedirect(next_url, status=303)
         form.add_error("password", _("Mot de passe incorrect."))
-    return _private(render(request, template, context, status=400))
+    return private(render(request, template, context, status=400))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -163,7 +144,7 @@ def link_user(*, token: str, consume: bool):
 
 def _link_invalid(request, next_url: str):
     reauth_url = f"{reverse('reauth')}?{urlencode({'next': next_url})}"
-    return _private(
+    return private(
         render(
             request,
             "registration/reauth_link_invalid.html",
@@ -182,12 +163,12 @@ def reauth_link(request):
     """GET: confirmation page, nothing written. POST: spends the link and marks the session."""
     source = request.POST if request.method == "POST" else request.GET
     token = source.get("token", "")
-    next_url = _safe_next(request, source.get("next")) or settings.LOGIN_REDIRECT_URL
+    next_url = safe_next(request, source.get("next")) or settings.LOGIN_REDIRECT_URL
     user = link_user(token=token, consume=False)
     if user is None or user.pk != request.user.pk:
         return _link_invalid(request, next_url)
     if request.method == "GET":
-        return _private(
+        return private(
             render(
                 request,
                 "registration/reauth_link_confirm.html",

@@ -12,11 +12,11 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from tokenmgr.pages import safe_next
 from tokenmgr.reauth import recent_auth_required
 
 from . import selectors, services
@@ -419,14 +419,12 @@ def token_regenerate(request, public_id):
 # ------------------------------------------------------------------------------
 
 
-def _safe_next(request, candidate: str) -> str:
-    if candidate and url_has_allowed_host_and_scheme(candidate, allowed_hosts={request.get_host()}):
-        return candidate
-    return reverse("request_list")
+def _next_or_requests(request, candidate: str) -> str:
+    return safe_next(request, candidate) or reverse("request_list")
 
 
 def signup(request):
-    next_url = _safe_next(request, request.POST.get("next") or request.GET.get("next", ""))
+    next_url = _next_or_requests(request, request.POST.get("next") or request.GET.get("next", ""))
     if request.method == "POST":
         form = SignupForm(request.POST)
         if form.is_valid():
@@ -450,7 +448,7 @@ def signup_confirm(request, signed):
     payload = selectors.signup_link_read(signed=signed)
     if payload is None:
         return render(request, "tokens/signup_invalid.html", status=400)
-    next_url = _safe_next(request, payload.get("next", ""))
+    next_url = _next_or_requests(request, payload.get("next", ""))
     if request.method == "POST":
         form = AccountForm(request.POST)
         if form.is_valid():

@@ -89,6 +89,6 @@ def test_each_sweep_is_recorded_for_health(token_factory, today):
 def test_magic_link_pages_keep_the_referrer_on_our_origin(client, db):
     from django.http import HttpResponse
 
-    from notifications.views import _private
+    from tokenmgr.pages import private
 
-    assert _private(HttpResponse())["Referrer-Policy"] == "same-origin"
+    assert private(HttpResponse())["Referrer-Policy"] == "same-origin"
