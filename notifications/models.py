@@ -65,15 +65,6 @@ class Reminder(models.Model):
         return f"J-{self.threshold} — {self.token_id} ({self.get_status_display()})"
 
 
-class ReminderMessageQuerySet(models.QuerySet):
-    def pending_due(self, now):
-        return self.filter(status=ReminderStatus.PENDING, next_attempt_at__lte=now)
-
-    def lease_expired(self, now):
-        """Messages a worker claimed and never settled (it crashed): claimable again."""
-        return self.filter(status=ReminderStatus.SENDING, lease_until__lte=now)
-
-
 class ReminderMessage(models.Model):
     """The outbox: one reminder to one recipient. Claimed under a lease, sent, settled right after its send."""
 
@@ -101,7 +92,6 @@ class ReminderMessage(models.Model):
     created_at = models.DateTimeField(_("créé le"), default=timezone.now)
     updated_at = models.DateTimeField(_("modifié le"), default=timezone.now)
 
-    objects = ReminderMessageQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("message de rappel")
