@@ -92,7 +92,6 @@ class ReminderMessage(models.Model):
     created_at = models.DateTimeField(_("créé le"), default=timezone.now)
     updated_at = models.DateTimeField(_("modifié le"), default=timezone.now)
 
-
     class Meta:
         verbose_name = _("message de rappel")
         verbose_name_plural = _("messages de rappel")
