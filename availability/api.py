@@ -1,4 +1,4 @@
-"""JSON routes of the availability app (CONTRACT §5), all rate-limited per client IP with RateLimit-* headers.
+"""JSON routes of the availability app (docs/http-api.md), all rate-limited per client IP with RateLimit-* headers.
 
 Parameters are parsed in the views (declared for OpenAPI in `openapi_extra`) so that every answer, 422 included,
 goes through the rate limiter and carries its headers.

@@ -1,4 +1,4 @@
-"""The `period` parameter of provider_availabilities (CONTRACT §5): grammar and window start."""
+"""The `period` parameter of provider_availabilities (docs/http-api.md): grammar and window start."""
 
 import datetime as dt
 import re

@@ -20,7 +20,7 @@ from tokens.models import Endpoint
 
 from .models import EndpointActivity, Incident, MinuteCounter
 
-REPORTED_STATUSES = (404, 502, 503, 504)  # the keys of days_availability besides "total" (CONTRACT §5)
+REPORTED_STATUSES = (404, 502, 503, 504)  # the keys of days_availability besides "total" (docs/http-api.md)
 UNAVAILABLE = (500, 502, 503, 504)
 
 
@@ -108,7 +108,7 @@ _RANGE_SQL = {
 
 
 def provider_availabilities(*, endpoint: str, start: dt.datetime, now: dt.datetime) -> dict:
-    """CONTRACT §5 answer for the calls with start ≤ t ≤ now, to the minute, in ONE query whatever the period.
+    """docs/http-api.md answer for the calls with start ≤ t ≤ now, to the minute, in ONE query whatever the period.
 
     Full TIME_ZONE days come from the day counters (one summed row per day), the partial first and last days from
     hour counters plus minute counters at their edges. Which of those is exact depends on the retention marks

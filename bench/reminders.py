@@ -6,7 +6,7 @@ Builds BENCH_REMINDER_TOKENS tokens (default 1,000,000) with INSERT … SELECT g
 18 months after the bench day D (2031-06-02, far from any other benchmark's tokens), 2 % revoked, 3 % superseded,
 1-2 contacts and privileges each. The ledger is filled as if the daily sweeps of every day before D had run (steady
 state). Then it times, on the same warm database:
-- baseline: one raw SQL SELECT of exactly the rows due on D (rule of CONTRACT §2, anti-join on the ledger);
+- baseline: one raw SQL SELECT of exactly the rows due on D (rule of docs/domain.md, anti-join on the ledger);
 - the sweep of D (reminders_sweep: keyset batches, rule in SQL, INSERT … ON CONFLICT DO NOTHING of the ledger rows and
   of their messages, one per recipient), its query count;
 - delivery of the messages it queued (one per recipient: requester, and the technical contact of every other token,

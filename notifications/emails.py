@@ -56,7 +56,7 @@ from tokens.models import Origin
 
 PARTS = ("subject.txt", "body.txt", "body.html")
 ROUTES = tuple(Origin.values)
-# Where each route's email leads (CONTRACT §2 routing): different paths, not only a different query string.
+# Where each route's email leads (docs/domain.md routing): different paths, not only a different query string.
 ROUTE_URL_NAMES = {
     Origin.API_GOUV.value: "token_renew",
     Origin.DEMARCHES_SIMPLIFIEES.value: "token_legacy_renew",

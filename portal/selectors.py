@@ -122,7 +122,7 @@ def reminder_plan(
 ) -> list[ReminderStep]:
     """Every threshold of REMINDER_DAYS for the token's current expiry, with what happened or will happen.
 
-    Mirrors the reminder rule (CONTRACT §2): on a day with 0 < days_left ≤ max, the smallest threshold ≥ days_left
+    Mirrors the reminder rule (docs/domain.md): on a day with 0 < days_left ≤ max, the smallest threshold ≥ days_left
     is sent unless it or a smaller one was already sent for this expiry.
     """
     today = today or validity.today()

@@ -1,4 +1,4 @@
-"""The one JSON error renderer of every API route (CONTRACT §5)."""
+"""The one JSON error renderer of every API route (docs/http-api.md)."""
 
 from http import HTTPStatus
 

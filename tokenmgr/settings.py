@@ -1,4 +1,4 @@
-"""tokenmgr settings: one file, every value from the environment with an embedded default (CONTRACT §1)."""
+"""tokenmgr settings: one file, every value from the environment with an embedded default (docs/setup.md)."""
 
 import datetime as dt
 from pathlib import Path

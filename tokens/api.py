@@ -1,4 +1,4 @@
-"""GET /v2/privileges (CONTRACT §5)."""
+"""GET /v2/privileges (docs/http-api.md)."""
 
 from django.conf import settings
 from django.http import JsonResponse

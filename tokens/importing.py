@@ -1,5 +1,5 @@
 # ruff: noqa: S608 -- SQL is built from model metadata and constants; values always go as parameters.
-"""Validation shared by `issue_token` and `import_tokens`, and the bulk import itself (CONTRACT §3).
+"""Validation shared by `issue_token` and `import_tokens`, and the bulk import itself (docs/commands.md).
 
 The import is one streaming pass and one transaction:
 

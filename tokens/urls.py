@@ -6,7 +6,7 @@ urlpatterns = [
     # Login and logout: portal/urls.py (portal.accounts).
     path("inscription/", views.signup, name="signup"),
     path("inscription/confirmer/<str:signed>/", views.signup_confirm, name="signup_confirm"),
-    # Reminder email targets (CONTRACT §2 routing): final URLs, one path per route.
+    # Reminder email targets (docs/domain.md routing): final URLs, one path per route.
     path("jetons/<uuid:public_id>/renouveler/", views.token_renew, name="token_renew"),
     path("migration/<uuid:public_id>/", views.token_legacy_renew, name="token_legacy_renew"),
     # Pick-up (secret generated and shown once), regeneration, extension. The portal owns jetons/<id>/ itself.

@@ -1,4 +1,4 @@
-"""Calendar rules of a token's life (CONTRACT §2), computed in one place."""
+"""Calendar rules of a token's life (docs/domain.md), computed in one place."""
 
 import datetime as dt
 from zoneinfo import ZoneInfo

@@ -69,7 +69,7 @@ def test_production_topology(report):
             text = plain.get_payload(decode=True).decode(plain.get_content_charset() or "utf-8")
             assert topo.env["SITE_URL"] in text
             assert secrets[days_left] not in message.as_string()
-        report("headers X-Reminder-Threshold 15/30/90, X-Reminder-Route and X-Token-Id as in CONTRACT §4")
+        report("headers X-Reminder-Threshold 15/30/90, X-Reminder-Route and X-Token-Id as in docs/emails.md")
 
         # Later sweeps of the same day send nothing more.
         sweeps_before = int(topo.sql("SELECT count(*) FROM notifications_sweeprun")[0][0])

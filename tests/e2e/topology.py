@@ -308,7 +308,7 @@ class Topology:
         return sum(1 for _ in self.maildir.glob("*.eml")) if self.maildir.exists() else 0
 
     def issue_secret(self, *, siret: str = "13002526500013", privileges: str = "entreprises") -> str:
-        """A new token through manage.py issue_token; its secret (alone on the last line of stdout, CONTRACT §3)."""
+        """A new token through manage.py issue_token; its secret (alone on the last line of stdout, docs/commands.md)."""
         out = self.manage("issue_token", "--siret", siret, "--privileges", privileges).stdout
         return out.strip().splitlines()[-1]
 

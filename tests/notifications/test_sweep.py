@@ -1,4 +1,4 @@
-"""The reminder rule (CONTRACT §2), as the sweep applies it in the database."""
+"""The reminder rule (docs/domain.md), as the sweep applies it in the database."""
 
 import datetime as dt
 

@@ -17,7 +17,7 @@ def paris(*args) -> dt.datetime:
     ("issued", "expected"),
     [
         (paris(2024, 1, 15, 10, 0), paris(2025, 7, 15, 10, 0)),
-        # month-end clamp (CONTRACT §2 example)
+        # month-end clamp (docs/domain.md example)
         (paris(2024, 8, 31, 9, 30), paris(2026, 2, 28, 9, 30)),
         (paris(2024, 5, 31, 12, 0), paris(2025, 11, 30, 12, 0)),
         # 29 February: into a leap year keeps the 29th, out of one clamps to the 28th

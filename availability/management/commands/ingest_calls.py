@@ -1,4 +1,4 @@
-"""python manage.py ingest_calls PATH|-  (CONTRACT §3).
+"""python manage.py ingest_calls PATH|-  (docs/commands.md).
 
 A file is counted once whatever happens: its content is identified by its SHA-256 and each chunk's counters are
 committed with the offset reached (availability.services.calls_file_ingest), so a run after a crash resumes where

@@ -1,4 +1,4 @@
-"""python manage.py import_tokens PATH|- [--dry-run] [--secrets-out PATH] (CONTRACT §3)."""
+"""python manage.py import_tokens PATH|- [--dry-run] [--secrets-out PATH] (docs/commands.md)."""
 
 import sys
 import time

@@ -1,4 +1,4 @@
-"""python manage.py issue_token --siret SIRET --privileges CODE[,CODE...] [...] (CONTRACT §3)."""
+"""python manage.py issue_token --siret SIRET --privileges CODE[,CODE...] [...] (docs/commands.md)."""
 
 import sys
 
