@@ -82,14 +82,33 @@ def with_status(queryset, now: dt.datetime | None = None):
 # ------------------------------------------------------------------------------
 # Clients, contacts, privileges, endpoints
 # ------------------------------------------------------------------------------
-def _deletion_touches_tokens(link_model, link_field: str, objs, request, perms_needed: set) -> set:
-    """The token change permission joins the ones needed to delete `objs` when tokens link to them."""
-    if (
-        not request.user.has_perm("tokens.change_token")
-        and link_model.objects.filter(**{f"{link_field}__in": objs}).exists()
-    ):
-        return {*perms_needed, str(Token._meta.verbose_name_plural)}
-    return perms_needed
+class TokenLinkDeletionMixin:
+    """Deleting a contact or a privilege takes it off its tokens: through its service (one event per token), and
+    the token change permission joins the ones needed when tokens are linked to what is deleted."""
+
+    link_field: str  # "contacts" or "privileges": the Token field linking to this model
+    delete_service = None  # contact_delete / privilege_delete
+
+    def _delete_one(self, obj, by):
+        type(self).delete_service(**{self.link_field[:-1]: obj, "by": by})
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        through = getattr(Token, self.link_field).through
+        if (
+            not request.user.has_perm("tokens.change_token")
+            and through.objects.filter(**{f"{self.link_field[:-1]}__in": objs}).exists()
+        ):
+            perms_needed = {*perms_needed, str(Token._meta.verbose_name_plural)}
+        return deleted, counts, perms_needed, protected
+
+    def delete_model(self, request, obj):
+        self._delete_one(obj, request.user)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset.order_by("pk"):
+                self._delete_one(obj, request.user)
 
 
 class ContactInlineFormSet(BaseInlineFormSet):
@@ -267,28 +286,15 @@ class ClientAdmin(admin.ModelAdmin):
 
 
 @admin.register(Contact)
-class ContactAdmin(admin.ModelAdmin):
+class ContactAdmin(TokenLinkDeletionMixin, admin.ModelAdmin):
     list_display = ["email", "name", "role", "client", "phone"]
     list_filter = ["role"]
     search_fields = ["email", "name", "client__name", "client__siret"]
     list_select_related = ["client"]
     autocomplete_fields = ["client"]
 
-    # Deleting a contact takes it off its tokens: through contact_delete, one event per token.
-    def get_deleted_objects(self, objs, request):
-        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        perms_needed = _deletion_touches_tokens(
-            Token.contacts.through, "contact", objs, request, perms_needed
-        )
-        return deleted, counts, perms_needed, protected
-
-    def delete_model(self, request, obj):
-        contact_delete(contact=obj, by=request.user)
-
-    def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            for contact in queryset.order_by("pk"):
-                contact_delete(contact=contact, by=request.user)
+    link_field = "contacts"
+    delete_service = contact_delete
 
 
 class EndpointInline(admin.TabularInline):
@@ -300,7 +306,7 @@ class EndpointInline(admin.TabularInline):
 
 
 @admin.register(Privilege)
-class PrivilegeAdmin(admin.ModelAdmin):
+class PrivilegeAdmin(TokenLinkDeletionMixin, admin.ModelAdmin):
     list_display = ["code", "label", "endpoint_list"]
     search_fields = ["code", "label"]
     inlines = [EndpointInline]
@@ -311,21 +317,8 @@ class PrivilegeAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ["code"] if obj else []
 
-    # Deleting a privilege takes it off every token: through privilege_delete, one event per token.
-    def get_deleted_objects(self, objs, request):
-        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        perms_needed = _deletion_touches_tokens(
-            Token.privileges.through, "privilege", objs, request, perms_needed
-        )
-        return deleted, counts, perms_needed, protected
-
-    def delete_model(self, request, obj):
-        privilege_delete(privilege=obj, by=request.user)
-
-    def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            for privilege in queryset.order_by("pk"):
-                privilege_delete(privilege=privilege, by=request.user)
+    link_field = "privileges"
+    delete_service = privilege_delete
 
     @admin.display(description=_("endpoints"))
     def endpoint_list(self, obj):

@@ -193,49 +193,45 @@ def _tokens_changed(*, token_ids: Sequence[int], kind: str, by, data: dict) -> N
     transaction.on_commit(check_cache.clear)
 
 
-@transaction.atomic
-def privilege_delete(*, privilege: Privilege, by) -> int:
-    """Remove a privilege from the catalogue: every token holding it loses it, with an event. Returns their number.
-
-    Needs the privilege's delete permission, and the token change permission when tokens hold it. The privilege's
-    row is locked first: a token being issued with it at the same time waits, then fails on the deleted row.
-    """
-    _require_perms(by, "tokens.delete_privilege")
-    privilege = Privilege.objects.select_for_update().get(pk=privilege.pk)
-    links = Token.privileges.through.objects.filter(privilege=privilege)
+def _linked_delete(obj, *, link_field: str, perm: str, kind: str, by, data: dict) -> int:
+    """Delete a contact or a privilege: each token linked to it loses it, with one event per token, and this
+    process's token checks are forgotten. Needs `perm`, and the token change permission when tokens are linked.
+    The row is locked first: a token being issued with it at the same time waits, then fails on the deleted row."""
+    _require_perms(by, perm)
+    obj = type(obj).objects.select_for_update().get(pk=obj.pk)
+    links = getattr(Token, link_field).through.objects.filter(**{link_field[:-1]: obj})
     token_ids = list(links.order_by("token_id").values_list("token_id", flat=True))
     if token_ids:
         _require_perms(by, "tokens.change_token")
-    _tokens_changed(
-        token_ids=token_ids,
+    _tokens_changed(token_ids=token_ids, kind=kind, by=by, data=data)
+    obj.delete()
+    return len(token_ids)
+
+
+@transaction.atomic
+def privilege_delete(*, privilege: Privilege, by) -> int:
+    """Remove a privilege from the catalogue: every token holding it loses it, with an event. Returns their number."""
+    return _linked_delete(
+        privilege,
+        link_field="privileges",
+        perm="tokens.delete_privilege",
         kind=TokenEvent.Kind.PRIVILEGE_REMOVED,
         by=by,
         data={"privilege": privilege.code, "label": privilege.label},
     )
-    privilege.delete()
-    return len(token_ids)
 
 
 @transaction.atomic
 def contact_delete(*, contact: Contact, by) -> int:
-    """Delete a contact: every token listing it loses it, with an event. Returns their number.
-
-    Needs the contact's delete permission, and the token change permission when tokens list it.
-    """
-    _require_perms(by, "tokens.delete_contact")
-    contact = Contact.objects.select_for_update().get(pk=contact.pk)
-    links = Token.contacts.through.objects.filter(contact=contact)
-    token_ids = list(links.order_by("token_id").values_list("token_id", flat=True))
-    if token_ids:
-        _require_perms(by, "tokens.change_token")
-    _tokens_changed(
-        token_ids=token_ids,
+    """Delete a contact: every token listing it loses it, with an event. Returns their number."""
+    return _linked_delete(
+        contact,
+        link_field="contacts",
+        perm="tokens.delete_contact",
         kind=TokenEvent.Kind.CONTACT_REMOVED,
         by=by,
         data={"contact": contact.email, "role": contact.role},
     )
-    contact.delete()
-    return len(token_ids)
 
 
 # ==============================================================================
