@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 from django.apps import apps
 from django.conf import settings
-from django.db.models import Case, CharField, Count, Q, QuerySet, Value, When
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from tokens import validity
-from tokens.models import EXPIRING_WITHIN_DAYS, Client, ClientMembership, Token, TokenStatus
+from tokens.models import Client, ClientMembership, Token, TokenStatus
 
 from .models import ReminderOptOut, WebhookDelivery
 
@@ -226,19 +226,11 @@ def user_clients(user, *, only_client: int | None = None) -> QuerySet:
 
 
 def status_expression(now: dt.datetime):
-    """The same rule as Token.objects.with_status(), as an expression to annotate under another name:
-    with_status() annotates `status`, which collides with the Token.status property when model instances are
-    fetched (AttributeError), so the portal annotates `state`.
+    """Token.objects.with_status()'s expression, to annotate under another name: with_status() annotates
+    `status`, which collides with the Token.status property when model instances are fetched (AttributeError), so
+    the portal annotates `state`.
     """
-    horizon = validity.start_of_day(validity.local_date(now) + dt.timedelta(days=EXPIRING_WITHIN_DAYS + 1))
-    return Case(
-        When(revoked_at__isnull=False, then=Value(TokenStatus.REVOKED.value)),
-        When(expires_at__lte=now, then=Value(TokenStatus.EXPIRED.value)),
-        When(renewed_by__isnull=False, then=Value(TokenStatus.SUPERSEDED.value)),
-        When(expires_at__lt=horizon, then=Value(TokenStatus.EXPIRING.value)),
-        default=Value(TokenStatus.ACTIVE.value),
-        output_field=CharField(),
-    )
+    return Token.objects.with_status(now).query.annotations["status"]
 
 
 def user_tokens(user, *, now: dt.datetime | None = None, only_client: int | None = None) -> QuerySet:

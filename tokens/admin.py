@@ -29,6 +29,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.decorators import method_decorator
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
@@ -595,7 +596,7 @@ class TokenAdmin(admin.ModelAdmin):
         qs = (
             super()
             .get_queryset(request)
-            .select_related("client", "renewed_by")
+            .select_related("client", "renewed_by", "revoked_by")
             .prefetch_related("privileges")
         )
         return with_status(qs)
@@ -623,14 +624,31 @@ class TokenAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     # --- columns --------------------------------------------------------------
+    @staticmethod
+    def _status_of(obj) -> str:
+        return getattr(obj, STATUS_FIELD, None) or obj.status_at()
+
     @admin.display(description=_("jours restants"), ordering="expires_at")
     def days_left_display(self, obj):
+        if self._status_of(obj) == TokenStatus.REVOKED:
+            return "—"  # a revoked token never expires: no countdown
         return validity.days_left(obj.expires_at)
 
     @admin.display(description=_("statut"), ordering=STATUS_FIELD)
     def status_display(self, obj):
-        status = getattr(obj, STATUS_FIELD, None) or obj.status_at()
-        return TokenStatus(status).label
+        status = self._status_of(obj)
+        if status != TokenStatus.REVOKED:
+            return TokenStatus(status).label
+        return format_html(
+            "{}<br><small>{}</small>",
+            TokenStatus.REVOKED.label,
+            _("le %(day)s par %(who)s — motif : %(reason)s")
+            % {
+                "day": date_format(timezone.localtime(obj.revoked_at), "SHORT_DATETIME_FORMAT"),
+                "who": obj.revoked_by.get_username() if obj.revoked_by else _("système"),
+                "reason": obj.revocation_reason or _("non précisé"),
+            },
+        )
 
     @admin.display(description=_("privilèges"))
     def privilege_list(self, obj):

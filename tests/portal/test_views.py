@@ -205,3 +205,20 @@ def test_token_page_links_to_requests_and_pickup(logged, own, member):
     assert reverse("token_extend", args=[own.token.public_id]) in body
     dashboard = logged.get("/").content.decode()
     assert "fr-badge--new" in dashboard  # pending request badge
+
+
+def test_revoked_token_shows_revocation_and_no_countdown(logged, member, own, own_client):
+    from tokens.services import token_revoke
+
+    other = issue_token(client=own_client, label="Toujours actif")
+    token_revoke(token=own.token, by=member, reason="Fuite du secret")
+    body = logged.get(reverse("portal_token", args=[own.token.public_id])).content.decode()
+    assert "Révoqué le" in body and "Fuite du secret" in body
+    assert "Aurait expiré le" in body
+    assert "tkm-countdown" not in body and " — —" not in body
+    dashboard = logged.get("/").content.decode()
+    revoked_row = dashboard[dashboard.index("Portail des aides") :].split("</tr>")[0]
+    assert "révoqué le" in revoked_row and "Fuite du secret" in revoked_row
+    assert "tkm-countdown" not in revoked_row and "jours" not in revoked_row
+    active_row = dashboard[dashboard.index(other.token.label) :].split("</tr>")[0]
+    assert "tkm-countdown" in active_row

@@ -94,6 +94,16 @@ def test_changelist_columns(admin_client, stages):
     assert stages["expiring"].secret not in content
 
 
+def test_changelist_revoked_shows_who_when_why_and_no_countdown(admin_client, admin_user):
+    revoked = issue_token(label="révoqué par admin")
+    token_revoke(token=revoked.token, by=admin_user, reason="fuite du secret")
+    content = admin_client.get(CHANGELIST).content.decode()
+    row = content[content.index("révoqué par admin") :].split("</tr>")[0]
+    assert '<td class="field-days_left_display">—</td>' in row
+    assert "révoqué" in row and admin_user.get_username() in row and "fuite du secret" in row
+    assert "10/03/2026" in row
+
+
 @pytest.mark.parametrize(
     ("status", "expected"),
     [
