@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from tokenmgr import ratelimit
 from tokenmgr.reauth import recent_auth_required
 from tokens import validity
-from tokens.models import Client, Token
+from tokens.models import Client, Token, TokenStatus
 from tokens.selectors import TokenCheck, token_by_secret, token_check
 
 from . import ics, selectors, services
@@ -261,6 +261,15 @@ OUTCOME_TEXT = {
 }
 
 
+def _may_see(request, token: Token | None) -> bool:
+    """Whether the portal may show this token's details to the user (one of their clients, in the chosen scope)."""
+    return (
+        token is not None
+        and _only_client(request) in (None, token.client_id)
+        and Client.objects.accessible_to(request.user).filter(pk=token.client_id).exists()
+    )
+
+
 @sensitive_post_parameters("secret")
 @never_cache
 @login_required
@@ -284,18 +293,17 @@ def verify(request):
             secret = form.cleaned_data["secret"]
             result = token_check(secret=secret, now=timezone.now(), touch=False)
             token = token_by_secret(secret=secret) if result.outcome is not TokenCheck.INVALID else None
-            own = (
-                token is not None
-                and _only_client(request) in (None, token.client_id)
-                and Client.objects.accessible_to(request.user).filter(pk=token.client_id).exists()
-            )
+            superseded = token is not None and token.status == TokenStatus.SUPERSEDED
+            successor = token.renewed_by if superseded else None
             context.update(
                 {
                     "checked": True,
                     "ok": result.outcome is TokenCheck.OK,
+                    "superseded": superseded and result.outcome is TokenCheck.OK,
+                    "successor": successor if _may_see(request, successor) else None,
                     "outcome_text": OUTCOME_TEXT.get(result.outcome, ""),
                     "privileges": result.privileges,
-                    "token": token if own else None,
+                    "token": token if _may_see(request, token) else None,
                     "expires_at": token.expires_at
                     if token is not None and result.outcome is TokenCheck.OK
                     else None,

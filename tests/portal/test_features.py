@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import time_machine
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 
 from portal import ics, webhooks
 from portal.models import CalendarFeed, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -42,6 +42,25 @@ def test_verify_foreign_token_shows_validity_only(logged, foreign):
     assert "Jeton valide" in body and "entreprises" in body
     assert foreign.token.client.name not in body
     assert "aucun de vos clients" in body
+
+
+def test_verify_superseded_token_names_its_successor(logged, own, own_client, foreign):
+    from tokens.services import token_supersede
+
+    successor = issue_token(client=own_client, label="Nouveau portail")
+    token_supersede(old=own.token, new=successor.token, by=None)
+    body = logged.post(reverse("portal_verify"), {"secret": own.secret}).content.decode()
+    assert "Jeton remplacé" in body and "Jeton valide" not in body
+    assert "Nouveau portail" in body and f"{successor.token.secret_prefix}…" in body
+    assert reverse("portal_token", args=[successor.token.public_id]) in body
+    day = formats.date_format(timezone.localtime(own.token.expires_at), "DATE_FORMAT")
+    assert f"fonctionne encore jusqu&#x27;au {day}" in body or f"fonctionne encore jusqu'au {day}" in body
+    # a foreign token's successor is not described
+    other = issue_token(client=foreign.token.client, label="Successeur étranger")
+    token_supersede(old=foreign.token, new=other.token, by=None)
+    body = logged.post(reverse("portal_verify"), {"secret": foreign.secret}).content.decode()
+    assert "Jeton remplacé" in body and "remplacé par un nouveau jeton" in body
+    assert "Successeur étranger" not in body and other.token.secret_prefix not in body
 
 
 def test_verify_unknown_revoked_and_empty(logged, own):
