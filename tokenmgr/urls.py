@@ -1,6 +1,10 @@
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.staticfiles import finders
+from django.http import FileResponse, Http404
 from django.urls import include, path
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_GET
 
 from . import health, metrics
 from .api import api
@@ -10,7 +14,21 @@ from .api import api
 api_patterns, api_app_name, api_namespace = api.urls
 api_patterns = [pattern for pattern in api_patterns if pattern.name != "api-root"]
 
+FAVICON = "dsfr/dist/favicon/favicon.ico"  # shipped by django-dsfr, linked by its base template
+
+
+@require_GET
+@cache_control(public=True, max_age=86400)
+def favicon(request):
+    """/favicon.ico, which browsers and crawlers ask for whatever the page links: the DSFR icon, served as is."""
+    found = finders.find(FAVICON)
+    if not found:
+        raise Http404
+    return FileResponse(open(found, "rb"), content_type="image/x-icon")  # noqa: SIM115 - closed by the response
+
+
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("", (api_patterns, api_app_name, api_namespace)),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
