@@ -115,14 +115,14 @@ def _template(route: str, threshold: int, part: str, prefix: str):
 
 @receiver(setting_changed)
 def _forget_templates(setting, **kwargs):
-    if setting in {"TEMPLATES", "REMINDER_DAYS", "ROOT_URLCONF"}:
+    if setting in {"TEMPLATES", "REMINDER_DAYS", "ROOT_URLCONF", "SITE_URL", "SERVICE_NAME"}:
         _template.cache_clear()
         _skeletons.clear()
         _action_url_pattern.cache_clear()
 
 
 def _render_full(data: ReminderEmail, prefix: str) -> list[str]:
-    context = {"r": data, "site_url": settings.SITE_URL}
+    context = {"r": data, "site_url": settings.SITE_URL, "SERVICE_NAME": settings.SERVICE_NAME}
     return [_template(data.route, data.threshold, part, prefix).render(context) for part in PARTS]
 
 

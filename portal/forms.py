@@ -7,7 +7,7 @@ from accounts.forms import EmailAddressField
 from accounts.identity import normalize_email_or_none
 from tokens.models import Origin, Privilege, TokenStatus
 
-from .selectors import DEFAULT_SORT, SORTS, DashboardFilters
+from .selectors import DEFAULT_SORT, IN_SERVICE, SORTS, DashboardFilters
 from .webhooks import validate_webhook_url
 
 SORT_CHOICES = [(k, k) for k in SORTS] + [(f"-{k}", f"-{k}") for k in SORTS]
@@ -31,7 +31,9 @@ class DashboardFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         everything = [("", _("Tous"))]
         self.fields["client"].choices = everything + [(c.pk, f"{c.name} ({c.siret})") for c in clients]
-        self.fields["status"].choices = everything + list(TokenStatus.choices)
+        self.fields["status"].choices = (
+            everything + [(IN_SERVICE, _("en service"))] + list(TokenStatus.choices)
+        )
         self.fields["origin"].choices = everything + list(Origin.choices)
         self.fields["privilege"].choices = everything + [
             (p.code, p.code) for p in Privilege.objects.order_by("code")

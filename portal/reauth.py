@@ -123,6 +123,7 @@ def link_send(*, user, next_url: str = "") -> None:
         "link": link_url(user=user, next_url=next_url),
         "max_age_minutes": LINK_MAX_AGE // 60,
         "site_url": settings.SITE_URL,
+        "SERVICE_NAME": settings.SERVICE_NAME,
     }
     subject = " ".join(render_to_string("registration/reauth_link_subject.txt", context).split())
     message = EmailMultiAlternatives(

@@ -8,6 +8,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 from django.apps import apps
 from django.conf import settings
@@ -240,6 +241,26 @@ def user_tokens(user, *, now: dt.datetime | None = None, only_client: int | None
     return qs.annotate(state=status_expression(now or timezone.now()))
 
 
+# Status filter value for the tokens that work on the API right now (superseded ones still work until they expire).
+IN_SERVICE = "in_service"
+IN_SERVICE_STATES = (TokenStatus.ACTIVE.value, TokenStatus.EXPIRING.value, TokenStatus.SUPERSEDED.value)
+# Tokens that reminders are about (Token.objects.active()): usable and not superseded.
+_ACTIVE_STATES = (TokenStatus.ACTIVE.value, TokenStatus.EXPIRING.value)
+
+
+def _state_filter(filters: DashboardFilters, *, today: dt.date) -> Q:
+    """The status and expiry filters of the dashboard, on tokens annotated by user_tokens() (`state`)."""
+    q = Q()
+    if filters.status == IN_SERVICE:
+        q &= Q(state__in=IN_SERVICE_STATES)
+    elif filters.status:
+        q &= Q(state=filters.status)
+    if filters.within is not None:
+        horizon = validity.start_of_day(today + dt.timedelta(days=filters.within + 1))
+        q &= Q(state__in=_ACTIVE_STATES, expires_at__lt=horizon)
+    return q
+
+
 def dashboard_tokens(
     user, filters: DashboardFilters, *, now: dt.datetime | None = None, only_client: int | None = None
 ) -> QuerySet:
@@ -247,10 +268,7 @@ def dashboard_tokens(
     qs = user_tokens(user, now=now, only_client=only_client).select_related("client")
     if filters.client:
         qs = qs.filter(client_id=filters.client)
-    if filters.status:
-        qs = qs.filter(state=filters.status)
-    if filters.within is not None:
-        qs = qs.expiring_within(filters.within, today=validity.local_date(now))
+    qs = qs.filter(_state_filter(filters, today=validity.local_date(now)))
     if filters.origin:
         qs = qs.filter(origin=filters.origin)
     if filters.privilege:
@@ -307,31 +325,33 @@ def dashboard_rows(tokens: list[Token], *, today: dt.date | None = None) -> list
     return rows
 
 
+# The cards at the top of the dashboard: each counts the tokens that its link (these dashboard filters) lists.
+DASHBOARD_CARDS: dict[str, dict[str, str | int]] = {
+    "within_15": {"within": 15},
+    "within_30": {"within": 30},
+    "within_90": {"within": 90},
+    "in_service": {"status": IN_SERVICE},
+    "expired": {"status": TokenStatus.EXPIRED.value},
+}
+
+
+def dashboard_card_queries() -> dict[str, str]:
+    """The query string of each card's link."""
+    return {key: urlencode(params) for key, params in DASHBOARD_CARDS.items()}
+
+
 def dashboard_counts(
     user, *, now: dt.datetime | None = None, only_client: int | None = None
 ) -> dict[str, int]:
-    """The figures at the top of the dashboard, in one query."""
+    """The figures of the dashboard cards, in one query, by the very filters of the dashboard list."""
     now = now or timezone.now()
     today = validity.local_date(now)
-
-    def within(days: int) -> Q:
-        return Q(
-            revoked_at__isnull=True,
-            renewed_by__isnull=True,
-            expires_at__gt=now,
-            expires_at__lt=validity.start_of_day(today + dt.timedelta(days=days + 1)),
-        )
-
-    qs = Token.objects.for_user(user)
-    if only_client is not None:
-        qs = qs.filter(client_id=only_client)
+    qs = user_tokens(user, now=now, only_client=only_client)
     return qs.aggregate(
-        total=Count("id"),
-        usable=Count("id", filter=Q(revoked_at__isnull=True, expires_at__gt=now)),
-        within_15=Count("id", filter=within(15)),
-        within_30=Count("id", filter=within(30)),
-        within_90=Count("id", filter=within(90)),
-        expired=Count("id", filter=Q(revoked_at__isnull=True, expires_at__lte=now)),
+        **{
+            key: Count("id", filter=_state_filter(DashboardFilters(**params), today=today))
+            for key, params in DASHBOARD_CARDS.items()
+        }
     )
 
 

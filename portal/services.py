@@ -175,6 +175,7 @@ def login_link_send(*, email: str, next_url: str = "") -> int:
             "link": login_link_url(user=user, next_url=next_url),
             "max_age_minutes": LOGIN_LINK_MAX_AGE // 60,
             "site_url": settings.SITE_URL,
+            "SERVICE_NAME": settings.SERVICE_NAME,
         }
         subject = " ".join(render_to_string("registration/login_link_subject.txt", context).split())
         message = EmailMultiAlternatives(
@@ -289,7 +290,7 @@ def password_reset_send(*, email: str) -> int:
         form.save(
             domain_override=site.netloc,
             use_https=site.scheme == "https",
-            extra_email_context={"site_url": settings.SITE_URL},
+            extra_email_context={"site_url": settings.SITE_URL, "SERVICE_NAME": settings.SERVICE_NAME},
             **PASSWORD_RESET_TEMPLATES,
         )
     return count

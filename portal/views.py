@@ -115,6 +115,7 @@ def dashboard(request):
             "page": page,
             "rows": rows,
             "counts": selectors.dashboard_counts(request.user, now=now, only_client=only_client),
+            "card_queries": selectors.dashboard_card_queries(),
             "scoped": only_client is not None,
             "columns": _columns(filters.sort, sort_query.urlencode()),
             "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),

@@ -37,6 +37,8 @@ def _key(name: str, development_default: str) -> str:
 SECRET_KEY = _key("SECRET_KEY", "dev-insecure-change-me-0123456789abcdefghijklmnopqrstuvwxyz")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Name of the service, as emails sign it ("L'équipe <SERVICE_NAME>").
+SERVICE_NAME = env("SERVICE_NAME", default="API Entreprise")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
 
 ROOT_URLCONF = "tokenmgr.urls"

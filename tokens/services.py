@@ -350,6 +350,7 @@ def _request_mail(name: str, *, to: Sequence[str], access_request: AccessRequest
         "request_url": _absolute(reverse("request_detail", args=[access_request.public_id])),
         "admin_url": _absolute(reverse("admin:tokens_accessrequest_change", args=[access_request.pk])),
         "site_url": settings.SITE_URL,
+        "SERVICE_NAME": settings.SERVICE_NAME,
         **extra,
     }
     subject = " ".join(render_to_string(f"emails/request_{name}_subject.txt", context).split())
@@ -824,6 +825,7 @@ def signup_link_send(*, email: str, next_url: str = "") -> None:
         "email": email,
         "confirm_url": _absolute(reverse("signup_confirm", args=[signed])),
         "site_url": settings.SITE_URL,
+        "SERVICE_NAME": settings.SERVICE_NAME,
         "max_age_hours": SIGNUP_MAX_AGE // 3600,
     }
     subject = " ".join(render_to_string("emails/request_account_verify_subject.txt", context).split())

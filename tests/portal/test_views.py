@@ -222,3 +222,32 @@ def test_revoked_token_shows_revocation_and_no_countdown(logged, member, own, ow
     assert "tkm-countdown" not in revoked_row and "jours" not in revoked_row
     active_row = dashboard[dashboard.index(other.token.label) :].split("</tr>")[0]
     assert "tkm-countdown" in active_row
+
+
+def test_dashboard_cards_link_to_the_rows_they_count(logged, own_client, foreign, settings):
+    """Each card links to the dashboard filter it counts: following it lists exactly that many tokens."""
+    import re
+
+    settings.PORTAL_PAGE_SIZE = 100
+    with time_machine.travel(NOW, tick=False):
+        now = timezone.now()
+
+        def token(days, label, **changes):
+            t = issue_token(client=own_client, label=label, contacts=0).token
+            Token.objects.filter(pk=t.pk).update(expires_at=now + dt.timedelta(days=days), **changes)
+            return t
+
+        newer = token(500, "Successeur")
+        token(10, "Remplacé bientôt expiré", renewed_by=newer)
+        for days in (10, 25, 80, 200):
+            token(days, f"Dans {days} jours")
+        token(-3, "Expiré")
+        token(40, "Révoqué", revoked_at=now)
+        body = logged.get("/").content.decode()
+        cards = re.findall(r'<a href="(/\?[^"]*)"><span class="tkm-count__n[^"]*">(\d+)</span>', body)
+        assert [int(n) for _, n in cards] == [1, 2, 3, 6, 1]  # 15, 30, 90 days, in service, expired
+        for link, n in cards:
+            response = logged.get(link.replace("&amp;", "&"))
+            page = response.context["page"]
+            listed = response.content.decode().split("<tbody>")[1].count("<tr>") if page.object_list else 0
+            assert page.paginator.count == listed == int(n), link
