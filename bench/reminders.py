@@ -172,7 +172,7 @@ def baseline_sql() -> tuple[str, list]:
         "WHERE t.revoked_at IS NULL AND t.renewed_by_id IS NULL AND t.expires_at >= %s AND t.expires_at < %s "
         "AND NOT EXISTS (SELECT 1 FROM notifications_reminder r WHERE r.token_id = t.id "
         "AND r.expires_at = t.expires_at AND r.threshold <= d.th AND r.status IN ('pending', 'sending', 'sent')) "
-        "AND NOT EXISTS (SELECT 1 FROM portal_reminderoptout o WHERE o.token_id = t.id)"
+        "AND NOT EXISTS (SELECT 1 FROM notifications_reminderoptout o WHERE o.token_id = t.id)"
     )
     return sql, [*bounds, validity.start_of_day(DAY + dt.timedelta(days=1)), bounds[-1]]
 

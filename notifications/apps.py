@@ -6,4 +6,7 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the reminder template check)
+        from . import (
+            checks,  # noqa: F401  (registers the reminder template check)
+            receivers,  # noqa: F401  (connects the token signals to webhooks)
+        )

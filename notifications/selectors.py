@@ -4,7 +4,7 @@ import datetime as dt
 
 from django.db.models import Count, Min
 
-from .models import ReminderMessage, ReminderStatus, SweepRun
+from .models import ReminderMessage, ReminderStatus, SweepRun, WebhookDelivery
 
 UNSENT_STATUSES = (ReminderStatus.PENDING, ReminderStatus.SENDING)
 
@@ -31,3 +31,10 @@ def oldest_unsent_reminder_at() -> dt.datetime | None:
     return ReminderMessage.objects.filter(status__in=UNSENT_STATUSES).aggregate(oldest=Min("created_at"))[
         "oldest"
     ]
+
+
+def webhook_delivery_counts_by_status() -> dict[str, int]:
+    """How many webhook deliveries are in each state, every state listed: one aggregate query."""
+    counts = dict.fromkeys(WebhookDelivery.Status.values, 0)
+    counts.update(WebhookDelivery.objects.order_by().values_list("status").annotate(count=Count("pk")))
+    return counts

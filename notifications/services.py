@@ -43,15 +43,14 @@ from django.utils import timezone
 from sesame.utils import get_query_string
 
 from accounts.identity import normalize_email_or_none
-from portal.models import WebhookEndpoint
-from portal.selectors import reminders_declined_token_ids, tokens_without_declined
-from portal.webhooks import token_payload, webhook_emit
 from tokenmgr import outbox
 from tokens import validity
 from tokens.models import Contact, Token
 
 from . import emails
-from .models import OPEN_STATUSES, Reminder, ReminderMessage, ReminderStatus, SweepRun
+from .models import OPEN_STATUSES, Reminder, ReminderMessage, ReminderStatus, SweepRun, WebhookEndpoint
+from .opt_outs import reminders_declined_token_ids, tokens_without_declined
+from .webhooks import token_payload, webhook_emit
 
 logger = logging.getLogger(__name__)
 

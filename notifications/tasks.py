@@ -5,8 +5,16 @@ import datetime as dt
 
 from celery import shared_task
 from django.db import transaction
+from django.utils import timezone
 
-from . import services
+from tokens import validity
+from tokens.models import Token
+
+from . import services, webhooks
+
+EXPIRY_LOOKBACK_DAYS = 7
+# Webhook tasks run on their own queue ("webhooks", tokenmgr/celery.py): a slow endpoint never delays reminders.
+SOFT_TIME_LIMIT, TIME_LIMIT = webhooks.task_time_limits()
 
 
 @shared_task(name="notifications.sweep_reminders", acks_late=True, ignore_result=True)
@@ -22,3 +30,46 @@ def sweep_reminders(today: str | None = None) -> int:
 def deliver_reminders() -> int:
     """Send every pending reminder that is due (new ones and retries whose backoff elapsed)."""
     return services.reminders_deliver().sent
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=SOFT_TIME_LIMIT, time_limit=TIME_LIMIT)
+def webhook_deliver(delivery_id: int) -> str | None:
+    return webhooks.webhook_delivery_attempt(delivery_id=delivery_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def webhooks_retry_due() -> int:
+    """Re-enqueue overdue pending deliveries (every few minutes in beat)."""
+    ids = webhooks.deliveries_due()
+    for delivery_id in ids:
+        webhooks.enqueue_delivery(delivery_id)
+    return len(ids)
+
+
+def tokens_expired_recently(*, now: dt.datetime | None = None):
+    """Tokens (not revoked) that expired during the last days: a missed daily run catches up."""
+    now = now or timezone.now()
+    start = validity.start_of_day(validity.local_date(now) - dt.timedelta(days=EXPIRY_LOOKBACK_DAYS))
+    return (
+        Token.objects.filter(revoked_at__isnull=True, expires_at__gte=start, expires_at__lte=now)
+        .filter(client__webhooks__disabled_at__isnull=True)
+        .distinct()
+        .select_related("client", "renewed_by")
+        .prefetch_related("privileges")
+        .order_by("expires_at", "id")
+    )
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def webhooks_emit_expired() -> int:
+    """Daily: one `token.expired` event per token that expired (deduplicated by token and expiry)."""
+    emitted = 0
+    for token in tokens_expired_recently():
+        event = webhooks.webhook_emit(
+            client=token.client,
+            event_type="token.expired",
+            payload={"token": webhooks.token_payload(token)},
+            dedup_key=f"token.expired:{token.public_id}:{token.expires_at:%Y%m%d%H%M%S}",
+        )
+        emitted += event is not None
+    return emitted

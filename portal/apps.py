@@ -9,5 +9,3 @@ class PortalConfig(AppConfig):
 
     def ready(self) -> None:
         from tokenmgr import reauth  # noqa: F401  (connects the login signal: recent authentication)
-
-        from . import receivers  # noqa: F401  (connects the token signals to webhooks)

@@ -5,10 +5,10 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.forms import EmailAddressField
 from accounts.identity import normalize_email_or_none
+from notifications.webhooks import validate_webhook_url
 from tokens.models import Origin, Privilege, TokenStatus
 
 from .selectors import DEFAULT_SORT, IN_SERVICE, SORTS, DashboardFilters
-from .webhooks import validate_webhook_url
 
 SORT_CHOICES = [(k, k) for k in SORTS] + [(f"-{k}", f"-{k}") for k in SORTS]
 

@@ -15,10 +15,9 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from notifications.opt_outs import reminders_declined_token_ids
 from tokens import validity
 from tokens.models import Client, ClientMembership, Token, TokenStatus
-
-from .models import ReminderOptOut, WebhookDelivery
 
 PENDING_REQUEST_STATES = ("draft", "submitted", "changes_requested")
 REMINDER_TAKEN_STATES = (
@@ -62,22 +61,6 @@ def _token_fk_names(model) -> list[str]:
 def _state_field(model) -> str | None:
     names = _field_names(model)
     return next((n for n in ("state", "status") if n in names), None)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Opt-outs ("ce jeton n'est plus utilisé")
-# ---------------------------------------------------------------------------------------------------------------
-def reminders_declined_token_ids(ids: Iterable[int]) -> set[int]:
-    """Among token ids `ids`, those whose holders declined renewal: the reminder sweep must skip them."""
-    ids = list(ids)
-    if not ids:
-        return set()
-    return set(ReminderOptOut.objects.filter(token_id__in=ids).values_list("token_id", flat=True))
-
-
-def tokens_without_declined(qs: QuerySet) -> QuerySet:
-    """`qs` minus the tokens whose renewal was declined (for the sweep's range query, as a subquery)."""
-    return qs.exclude(reminder_opt_out__isnull=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -422,10 +405,3 @@ def client_accesses(user, *, only_client: int | None = None) -> list[ClientAcces
     for membership in memberships:
         by_client[membership.client_id].append(membership)
     return [ClientAccess(client=c, memberships=by_client[c.pk]) for c in clients]
-
-
-def webhook_delivery_counts_by_status() -> dict[str, int]:
-    """How many webhook deliveries are in each state, every state listed: one aggregate query."""
-    counts = dict.fromkeys(WebhookDelivery.Status.values, 0)
-    counts.update(WebhookDelivery.objects.order_by().values_list("status").annotate(count=Count("pk")))
-    return counts

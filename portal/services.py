@@ -6,55 +6,17 @@ import logging
 import secrets
 from functools import partial
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
 from accounts.identity import normalize_email_or_none
 from tokenmgr import ratelimit
-from tokens.models import Client, Token, TokenEvent
+from tokens.models import Token
 from tokens.services import token_revoke
 
-from . import webhooks
-from .models import CalendarFeed, ReminderOptOut, WebhookEndpoint
+from .models import CalendarFeed
 
 logger = logging.getLogger(__name__)
-
-DECLINE_AUDIT = "reminders_declined"
-UNDECLINE_AUDIT = "reminders_resumed"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Decline renewal ("ce jeton n'est plus utilisé")
-# ---------------------------------------------------------------------------------------------------------------
-@transaction.atomic
-def token_reminders_decline(*, token: Token, by) -> ReminderOptOut:
-    """Stop the reminders of a token its holders no longer use. The token keeps working until its expiry."""
-    token = Token.objects.select_for_update().get(pk=token.pk)
-    if not token.is_usable():
-        raise ValidationError(_("Ce jeton n'est plus actif."), code="not_usable")
-    if ReminderOptOut.objects.filter(token=token).exists():
-        raise ValidationError(_("Le renouvellement de ce jeton est déjà décliné."), code="already_declined")
-    opt_out = ReminderOptOut.objects.create(token=token, by=by)
-    TokenEvent.objects.create(
-        token=token, kind=TokenEvent.Kind.UPDATED, actor=by, data={"action": DECLINE_AUDIT}
-    )
-    return opt_out
-
-
-@transaction.atomic
-def token_reminders_resume(*, token: Token, by) -> None:
-    """Undo a decline: possible until the token's expiry."""
-    token = Token.objects.select_for_update().get(pk=token.pk)
-    if not token.is_usable():
-        raise ValidationError(_("Ce jeton a expiré ou a été révoqué : le choix ne peut plus être annulé."))
-    deleted, _rows = ReminderOptOut.objects.filter(token=token).delete()
-    if not deleted:
-        raise ValidationError(_("Le renouvellement de ce jeton n'était pas décliné."), code="not_declined")
-    TokenEvent.objects.create(
-        token=token, kind=TokenEvent.Kind.UPDATED, actor=by, data={"action": UNDECLINE_AUDIT}
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -62,7 +24,7 @@ def token_reminders_resume(*, token: Token, by) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 @transaction.atomic
 def token_revoke_by_holder(*, token: Token, by, reason: str) -> Token:
-    """Revoke (tokens.services.token_revoke); the client's webhooks hear of it through portal.receivers."""
+    """Revoke (tokens.services.token_revoke); the client's webhooks hear of it through notifications.receivers."""
     return token_revoke(token=token, by=by, reason=reason)
 
 
@@ -101,36 +63,6 @@ def calendar_feed_for_key(*, key: str) -> CalendarFeed | None:
     if feed is None or not hmac.compare_digest(feed.key_digest, wanted) or not feed.user.is_active:
         return None
     return feed
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Webhook endpoints
-# ---------------------------------------------------------------------------------------------------------------
-@transaction.atomic
-def webhook_endpoint_register(
-    *, client: Client, url: str, by, description: str = ""
-) -> tuple[WebhookEndpoint, str]:
-    """Register an HTTPS URL for `client`; returns the endpoint and its signing secret (shown once)."""
-    webhooks.validate_webhook_url(url)
-    secret = "whsec_" + secrets.token_urlsafe(32)
-    endpoint = WebhookEndpoint.objects.create(
-        client=client, url=url, secret=secret, description=description, created_by=by
-    )
-    return endpoint, secret
-
-
-@transaction.atomic
-def webhook_endpoint_rotate_secret(*, endpoint: WebhookEndpoint, by) -> str:
-    secret = "whsec_" + secrets.token_urlsafe(32)
-    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(secret=secret)
-    return secret
-
-
-@transaction.atomic
-def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, by) -> None:
-    WebhookEndpoint.objects.filter(pk=endpoint.pk, disabled_at__isnull=True).update(
-        disabled_at=timezone.now()
-    )
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from notifications import opt_outs, webhooks
+from notifications.models import WebhookDelivery, WebhookEndpoint
 from tokenmgr import ratelimit
 from tokenmgr.reauth import recent_auth_required
 from tokens import validity
@@ -25,8 +27,7 @@ from tokens.selectors import TokenCheck, token_by_secret, token_check
 
 from . import ics, selectors, services
 from .forms import DashboardFilterForm, RevokeForm, VerifyForm, WebhookForm
-from .models import CalendarFeed, WebhookDelivery, WebhookEndpoint
-from .webhooks import webhook_emit, webhook_endpoint_delete
+from .models import CalendarFeed
 
 
 def _token_or_404(request, public_id) -> Token:
@@ -144,7 +145,7 @@ def token_detail(request, public_id):
     token = _token_or_404(request, public_id)
     today = validity.today()
     ledger = selectors.reminder_rows_by_token([token.pk]).get(token.pk, [])
-    declined = bool(selectors.reminders_declined_token_ids([token.pk]))
+    declined = bool(opt_outs.reminders_declined_token_ids([token.pk]))
     steps = selectors.reminder_plan(token, ledger, today=today, declined=declined)
     privileges = list(token.privileges.all())
     timeline = [selectors.TimelineEntry(validity.local_date(token.issued_at), "issued", _("Émission"))]
@@ -201,7 +202,7 @@ def token_detail(request, public_id):
 def token_decline(request, public_id):
     token = _token_or_404(request, public_id)
     try:
-        services.token_reminders_decline(token=token, by=request.user)
+        opt_outs.token_reminders_decline(token=token, by=request.user)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
@@ -219,7 +220,7 @@ def token_decline(request, public_id):
 def token_resume(request, public_id):
     token = _token_or_404(request, public_id)
     try:
-        services.token_reminders_resume(token=token, by=request.user)
+        opt_outs.token_reminders_resume(token=token, by=request.user)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
@@ -414,7 +415,7 @@ def webhook_list(request):
     form = WebhookForm(request.POST or None, clients=clients)
     if request.method == "POST" and form.is_valid():
         try:
-            endpoint, secret = services.webhook_endpoint_register(
+            endpoint, secret = webhooks.webhook_endpoint_register(
                 client=form.cleaned_data["client"],
                 url=form.cleaned_data["url"],
                 description=form.cleaned_data["description"],
@@ -483,20 +484,20 @@ def webhook_action(request, pk):
     endpoint = _endpoint_or_404(request, pk)
     action = request.POST.get("action")
     if action == "disable":
-        services.webhook_endpoint_disable(endpoint=endpoint, by=request.user)
+        webhooks.webhook_endpoint_disable(endpoint=endpoint, by=request.user)
         messages.success(request, _("Le webhook est désactivé : il ne recevra plus d'événement."))
         return redirect("portal_webhooks")
     if action == "delete":
         if not request.POST.get("confirm"):
             messages.error(request, _("Cochez la case pour confirmer la suppression du webhook."))
             return redirect("portal_webhook", pk=endpoint.pk)
-        webhook_endpoint_delete(endpoint=endpoint, by=request.user)
+        webhooks.webhook_endpoint_delete(endpoint=endpoint, by=request.user)
         messages.success(request, _("Le webhook est supprimé, ainsi que son secret."))
         return redirect("portal_webhooks")
     if not endpoint.is_active:
         raise Http404
     if action == "rotate":
-        secret = services.webhook_endpoint_rotate_secret(endpoint=endpoint, by=request.user)
+        secret = webhooks.webhook_endpoint_rotate_secret(endpoint=endpoint, by=request.user)
         return _show_secret(request, endpoint, secret)
     if action == "ping":
         quota = ratelimit.tightest(
@@ -512,7 +513,7 @@ def webhook_action(request, pk):
                 % {"seconds": quota.reset},
             )
             return redirect("portal_webhook", pk=endpoint.pk)
-        webhook_emit(
+        webhooks.webhook_emit(
             client=endpoint.client, event_type="ping", payload={"message": "ping"}, endpoint=endpoint
         )
         messages.success(request, _("Événement de test envoyé : voyez les livraisons ci-dessous."))

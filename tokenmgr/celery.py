@@ -13,9 +13,9 @@ app.autodiscover_tasks()
 # both queues (`-Q celery,webhooks`), or two pools run side by side, one per queue.
 WEBHOOK_QUEUE = "webhooks"
 app.conf.task_routes = {
-    "portal.tasks.webhook_deliver": {"queue": WEBHOOK_QUEUE},
-    "portal.tasks.webhooks_retry_due": {"queue": WEBHOOK_QUEUE},
-    "portal.tasks.webhooks_emit_expired": {"queue": WEBHOOK_QUEUE},
+    "notifications.tasks.webhook_deliver": {"queue": WEBHOOK_QUEUE},
+    "notifications.tasks.webhooks_retry_due": {"queue": WEBHOOK_QUEUE},
+    "notifications.tasks.webhooks_emit_expired": {"queue": WEBHOOK_QUEUE},
 }
 
 
@@ -42,12 +42,12 @@ def setup_periodic_tasks(sender: Celery, **kwargs) -> None:
         sender.signature("availability.rollup_counters"),
         name="availability: rollup",
     )
-    # Portal webhooks (issue 5): `token.expired` events, and deliveries whose backoff elapsed.
+    # Webhooks: `token.expired` events, and deliveries whose backoff elapsed.
     sender.add_periodic_task(
         crontab(hour=0, minute=15),
-        sender.signature("portal.tasks.webhooks_emit_expired"),
+        sender.signature("notifications.tasks.webhooks_emit_expired"),
         name="webhooks: expiries",
     )
     sender.add_periodic_task(
-        300.0, sender.signature("portal.tasks.webhooks_retry_due"), name="webhooks: due retries"
+        300.0, sender.signature("notifications.tasks.webhooks_retry_due"), name="webhooks: due retries"
     )

@@ -112,7 +112,7 @@ class ServiceCollector:
 
     def collect(self):
         from notifications import selectors as reminders
-        from portal.selectors import webhook_delivery_counts_by_status
+        from notifications.selectors import webhook_delivery_counts_by_status
         from tokens.selectors import token_counts_by_status
 
         now = timezone.now()

@@ -10,8 +10,8 @@ from tests.e2e.topology import Topology
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 EMIT = """
-from portal.models import WebhookEndpoint
-from portal.webhooks import webhook_emit
+from notifications.models import WebhookEndpoint
+from notifications.webhooks import webhook_emit
 from tokens.models import Client
 
 client = Client.objects.get(siret="13002526500013")
@@ -41,7 +41,7 @@ def test_a_webhook_is_delivered_by_a_worker_of_the_webhooks_queue(report):
             event_id = topo.manage("shell", "-c", EMIT.format(url=url)).stdout.strip().splitlines()[-1]
             topo.wait_until(lambda: received, timeout=60, what="the webhook delivery")
             assert received[0][0]["X-Webhook-Id"] == event_id
-            query = "SELECT status, coalesce(lease_until::text, '-') FROM portal_webhookdelivery"
+            query = "SELECT status, coalesce(lease_until::text, '-') FROM notifications_webhookdelivery"
             rows = topo.wait_until(
                 lambda: (rows := topo.sql(query)) and rows[0][0] == "delivered" and rows,
                 timeout=30,

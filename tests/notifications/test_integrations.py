@@ -4,17 +4,16 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from notifications import services
-from notifications.models import Reminder, ReminderStatus, SweepRun
+from notifications.models import Reminder, ReminderStatus, SweepRun, WebhookEndpoint, WebhookEvent
+from notifications.opt_outs import token_reminders_decline
 from notifications.selectors import last_sweep_at
-from portal.models import WebhookEndpoint, WebhookEvent
-from portal.services import token_reminders_decline
 from tests.factories import issue_token
 from tokens.services import token_revoke
 
 
 @pytest.fixture(autouse=True)
 def _no_broker(monkeypatch):
-    monkeypatch.setattr("portal.webhooks.enqueue_delivery", lambda delivery_id, countdown=0: None)
+    monkeypatch.setattr("notifications.webhooks.enqueue_delivery", lambda delivery_id, countdown=0: None)
 
 
 @pytest.fixture

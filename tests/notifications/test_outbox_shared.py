@@ -5,10 +5,8 @@ import datetime as dt
 import pytest
 from django.conf import settings
 
-from notifications import services
-from notifications.models import ReminderMessage
-from portal import webhooks
-from portal.models import WebhookDelivery, WebhookEndpoint
+from notifications import services, webhooks
+from notifications.models import ReminderMessage, WebhookDelivery, WebhookEndpoint
 from tokenmgr import outbox
 
 

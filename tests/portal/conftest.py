@@ -39,6 +39,6 @@ def _no_broker(monkeypatch):
     """Delivery tasks are enqueued on commit: record them instead of talking to a broker."""
     sent = []
     monkeypatch.setattr(
-        "portal.webhooks.enqueue_delivery", lambda delivery_id, countdown=0: sent.append(delivery_id)
+        "notifications.webhooks.enqueue_delivery", lambda delivery_id, countdown=0: sent.append(delivery_id)
     )
     return sent

@@ -5,12 +5,12 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from portal import webhooks
-from portal.models import WebhookDelivery, WebhookEndpoint
+from notifications import webhooks
+from notifications.models import WebhookDelivery, WebhookEndpoint
 
 pytestmark = pytest.mark.django_db
 
-CHANGELIST = reverse("admin:portal_webhookdelivery_changelist")
+CHANGELIST = reverse("admin:notifications_webhookdelivery_changelist")
 
 
 @pytest.fixture

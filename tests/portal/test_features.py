@@ -10,11 +10,13 @@ import time_machine
 from django.urls import reverse
 from django.utils import formats, timezone
 
-from portal import ics, webhooks
-from portal.models import CalendarFeed, WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from notifications import webhooks
+from notifications.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from notifications.opt_outs import token_reminders_decline
+from notifications.tasks import webhooks_emit_expired
+from portal import ics
+from portal.models import CalendarFeed
 from portal.selectors import next_reminder, reminder_plan
-from portal.services import token_reminders_decline
-from portal.tasks import webhooks_emit_expired
 from tests.factories import issue_token
 from tokens.models import Token
 
@@ -182,7 +184,7 @@ def test_token_page_lists_sent_reminders(logged, own):
 
 
 def test_declined_helper(own):
-    from portal.selectors import reminders_declined_token_ids, tokens_without_declined
+    from notifications.opt_outs import reminders_declined_token_ids, tokens_without_declined
 
     token_reminders_decline(token=own.token, by=None)
     assert reminders_declined_token_ids([own.token.pk]) == {own.token.pk}
@@ -278,7 +280,7 @@ def test_webhook_other_client_404(logged, foreign):
 def test_revocation_delivers_signed_event(
     logged, own, own_client, receiver, django_capture_on_commit_callbacks, _no_broker
 ):
-    endpoint, secret = __import__("portal.services", fromlist=["x"]).webhook_endpoint_register(
+    endpoint, secret = __import__("notifications.webhooks", fromlist=["x"]).webhook_endpoint_register(
         client=own_client, url=receiver.url, by=None
     )
     with django_capture_on_commit_callbacks(execute=True):
@@ -307,7 +309,7 @@ def test_revocation_delivers_signed_event(
 def test_failed_delivery_backs_off_then_fails_and_replays(own_client, receiver, settings, _no_broker):
     settings.WEBHOOK_MAX_ATTEMPTS = 3
     receiver.codes = [500, 503, 502]
-    from portal.services import webhook_endpoint_register
+    from notifications.webhooks import webhook_endpoint_register
 
     webhook_endpoint_register(client=own_client, url=receiver.url, by=None)
     event = webhooks.webhook_emit(client=own_client, event_type="ping", payload={})

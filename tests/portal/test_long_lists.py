@@ -9,8 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from notifications.models import Reminder
-from portal.models import ReminderOptOut
+from notifications.models import Reminder, ReminderOptOut
 from tests.factories import ClientFactory, ClientMembershipFactory, ContactFactory, issue_token
 from tokens import validity
 from tokens.models import AccessRequest, Privilege, Token

@@ -8,8 +8,9 @@ from django.test import Client
 from django.urls import URLPattern, reverse
 
 from notifications.magic_links import SESSION_CLIENT_KEY, SESSION_TOKEN_KEY
+from notifications.models import ReminderOptOut, WebhookEndpoint
 from portal import urls as portal_urls
-from portal.models import CalendarFeed, ReminderOptOut, WebhookEndpoint
+from portal.models import CalendarFeed
 from tests.factories import ClientFactory, ClientMembershipFactory, issue_token
 from tokens.models import Token
 

@@ -6,7 +6,7 @@ import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
-from portal.models import ReminderOptOut
+from notifications.models import ReminderOptOut
 from tests.factories import issue_token
 from tokens.models import Token, TokenEvent
 
@@ -136,7 +136,7 @@ def test_decline_and_resume_are_audited(logged, own):
     url = reverse("portal_token_decline", args=[own.token.public_id])
     response = logged.post(url, follow=True)
     assert "plus aucun rappel" in response.content.decode()
-    from portal.selectors import reminders_declined_token_ids
+    from notifications.opt_outs import reminders_declined_token_ids
 
     assert reminders_declined_token_ids([own.token.pk]) == {own.token.pk}
     assert TokenEvent.objects.filter(token=own.token, data__action="reminders_declined").exists()

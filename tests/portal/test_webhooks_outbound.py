@@ -15,8 +15,8 @@ from django.db import DatabaseError, connection, transaction
 from django.urls import reverse
 from django.utils import formats, timezone
 
-from portal import webhooks
-from portal.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from notifications import webhooks
+from notifications.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from tests.factories import ClientFactory
 from tokenmgr import outbox
 
@@ -492,14 +492,14 @@ def test_backoff_is_one_function():
 
 # ------------------------------------------------------------------------------------------------ queue
 def test_webhook_tasks_have_their_own_queue_and_time_limits():
-    from portal import tasks
+    from notifications import tasks
     from tokenmgr.celery import app
 
     router = app.amqp.router
     for name in (
-        "portal.tasks.webhook_deliver",
-        "portal.tasks.webhooks_retry_due",
-        "portal.tasks.webhooks_emit_expired",
+        "notifications.tasks.webhook_deliver",
+        "notifications.tasks.webhooks_retry_due",
+        "notifications.tasks.webhooks_emit_expired",
     ):
         assert router.route({}, name)["queue"].name == "webhooks"
     assert router.route({}, "notifications.deliver_reminders")["queue"].name == "celery"

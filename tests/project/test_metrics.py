@@ -12,8 +12,15 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from notifications.models import Reminder, ReminderMessage, ReminderStatus, SweepRun
-from portal.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from notifications.models import (
+    Reminder,
+    ReminderMessage,
+    ReminderStatus,
+    SweepRun,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from tests.factories import ClientFactory, UserFactory, issue_token
 from tokenmgr import metrics
 from tokenmgr.client_ip import parse_trusted_proxies

@@ -19,6 +19,7 @@ import io
 import ipaddress
 import json
 import logging
+import secrets
 import socket
 import ssl
 import time
@@ -38,7 +39,7 @@ from tokens.models import Client, Token
 
 from .models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
 
-logger = logging.getLogger("portal.webhooks")
+logger = logging.getLogger(__name__)
 
 USER_AGENT = "tokenmgr-webhooks/1"
 MAX_RESPONSE_BYTES = 2048  # of the body: read, then ignored
@@ -621,4 +622,32 @@ def deliveries_due(*, now: dt.datetime | None = None, limit: int = 500) -> list[
         OUTBOX.claimable(now - dt.timedelta(minutes=1))
         .order_by("next_attempt_at", "pk")
         .values_list("pk", flat=True)[:limit]
+    )
+
+
+# Endpoints, as integrators register them
+@transaction.atomic
+def webhook_endpoint_register(
+    *, client: Client, url: str, by, description: str = ""
+) -> tuple[WebhookEndpoint, str]:
+    """Register an HTTPS URL for `client`; returns the endpoint and its signing secret (shown once)."""
+    validate_webhook_url(url)
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    endpoint = WebhookEndpoint.objects.create(
+        client=client, url=url, secret=secret, description=description, created_by=by
+    )
+    return endpoint, secret
+
+
+@transaction.atomic
+def webhook_endpoint_rotate_secret(*, endpoint: WebhookEndpoint, by) -> str:
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(secret=secret)
+    return secret
+
+
+@transaction.atomic
+def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, by) -> None:
+    WebhookEndpoint.objects.filter(pk=endpoint.pk, disabled_at__isnull=True).update(
+        disabled_at=timezone.now()
     )

@@ -7,7 +7,7 @@ from tokens.signals import token_revoked, token_superseded
 from .webhooks import token_payload, webhook_emit
 
 
-@receiver(token_revoked, dispatch_uid="portal.webhooks.token_revoked")
+@receiver(token_revoked, dispatch_uid="notifications.webhooks.token_revoked")
 def _revoked(sender, *, token, reason, **kwargs):
     webhook_emit(
         client=token.client,
@@ -17,7 +17,7 @@ def _revoked(sender, *, token, reason, **kwargs):
     )
 
 
-@receiver(token_superseded, dispatch_uid="portal.webhooks.token_superseded")
+@receiver(token_superseded, dispatch_uid="notifications.webhooks.token_superseded")
 def _renewal_validated(sender, *, old, new, **kwargs):
     webhook_emit(
         client=old.client,
