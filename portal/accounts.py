@@ -22,6 +22,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from tokenmgr import ratelimit, reauth
 from tokenmgr.pages import private, safe_next
+from tokens.forms import SignupForm
 from tokens.services import memberships_sync_from_proof
 
 from . import services
@@ -188,3 +189,27 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
 
 class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
     template_name = "registration/password_reset_complete.html"
+
+
+def signup(request):
+    """Sign-up for people arriving without a link: the address is verified by an emailed link
+    (tokens.views.signup_confirm)."""
+    next_url = safe_next(request, request.POST.get("next") or request.GET.get("next", "")) or reverse(
+        "request_list"
+    )
+    if request.method == "POST":
+        form = SignupForm(request.POST)
+        if form.is_valid():
+            # Per client IP only here; per address, lookup and sending in a task (no account enumeration).
+            quota = ratelimit.hit("signup-ip", ratelimit.client_ip(request), MAIL_PER_IP)
+            if quota.exceeded:
+                response = render(request, "registration/too_many.html", {"rate_limited": quota}, status=429)
+                response["Retry-After"] = str(quota.reset)
+                return response
+            services.account_email_request(
+                kind=services.SIGNUP_EMAIL, email=form.cleaned_data["email"], next_url=next_url
+            )
+            return render(request, "tokens/signup_sent.html", {"email": form.cleaned_data["email"]})
+    else:
+        form = SignupForm()
+    return render(request, "tokens/signup.html", {"form": form, "next": next_url})

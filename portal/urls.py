@@ -24,6 +24,7 @@ urlpatterns = [
         name="password_reset_complete",
     ),
     path("deconnexion/", accounts.LogoutView.as_view(), name="logout"),
+    path("inscription/", accounts.signup, name="signup"),
     # Recent authentication before sensitive actions: password, or a one-time link by email.
     path("reauth/", reauth.reauth, name="reauth"),
     path("reauth/lien/", reauth.reauth_link, name="reauth_link"),

@@ -4,7 +4,7 @@ from . import views
 
 urlpatterns = [
     # Login and logout: portal/urls.py (portal.accounts).
-    path("inscription/", views.signup, name="signup"),
+    # Sign-up: portal/urls.py (portal.accounts.signup); its emailed link comes back here.
     path("inscription/confirmer/<str:signed>/", views.signup_confirm, name="signup_confirm"),
     # Reminder email targets (docs/domain.md routing): final URLs, one path per route.
     path("jetons/<uuid:public_id>/renouveler/", views.token_renew, name="token_renew"),

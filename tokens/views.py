@@ -20,7 +20,7 @@ from tokenmgr.pages import safe_next
 from tokenmgr.reauth import recent_auth_required
 
 from . import selectors, services
-from .forms import AccessRequestForm, AccountForm, MessageForm, RegenerateForm, SignupForm
+from .forms import AccessRequestForm, AccountForm, MessageForm, RegenerateForm
 from .models import AccessRequest, Client, Origin, Token, TokenStatus
 from .services import AccessRequestError
 
@@ -421,27 +421,6 @@ def token_regenerate(request, public_id):
 
 def _next_or_requests(request, candidate: str) -> str:
     return safe_next(request, candidate) or reverse("request_list")
-
-
-def signup(request):
-    next_url = _next_or_requests(request, request.POST.get("next") or request.GET.get("next", ""))
-    if request.method == "POST":
-        form = SignupForm(request.POST)
-        if form.is_valid():
-            # Per client IP only here; per address, lookup and sending in a task (no account enumeration).
-            from portal.services import ACCOUNT_EMAIL_REQUESTS_PER_IP, SIGNUP_EMAIL, account_email_request
-            from tokenmgr import ratelimit
-
-            quota = ratelimit.hit("signup-ip", ratelimit.client_ip(request), ACCOUNT_EMAIL_REQUESTS_PER_IP)
-            if quota.exceeded:
-                response = render(request, "registration/too_many.html", {"rate_limited": quota}, status=429)
-                response["Retry-After"] = str(quota.reset)
-                return response
-            account_email_request(kind=SIGNUP_EMAIL, email=form.cleaned_data["email"], next_url=next_url)
-            return render(request, "tokens/signup_sent.html", {"email": form.cleaned_data["email"]})
-    else:
-        form = SignupForm()
-    return render(request, "tokens/signup.html", {"form": form, "next": next_url})
 
 
 def signup_confirm(request, signed):
