@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import services
+from . import requeue
 from .models import Reminder, ReminderMessage, ReminderStatus, SweepRun
 
 MESSAGE_FIELDS = (
@@ -90,7 +90,7 @@ class ReminderAdmin(admin.ModelAdmin):
     )
     def requeue(self, request, queryset):
         ids = list(queryset.filter(status=ReminderStatus.FAILED).values_list("pk", flat=True))
-        _requeued(self, request, services.reminders_requeue(reminder_ids=ids, by=request.user))
+        _requeued(self, request, requeue.reminders_requeue(reminder_ids=ids, by=request.user))
 
 
 @admin.register(ReminderMessage)
@@ -130,7 +130,7 @@ class ReminderMessageAdmin(admin.ModelAdmin):
     @admin.action(description=_("Remettre en file les messages en échec"), permissions=["change"])
     def requeue(self, request, queryset):
         ids = list(queryset.filter(status=ReminderStatus.FAILED).values_list("pk", flat=True))
-        _requeued(self, request, services.reminder_messages_requeue(message_ids=ids, by=request.user))
+        _requeued(self, request, requeue.reminder_messages_requeue(message_ids=ids, by=request.user))
 
 
 @admin.register(SweepRun)

@@ -68,7 +68,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ReminderEmail:
-    """Everything a reminder email shows; built from the database by services, or from samples by the check."""
+    """Everything a reminder email shows; built from the database by delivery, or from samples by the check."""
 
     threshold: int
     route: str

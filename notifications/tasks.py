@@ -6,13 +6,13 @@ import datetime as dt
 from celery import shared_task
 from django.db import transaction
 
-from . import services
+from . import delivery, sweep
 
 
 @shared_task(name="notifications.sweep_reminders", acks_late=True, ignore_result=True)
 def sweep_reminders(today: str | None = None) -> int:
     """Daily: queue the reminders due today, then hand them to delivery once committed."""
-    result = services.reminders_sweep(today=dt.date.fromisoformat(today) if today else None)
+    result = sweep.reminders_sweep(today=dt.date.fromisoformat(today) if today else None)
     if result.queued:
         transaction.on_commit(deliver_reminders.delay)
     return result.queued
@@ -21,4 +21,4 @@ def sweep_reminders(today: str | None = None) -> int:
 @shared_task(name="notifications.deliver_reminders", acks_late=True, ignore_result=True)
 def deliver_reminders() -> int:
     """Send every pending reminder that is due (new ones and retries whose backoff elapsed)."""
-    return services.reminders_deliver().sent
+    return delivery.reminders_deliver().sent
