@@ -3,7 +3,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from . import requeue
-from .models import Reminder, ReminderMessage, ReminderStatus, SweepRun
+from .models import DeadlineAlert, Reminder, ReminderMessage, ReminderStatus, SweepRun
 
 MESSAGE_FIELDS = (
     "email",
@@ -142,4 +142,14 @@ class SweepRunAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DeadlineAlert)
+class DeadlineAlertAdmin(admin.ModelAdmin):
+    list_display = ("token", "expires_at", "access_request", "created_at", "sent_at")
+    list_select_related = ("token", "access_request__client")
+    readonly_fields = ("token", "expires_at", "access_request", "created_at", "sent_at", "last_error")
+
+    def has_add_permission(self, request):
         return False

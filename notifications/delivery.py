@@ -9,6 +9,7 @@ pending request, what its renewal form will be pre-filled with), not when the sw
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 import smtplib
 from collections.abc import Iterable
@@ -19,16 +20,18 @@ from django.core.mail import get_connection
 from django.db import transaction
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery, Value, prefetch_related_objects
 from django.db.models.functions import Coalesce
-from django.utils import timezone
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.formats import date_format
 from sesame.utils import get_query_string
 
 from portal.models import WebhookEndpoint
 from portal.webhooks import token_payload, webhook_emit
 from tokenmgr import outbox
-from tokens import validity
-from tokens.models import Token
+from tokens import prefill, validity
+from tokens.models import Origin, Token
 
-from . import emails
+from . import emails, pending
 from .models import OPEN_STATUSES, Reminder, ReminderMessage, ReminderStatus
 from .recipients import link_users_get_or_create, magic_link_scope, recipients_for
 from .rules import ineligibility, reminders_declined_token_ids
@@ -89,7 +92,36 @@ def reminder_event_payload(reminder: Reminder, token: Token) -> dict:
     return {"token": token_payload(token), "threshold": reminder.threshold, "route": reminder.route}
 
 
-def _email_data(message: ReminderMessage, token: Token, users: dict, today: dt.date) -> emails.ReminderEmail:
+@functools.lru_cache(maxsize=4096)
+def _long_date(day: dt.date) -> str:
+    """A date as the emails write it (French: 3 mars 2027)."""
+    with translation.override("fr"):
+        return date_format(day, "j F Y")
+
+
+@functools.lru_cache(maxsize=64)
+def _labels(fields: tuple[str, ...]) -> tuple[str, ...]:
+    with translation.override("fr"):
+        return tuple(str(prefill.FIELD_LABELS[f]) for f in fields)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What the batch's emails say beyond their reminder, read once for the batch at sending time."""
+
+    pending: dict  # token id -> the open AccessRequest that would replace it
+    prefill: dict  # token id -> tokens.prefill.PrefillSource (api_gouv tokens without a pending request)
+
+
+def _batch_context(tokens: list[Token]) -> _Context:
+    requests = pending.replacing_requests(t.pk for t in tokens)
+    renewable = [t for t in tokens if t.pk not in requests and t.origin == Origin.API_GOUV]
+    return _Context(pending=requests, prefill=prefill.renewal_prefill_sources(tokens=renewable))
+
+
+def _email_data(
+    message: ReminderMessage, token: Token, users: dict, today: dt.date, context: _Context
+) -> emails.ReminderEmail:
     """What one recipient's email shows: their own address and sign-in link only, and how many others got it."""
     reminder = message.reminder
     url = emails.action_url(reminder.route, token.public_id)
@@ -97,6 +129,22 @@ def _email_data(message: ReminderMessage, token: Token, users: dict, today: dt.d
     user = None if message.to_admins else users.get(message.email)
     if user is not None:
         link = url + get_query_string(user, scope=magic_link_scope(token.public_id))
+    extra: dict = {}
+    request = context.pending.get(token.pk)
+    if request is not None:
+        extra.update(
+            pending_state=request.state,
+            pending_kind=request.kind,
+            pending_date=_long_date(pending.request_date(request)),
+            pending_url=settings.SITE_URL + reverse("request_detail", args=[request.public_id]),
+        )
+    source = context.prefill.get(token.pk)
+    if source is not None:
+        extra.update(
+            prefill_date=_long_date(source.date) if source.date else "",
+            prefill_fields=_labels(tuple(source.fields)),
+            prefill_missing=_labels(tuple(source.missing)),
+        )
     return emails.ReminderEmail(
         threshold=reminder.threshold,
         route=reminder.route,
@@ -112,6 +160,7 @@ def _email_data(message: ReminderMessage, token: Token, users: dict, today: dt.d
         action_url=url,
         personal_link=link,
         admins_fallback=message.to_admins,
+        **extra,
     )
 
 
@@ -213,6 +262,7 @@ def _deliver_claimed(
     tokens = list({m.reminder.token_id: m.reminder.token for m in messages}.values())
     prefetch_related_objects(tokens, "contacts", "privileges")
     declined = reminders_declined_token_ids(t.pk for t in tokens)
+    context = _batch_context(tokens)
     contacts_now = {t.pk: set(recipients_for(t)) for t in tokens}
     plans = []
     for message in messages:
@@ -251,7 +301,7 @@ def _deliver_claimed(
                 _record_failure(rest, open_error, worker, result)
             break
         try:
-            data = _email_data(message, message.reminder.token, users, today)
+            data = _email_data(message, message.reminder.token, users, today, context)
             email = emails.build_message(data, mailer.conn, msgid=emails.message_id(f"reminder.{message.pk}"))
         except Exception as exc:
             _record_failure(message, f"{type(exc).__name__}: {exc}", worker, result)

@@ -6,13 +6,16 @@ import datetime as dt
 from celery import shared_task
 from django.db import transaction
 
-from . import delivery, sweep
+from . import delivery, pending, sweep
 
 
 @shared_task(name="notifications.sweep_reminders", acks_late=True, ignore_result=True)
 def sweep_reminders(today: str | None = None) -> int:
-    """Daily: queue the reminders due today, then hand them to delivery once committed."""
-    result = sweep.reminders_sweep(today=dt.date.fromisoformat(today) if today else None)
+    """Daily: queue the reminders due today, then hand them to delivery once committed; alert the instructors of
+    the undecided requests whose token reached the last threshold."""
+    day = dt.date.fromisoformat(today) if today else None
+    result = sweep.reminders_sweep(today=day)
+    pending.deadline_alerts_run(today=day)
     if result.queued:
         transaction.on_commit(deliver_reminders.delay)
     return result.queued

@@ -15,6 +15,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from notifications.admin_filters import NearDeadlineFilter
+
 from . import selectors, services
 from .forms import MessageForm, ReasonForm, ValidateForm
 from .models import AccessRequest, AccessRequestEvent
@@ -64,7 +66,7 @@ def _audit_text(value) -> str:
 @admin.register(AccessRequest)
 class AccessRequestAdmin(admin.ModelAdmin):
     list_display = ("short_id", "client", "kind", "state_badge", "applicant", "submitted_at", "token_link")
-    list_filter = ("state", "kind", "submitted_at")
+    list_filter = (NearDeadlineFilter, "state", "kind", "submitted_at")
     search_fields = ("client__name", "client__siret", "applicant__email", "label")
     list_select_related = ("client", "applicant", "token")
     ordering = ("-submitted_at", "-created_at")

@@ -5,6 +5,7 @@ import datetime as dt
 from django.core.management.base import BaseCommand, CommandError
 
 from notifications.delivery import reminders_deliver
+from notifications.pending import deadline_alerts_run
 from notifications.sweep import reminders_sweep
 
 
@@ -21,7 +22,9 @@ class Command(BaseCommand):
             raise CommandError(f"--today: date invalide {today!r} (attendu AAAA-MM-JJ)") from exc
         sweep = reminders_sweep(today=day)
         delivery = reminders_deliver(today=day)
+        alerts = deadline_alerts_run(today=day)
         self.stdout.write(
             f"queued: {sweep.queued}\nmessages: {sweep.messages}\n"
-            f"sent: {delivery.sent}\nskipped: {delivery.skipped}\nfailed: {delivery.failed}"
+            f"sent: {delivery.sent}\nskipped: {delivery.skipped}\nfailed: {delivery.failed}\n"
+            f"deadline alerts: {alerts}"
         )
