@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Case, Exists, OuterRef, PositiveSmallIntegerField, QuerySet, Value, When
+from django.db.models import Case, Exists, OuterRef, PositiveSmallIntegerField, Q, QuerySet, Value, When
 
 from portal.models import ReminderOptOut
 from tokens import validity
@@ -104,11 +104,11 @@ def due_tokens_filter(qs: QuerySet, *, today: dt.date) -> QuerySet:
     """The tokens of `qs` due on `today`, annotated with `due_threshold`."""
     start = validity.start_of_day(today + dt.timedelta(days=1))
     end = validity.start_of_day(today + dt.timedelta(days=horizon_days() + 1))
-    blocking = Reminder.objects.filter(
-        token_id=OuterRef("pk"),
-        expires_at=OuterRef("expires_at"),
-        threshold__lte=OuterRef("due_threshold"),
-        status__in=BLOCKING_STATUSES,
+    # A smaller or equal threshold already pending or sent blocks; so does any row of the due threshold itself
+    # (failed or cancelled: the ledger's unique constraint would make its insert a no-op).
+    blocking = Reminder.objects.filter(token_id=OuterRef("pk"), expires_at=OuterRef("expires_at")).filter(
+        Q(threshold__lte=OuterRef("due_threshold"), status__in=BLOCKING_STATUSES)
+        | Q(threshold=OuterRef("due_threshold"))
     )
     return (
         eligible_tokens(qs)
