@@ -186,10 +186,10 @@ def _cpu_seconds(pid: int) -> float:
 def _deliver_in_child(_):
     from django.db import connections
 
-    from notifications import services
+    from notifications import delivery
 
     try:
-        return services.reminders_deliver(today=DAY)
+        return delivery.reminders_deliver(today=DAY)
     finally:
         connections.close_all()
 
@@ -201,7 +201,8 @@ def run() -> list[Row]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from notifications import services
+    from notifications import delivery as reminder_delivery
+    from notifications import sweep
     from notifications.models import OPEN_STATUSES, Reminder, ReminderMessage
 
     n_tokens = int(os.environ.get("BENCH_REMINDER_TOKENS", "1000000"))
@@ -220,14 +221,14 @@ def run() -> list[Row]:
 
     with CaptureQueriesContext(connection) as queries:
         t = time.perf_counter()
-        result = services.reminders_sweep(today=DAY)
+        result = sweep.reminders_sweep(today=DAY)
         sweep_s = time.perf_counter() - t
     log(
         f"sweep: {result.queued:,} reminders ({result.messages:,} messages) queued in {sweep_s:.3f}s, "
         f"{len(queries)} queries, {result.batches} batches"
     )
     assert result.queued == len(due), (result.queued, len(due))
-    again = services.reminders_sweep(today=DAY).queued
+    again = sweep.reminders_sweep(today=DAY).queued
     assert again == 0, again
 
     # Delivery to a real SMTP server in another process.
@@ -265,11 +266,11 @@ def run() -> list[Row]:
         connections.close_all()
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             parts = pool.map(_deliver_in_child, range(workers))
-        delivery = services.DeliveryResult()
+        delivery = reminder_delivery.DeliveryResult()
         for part in parts:
             delivery += part
     else:
-        delivery = services.reminders_deliver(today=DAY)
+        delivery = reminder_delivery.reminders_deliver(today=DAY)
     deliver_s = time.perf_counter() - t
     sink_cpu = _cpu_seconds(sink.pid) - sink_cpu
     own_cpu = (

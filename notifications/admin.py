@@ -3,8 +3,12 @@ from django.db import transaction
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from . import services
+from tokens.models import AccessRequest
+
+from . import requeue
+from .admin_filters import NearDeadlineFilter
 from .models import (
+    DeadlineAlert,
     Reminder,
     ReminderMessage,
     ReminderOptOut,
@@ -102,7 +106,7 @@ class ReminderAdmin(admin.ModelAdmin):
     )
     def requeue(self, request, queryset):
         ids = list(queryset.filter(status=ReminderStatus.FAILED).values_list("pk", flat=True))
-        _requeued(self, request, services.reminders_requeue(reminder_ids=ids, by=request.user))
+        _requeued(self, request, requeue.reminders_requeue(reminder_ids=ids, by=request.user))
 
 
 @admin.register(ReminderMessage)
@@ -142,7 +146,7 @@ class ReminderMessageAdmin(admin.ModelAdmin):
     @admin.action(description=_("Remettre en file les messages en échec"), permissions=["change"])
     def requeue(self, request, queryset):
         ids = list(queryset.filter(status=ReminderStatus.FAILED).values_list("pk", flat=True))
-        _requeued(self, request, services.reminder_messages_requeue(message_ids=ids, by=request.user))
+        _requeued(self, request, requeue.reminder_messages_requeue(message_ids=ids, by=request.user))
 
 
 @admin.register(SweepRun)
@@ -223,3 +227,24 @@ class WebhookEventAdmin(admin.ModelAdmin):
     list_filter = ["type"]
     search_fields = ["id", "client__name", "client__siret"]
     readonly_fields = ["id", "type", "client", "payload", "created_at", "dedup_key"]
+
+
+@admin.register(DeadlineAlert)
+class DeadlineAlertAdmin(admin.ModelAdmin):
+    list_display = ("token", "expires_at", "access_request", "created_at", "sent_at")
+    list_select_related = ("token", "access_request__client")
+    readonly_fields = ("token", "expires_at", "access_request", "created_at", "sent_at", "last_error")
+
+    def has_add_permission(self, request):
+        return False
+
+
+def _request_queue_near_deadline() -> None:
+    """The instructors' request queue (tokens' admin, registered before this module: INSTALLED_APPS order) gets the
+    "échéance proche" filter from here, since tokens knows nothing of reminders."""
+    queue = admin.site.get_model_admin(AccessRequest)
+    if NearDeadlineFilter not in queue.list_filter:
+        queue.list_filter = (NearDeadlineFilter, *queue.list_filter)
+
+
+_request_queue_near_deadline()

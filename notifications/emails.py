@@ -9,7 +9,7 @@ emails/reminder_<route>_<threshold>_<part> (looked up first). The system check i
 
 Speed (delivery sends thousands of these): the templates are rendered once per *shape* of email — route, threshold,
 days left, expiry date, fallback note, number of privileges, whether the label is empty, whether there is a sign-in
-link, how many other recipients, language — with unique slot markers in place of the per-mail strings; the result
+link, how many other recipients, the pending request's state and kind, the pre-filled field groups, language — with unique slot markers in place of the per-mail strings; the result
 is cut at the markers into a skeleton, and each email is the skeleton joined with its own strings (HTML-escaped where the template escaped the marker). The first
 email of each shape is also rendered in full and compared: a template that transforms a per-mail string (a filter
 other than escaping or `default`) makes that shape fall back to full rendering, so the output is always what Django
@@ -68,7 +68,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ReminderEmail:
-    """Everything a reminder email shows; built from the database by services, or from samples by the check."""
+    """Everything a reminder email shows; built from the database by delivery, or from samples by the check."""
 
     threshold: int
     route: str
@@ -84,6 +84,17 @@ class ReminderEmail:
     personal_link: str = ""  # the recipient's own sign-in link (action_url + sesame token), or ""
     other_recipients: int = 0  # how many other contacts got this reminder, each in a message of their own
     admins_fallback: bool = False
+    # The open request that would replace the token, decided at sending time: its state (a value of
+    # AccessRequest.State, "" when there is none), kind, date (already formatted) and page.
+    pending_state: str = ""
+    pending_kind: str = ""
+    pending_date: str = ""
+    pending_url: str = ""
+    # What the renewal form is pre-filled with (tokens.prefill): the date of the earlier validated request it
+    # copies (formatted; "" when the form starts from the token alone), the field groups filled and to fill.
+    prefill_date: str = ""
+    prefill_fields: tuple[str, ...] = ()
+    prefill_missing: tuple[str, ...] = ()
 
 
 def template_names(route: str, threshold: int, part: str, prefix: str = TEMPLATE_PREFIX) -> list[str]:
@@ -149,6 +160,9 @@ def _slot_values(data: ReminderEmail) -> dict[str, str]:
         "url": data.action_url,
         "rcpt": data.recipient,
         "link": data.personal_link,
+        "pending_date": data.pending_date,
+        "pending_url": data.pending_url,
+        "prefill_date": data.prefill_date,
     }
     for i, (code, label) in enumerate(data.privileges):
         values[f"pc{i}"], values[f"pl{i}"] = code, label
@@ -168,6 +182,13 @@ def _shape(data: ReminderEmail, prefix: str) -> tuple:
         len(data.privileges),
         bool(data.personal_link),
         data.other_recipients,
+        data.pending_state,
+        data.pending_kind,
+        bool(data.pending_date),
+        bool(data.pending_url),
+        bool(data.prefill_date),
+        data.prefill_fields,
+        data.prefill_missing,
         translation.get_language(),
         settings.SITE_URL,
     )
@@ -184,6 +205,9 @@ def _slotted(data: ReminderEmail) -> ReminderEmail:
         privileges=[(_slot(f"pc{i}"), _slot(f"pl{i}")) for i in range(len(data.privileges))],
         recipient=_slot("rcpt"),
         personal_link=_slot("link") if data.personal_link else "",
+        pending_date=_slot("pending_date") if data.pending_date else "",
+        pending_url=_slot("pending_url") if data.pending_url else "",
+        prefill_date=_slot("prefill_date") if data.prefill_date else "",
     )
 
 

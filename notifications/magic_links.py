@@ -10,7 +10,7 @@ single-use (SESAME_ONE_TIME).
 - POST (CSRF-checked: this runs in process_view, after CsrfViewMiddleware) consumes the link, checks again, makes the
   user a member of the token's client, logs them in and redirects (303) to the same path without the parameter.
 - At both steps the user must still be active, neither staff nor superuser, and their address (normalized) one of
-  the token's contacts (services.link_user_allowed, services.link_user_is_contact).
+  the token's contacts (recipients.link_user_allowed, recipients.link_user_is_contact).
 - A session opened by such a link is limited to that token's renewal: the token's own page, its route's action page,
   the pages of the access requests made for that token, and the sign-in and sign-out pages. Any other page
   redirects to the login page with a message asking for a full sign-in (password or login link), which drops the
@@ -33,7 +33,7 @@ from tokens.models import AccessRequest, Client, Token
 from tokens.services import memberships_sync_from_proof
 
 from . import views
-from .services import link_user_allowed, link_user_is_contact, magic_link_scope
+from .recipients import link_user_allowed, link_user_is_contact, magic_link_scope
 
 SESSION_CLIENT_KEY = "magic_link_client_id"
 SESSION_TOKEN_KEY = "magic_link_token"

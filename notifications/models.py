@@ -5,7 +5,7 @@ the constraint instead of queueing twice. The sweep writes, in the same transact
 recipient, unique per (reminder, email): each recipient gets a message of their own, sent once. A new expiry (token
 renewed in place) starts a fresh series.
 
-The ledger's status sums up its messages (see services.reminders_settle): pending while one is still to be sent,
+The ledger's status sums up its messages (see delivery.reminders_settle): pending while one is still to be sent,
 then sent (every message sent or cancelled), failed (one failed for good) or cancelled (all cancelled).
 """
 
@@ -300,3 +300,29 @@ class WebhookAttempt(models.Model):
         if self.cause:
             return self.get_cause_display()
         return _("erreur réseau")
+
+
+class DeadlineAlert(models.Model):
+    """The instructors were told that a token reached the last reminder threshold with the request that would
+    replace it still undecided: one row per (token, expiry), so that they are told once, whatever the number of
+    sweeps, retries or beats."""
+
+    token = models.ForeignKey(Token, on_delete=models.CASCADE, related_name="+", verbose_name=_("jeton"))
+    expires_at = models.DateTimeField(_("expiration visée"))
+    access_request = models.ForeignKey(
+        "tokens.AccessRequest", on_delete=models.CASCADE, related_name="+", verbose_name=_("demande")
+    )
+    created_at = models.DateTimeField(_("créée le"), default=timezone.now)
+    sent_at = models.DateTimeField(_("envoyée le"), null=True, blank=True)
+    last_error = models.TextField(_("dernière erreur"), blank=True)
+
+    class Meta:
+        verbose_name = _("alerte d'échéance")
+        verbose_name_plural = _("alertes d'échéance")
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["token", "expires_at"], name="deadline_alert_once_per_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.token_id} — {self.expires_at:%Y-%m-%d}"

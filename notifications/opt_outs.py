@@ -1,13 +1,11 @@
 """Reminder opt-outs ("ce jeton n'est plus utilisé"): the holders decline renewal, the reminders stop.
 
-Reversible until the token's expiry; each change is audited on the token.
+Reversible until the token's expiry; each change is audited on the token. Whom the reminders skip is the reminder rule's
+business (notifications.rules).
 """
-
-from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 
 from tokens.models import Token, TokenEvent
@@ -46,16 +44,3 @@ def token_reminders_resume(*, token: Token, by) -> None:
     TokenEvent.objects.create(
         token=token, kind=TokenEvent.Kind.UPDATED, actor=by, data={"action": UNDECLINE_AUDIT}
     )
-
-
-def reminders_declined_token_ids(ids: Iterable[int]) -> set[int]:
-    """Among token ids `ids`, those whose holders declined renewal: the reminder sweep must skip them."""
-    ids = list(ids)
-    if not ids:
-        return set()
-    return set(ReminderOptOut.objects.filter(token_id__in=ids).values_list("token_id", flat=True))
-
-
-def tokens_without_declined(qs: QuerySet) -> QuerySet:
-    """`qs` minus the tokens whose renewal was declined (for the sweep's range query, as a subquery)."""
-    return qs.exclude(reminder_opt_out__isnull=False)

@@ -10,7 +10,7 @@ from django.utils import timezone
 from tokens import validity
 from tokens.models import Token
 
-from . import services, webhooks
+from . import delivery, pending, sweep, webhooks
 
 EXPIRY_LOOKBACK_DAYS = 7
 # Webhook tasks run on their own queue ("webhooks", tokenmgr/celery.py): a slow endpoint never delays reminders.
@@ -19,8 +19,11 @@ SOFT_TIME_LIMIT, TIME_LIMIT = webhooks.task_time_limits()
 
 @shared_task(name="notifications.sweep_reminders", acks_late=True, ignore_result=True)
 def sweep_reminders(today: str | None = None) -> int:
-    """Daily: queue the reminders due today, then hand them to delivery once committed."""
-    result = services.reminders_sweep(today=dt.date.fromisoformat(today) if today else None)
+    """Daily: queue the reminders due today, then hand them to delivery once committed; alert the instructors of
+    the undecided requests whose token reached the last threshold."""
+    day = dt.date.fromisoformat(today) if today else None
+    result = sweep.reminders_sweep(today=day)
+    pending.deadline_alerts_run(today=day)
     if result.queued:
         transaction.on_commit(deliver_reminders.delay)
     return result.queued
@@ -29,7 +32,7 @@ def sweep_reminders(today: str | None = None) -> int:
 @shared_task(name="notifications.deliver_reminders", acks_late=True, ignore_result=True)
 def deliver_reminders() -> int:
     """Send every pending reminder that is due (new ones and retries whose backoff elapsed)."""
-    return services.reminders_deliver().sent
+    return delivery.reminders_deliver().sent
 
 
 @shared_task(acks_late=True, ignore_result=True, soft_time_limit=SOFT_TIME_LIMIT, time_limit=TIME_LIMIT)

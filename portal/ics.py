@@ -1,4 +1,7 @@
-"""A hand-written iCalendar (RFC 5545) feed: one all-day event per token expiry and per reminder date."""
+"""A hand-written iCalendar (RFC 5545) feed: one all-day event per token expiry and per reminder date.
+
+The reminder events are the token page's timeline's (notifications.rules.reminders_shown): a token whose renewal
+was declined, revoked or superseded has no reminder still to come."""
 
 import datetime as dt
 from collections.abc import Iterable
@@ -7,6 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from notifications.rules import reminder_plans, reminders_shown
 from tokens import validity
 from tokens.models import Token
 
@@ -80,6 +84,8 @@ def calendar_for_tokens(tokens: Iterable[Token], *, now: dt.datetime | None = No
         f"X-WR-TIMEZONE:{settings.TIME_ZONE}",
         "REFRESH-INTERVAL;VALUE=DURATION:PT12H",
     ]
+    tokens = list(tokens)
+    plans = reminder_plans(tokens, today=validity.local_date(now))
     for token in tokens:
         name = token.label or token.secret_prefix
         expiry_day = validity.local_date(token.expires_at)
@@ -94,15 +100,12 @@ def calendar_for_tokens(tokens: Iterable[Token], *, now: dt.datetime | None = No
             url,
             stamp,
         )
-        if token.revoked_at is not None or token.renewed_by_id is not None:
-            continue
-        for threshold in settings.REMINDER_DAYS:
-            day = expiry_day - dt.timedelta(days=threshold)
+        for step in reminders_shown(plans[token.pk][0]):
             lines += _event(
-                f"{token.public_id}-reminder-{threshold}@{host}",
-                day,
+                f"{token.public_id}-reminder-{step.threshold}@{host}",
+                step.day,
                 _("Rappel J-%(n)s : jeton %(name)s — %(client)s")
-                % {"n": threshold, "name": name, "client": token.client.name},
+                % {"n": step.threshold, "name": name, "client": token.client.name},
                 f"{base}\n"
                 + _("Expire le %(day)s. Pensez à le renouveler.") % {"day": expiry_day.strftime("%d/%m/%Y")}
                 + f"\n{url}",

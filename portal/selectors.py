@@ -1,8 +1,4 @@
-"""Reads of the integrator's portal: dashboard rows, reminder plans, token history.
-
-Issues 3 and 4 add the reminder ledger (notifications.Reminder) and access requests (tokens.AccessRequest);
-they are looked up at run time so that the portal works before and after they land.
-"""
+"""Reads of the integrator's portal: dashboard rows, reminder plans, token history."""
 
 import datetime as dt
 from collections import defaultdict
@@ -10,168 +6,50 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from django.apps import apps
-from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from notifications.opt_outs import reminders_declined_token_ids
+from notifications.rules import (
+    ReminderStep,
+    next_reminder,
+    reminder_plan,
+    reminder_plans,
+    reminder_rows_by_token,
+    reminders_declined_token_ids,
+    reminders_shown,
+)
 from tokens import validity
-from tokens.models import Client, ClientMembership, Token, TokenStatus
+from tokens.models import AccessRequest, Client, ClientMembership, Token, TokenStatus
 
-PENDING_REQUEST_STATES = ("draft", "submitted", "changes_requested")
-REMINDER_TAKEN_STATES = (
-    "pending",
-    "sending",
-    "sent",
-)  # a ledger row in these states means "this threshold is done"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Optional models of the parallel issues
-# ---------------------------------------------------------------------------------------------------------------
-def _model(app_label: str, name: str):
-    try:
-        return apps.get_model(app_label, name)
-    except LookupError:
-        return None
-
-
-def reminder_model():
-    return _model("notifications", "Reminder")
-
-
-def access_request_model():
-    return _model("tokens", "AccessRequest")
-
-
-def _field_names(model) -> set[str]:
-    return {f.name for f in model._meta.get_fields()}
-
-
-def _token_fk_names(model) -> list[str]:
-    """Names of the model's foreign keys to Token (e.g. the token a request renews or extends)."""
-    return [
-        f.name
-        for f in model._meta.get_fields()
-        if (f.many_to_one or f.one_to_one) and f.concrete and getattr(f, "related_model", None) is Token
-    ]
-
-
-def _state_field(model) -> str | None:
-    names = _field_names(model)
-    return next((n for n in ("state", "status") if n in names), None)
+__all__ = [
+    "ReminderStep",
+    "next_reminder",
+    "reminder_plan",
+    "reminder_rows_by_token",
+    "reminders_declined_token_ids",
+    "reminders_shown",
+]
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Reminder plan of one token
+# Access requests of tokens
 # ---------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ReminderStep:
-    threshold: int
-    day: dt.date
-    state: str  # "sent" | "pending" | "failed" | "due" | "planned" | "skipped" | "none"
-    reminder: object = None  # the ledger row, if any
-
-
-def reminder_rows_by_token(token_ids: Iterable[int]) -> dict[int, list]:
-    """Ledger rows of each token (any expiry), newest first; {} before issue 3 lands."""
-    model = reminder_model()
+def requests_by_token(token_ids: Iterable[int], *, pending_only: bool) -> dict[int, list[AccessRequest]]:
+    """Access requests made for each token (renewal, extension, or the new request replacing a legacy token),
+    newest first; only the open ones (draft, submitted, changes requested) with `pending_only`."""
     ids = list(token_ids)
-    if model is None or not ids:
+    if not ids:
         return {}
-    rows: dict[int, list] = defaultdict(list)
-    order = [f for f in ("-sent_at", "-id") if f.lstrip("-") in _field_names(model)]
-    for row in model.objects.filter(token_id__in=ids).order_by(*order):
-        rows[row.token_id].append(row)
-    return rows
-
-
-def _current_rows(token: Token, rows: list) -> dict[int, object]:
-    """Ledger rows of the token's current expiry, by threshold."""
-    current = {}
-    for row in rows:
-        if getattr(row, "expires_at", token.expires_at) != token.expires_at:
-            continue
-        current.setdefault(int(row.threshold), row)
-    return current
-
-
-def _taken(row) -> bool:
-    return getattr(row, "status", "sent") in REMINDER_TAKEN_STATES
-
-
-def reminder_plan(
-    token: Token, rows: list, *, today: dt.date | None = None, declined: bool = False
-) -> list[ReminderStep]:
-    """Every threshold of REMINDER_DAYS for the token's current expiry, with what happened or will happen.
-
-    Mirrors the reminder rule (docs/domain.md): on a day with 0 < days_left ≤ max, the smallest threshold ≥ days_left
-    is sent unless it or a smaller one was already sent for this expiry.
-    """
-    today = today or validity.today()
-    expiry_day = validity.local_date(token.expires_at)
-    left = (expiry_day - today).days
-    current = _current_rows(token, rows)
-    taken = [t for t, r in current.items() if _taken(r)]
-    floor = min(taken) if taken else None
-    eligible = token.revoked_at is None and token.renewed_by_id is None and left > 0 and not declined
-    due_now = None
-    if eligible and left <= max(settings.REMINDER_DAYS):
-        due_now = min(t for t in settings.REMINDER_DAYS if t >= left)
-    steps = []
-    for threshold in sorted(settings.REMINDER_DAYS, reverse=True):
-        day = expiry_day - dt.timedelta(days=threshold)
-        row = current.get(threshold)
-        if row is not None:
-            state = getattr(row, "status", "sent")
-            if state == "sending":  # claimed by a delivery worker right now: shown as pending
-                state = "pending"
-            if state not in ("sent", "pending", "failed"):
-                state = "none"
-        elif floor is not None and threshold >= floor:
-            state = "skipped"
-        elif not eligible:
-            state = "none"
-        elif threshold == due_now:
-            state, day = "due", today
-        elif threshold < left:
-            state = "planned"
-        else:
-            state = "skipped"
-        steps.append(ReminderStep(threshold=threshold, day=day, state=state, reminder=row))
-    return steps
-
-
-def next_reminder(steps: list[ReminderStep]) -> ReminderStep | None:
-    upcoming = [s for s in steps if s.state in ("due", "planned")]
-    return min(upcoming, key=lambda s: s.day) if upcoming else None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Pending access requests
-# ---------------------------------------------------------------------------------------------------------------
-def requests_by_token(token_ids: Iterable[int], *, pending_only: bool) -> dict[int, list]:
-    model = access_request_model()
-    ids = list(token_ids)
-    if model is None or not ids:
-        return {}
-    fks = _token_fk_names(model)
-    if not fks:
-        return {}
-    cond = Q()
-    for name in fks:
-        cond |= Q(**{f"{name}_id__in": ids})
-    qs = model.objects.filter(cond)
-    state = _state_field(model)
-    if pending_only and state:
-        qs = qs.filter(**{f"{state}__in": PENDING_REQUEST_STATES})
-    result: dict[int, list] = defaultdict(list)
+    qs = AccessRequest.objects.filter(Q(token_id__in=ids) | Q(issued_token_id__in=ids))
+    if pending_only:
+        qs = qs.open()
+    wanted = set(ids)
+    result: dict[int, list[AccessRequest]] = defaultdict(list)
     for req in qs.order_by("-pk"):
-        for name in fks:
-            tid = getattr(req, f"{name}_id")
-            if tid in ids and req not in result[tid]:
-                result[tid].append(req)
+        for token_id in dict.fromkeys((req.token_id, req.issued_token_id)):
+            if token_id in wanted:
+                result[token_id].append(req)
     return result
 
 
@@ -288,20 +166,18 @@ class DashboardRow:
 def dashboard_rows(tokens: list[Token], *, today: dt.date | None = None) -> list[DashboardRow]:
     """Decorate one page of tokens with their reminder plan and pending requests, in a constant number of queries."""
     today = today or validity.today()
-    ids = [t.pk for t in tokens]
-    ledger = reminder_rows_by_token(ids)
-    declined = reminders_declined_token_ids(ids)
-    pending = requests_by_token(ids, pending_only=True)
+    plans = reminder_plans(tokens, today=today)
+    pending = requests_by_token([t.pk for t in tokens], pending_only=True)
     rows = []
     for token in tokens:
-        steps = reminder_plan(token, ledger.get(token.pk, []), today=today, declined=token.pk in declined)
+        steps, declined = plans[token.pk]
         rows.append(
             DashboardRow(
                 token=token,
                 days_left=(validity.local_date(token.expires_at) - today).days,
                 steps=steps,
                 next_reminder=next_reminder(steps),
-                declined=token.pk in declined,
+                declined=declined,
                 pending_requests=pending.get(token.pk, []),
             )
         )
@@ -377,6 +253,20 @@ class TimelineEntry:
     label: str
     state: str = ""
     step: ReminderStep | None = None
+
+
+def token_timeline(token: Token, steps: list[ReminderStep]) -> list[TimelineEntry]:
+    """Issue, the reminders done and still to come (rules.reminders_shown, as the calendar feed), revocation,
+    expiry; by day."""
+    timeline = [TimelineEntry(validity.local_date(token.issued_at), "issued", _("Émission"))]
+    for step in reminders_shown(steps):
+        label = _("Rappel J-%(n)s") % {"n": step.threshold}
+        timeline.append(TimelineEntry(step.day, "reminder", label, step.state, step))
+    if token.revoked_at:
+        timeline.append(TimelineEntry(validity.local_date(token.revoked_at), "revoked", _("Révocation")))
+    timeline.append(TimelineEntry(validity.local_date(token.expires_at), "expiry", _("Expiration")))
+    timeline.sort(key=lambda e: e.day)
+    return timeline
 
 
 def token_predecessors(token: Token) -> list[Token]:

@@ -145,23 +145,10 @@ def token_detail(request, public_id):
     token = _token_or_404(request, public_id)
     today = validity.today()
     ledger = selectors.reminder_rows_by_token([token.pk]).get(token.pk, [])
-    declined = bool(opt_outs.reminders_declined_token_ids([token.pk]))
+    declined = bool(selectors.reminders_declined_token_ids([token.pk]))
     steps = selectors.reminder_plan(token, ledger, today=today, declined=declined)
     privileges = list(token.privileges.all())
-    timeline = [selectors.TimelineEntry(validity.local_date(token.issued_at), "issued", _("Émission"))]
-    for step in steps:
-        if step.state != "none":
-            timeline.append(
-                selectors.TimelineEntry(
-                    step.day, "reminder", _("Rappel J-%(n)s") % {"n": step.threshold}, step.state, step
-                )
-            )
-    if token.revoked_at:
-        timeline.append(
-            selectors.TimelineEntry(validity.local_date(token.revoked_at), "revoked", _("Révocation"))
-        )
-    timeline.append(selectors.TimelineEntry(validity.local_date(token.expires_at), "expiry", _("Expiration")))
-    timeline.sort(key=lambda e: e.day)
+    timeline = selectors.token_timeline(token, steps)
     usable = token.is_usable()
     requests = selectors.requests_by_token([token.pk], pending_only=False).get(token.pk, [])
     for req in requests:
@@ -180,9 +167,7 @@ def token_detail(request, public_id):
             "contacts": list(token.contacts.all()),
             "timeline": timeline,
             "reminders_sent": ledger,
-            "ledger_enabled": selectors.reminder_model() is not None,
             "requests": requests,
-            "requests_enabled": selectors.access_request_model() is not None,
             "predecessors": selectors.token_predecessors(token),
             "declined": declined,
             "opt_out": getattr(token, "reminder_opt_out", None) if declined else None,

@@ -64,7 +64,7 @@ def _audit_text(value) -> str:
 @admin.register(AccessRequest)
 class AccessRequestAdmin(admin.ModelAdmin):
     list_display = ("short_id", "client", "kind", "state_badge", "applicant", "submitted_at", "token_link")
-    list_filter = ("state", "kind", "submitted_at")
+    list_filter = ("state", "kind", "submitted_at")  # + "échéance proche", added by notifications.admin
     search_fields = ("client__name", "client__siret", "applicant__email", "label")
     list_select_related = ("client", "applicant", "token")
     ordering = ("-submitted_at", "-created_at")

@@ -25,7 +25,7 @@ def reminder_link(live_server, token, email):
     try:
         from sesame.utils import get_query_string
 
-        from notifications.services import link_users_get_or_create, magic_link_scope
+        from notifications.recipients import link_users_get_or_create, magic_link_scope
     except ImportError:  # pragma: no cover
         return None
     user = link_users_get_or_create(emails={email.lower()})[email.lower()]

@@ -8,7 +8,7 @@ import time_machine
 from django.core import mail
 from django.db import connection, connections
 
-from notifications import services
+from notifications import delivery, sweep
 from notifications.models import Reminder, ReminderMessage
 
 from .conftest import TODAY, at, make_token
@@ -26,9 +26,9 @@ def test_parallel_sweeps_and_deliveries_queue_and_send_each_reminder_once():
         def work():
             try:
                 barrier.wait()
-                queued.append(services.reminders_sweep(today=TODAY, batch_size=7).queued)
+                queued.append(sweep.reminders_sweep(today=TODAY, batch_size=7).queued)
                 barrier.wait()
-                sent.append(services.reminders_deliver(batch_size=5).sent)
+                sent.append(delivery.reminders_deliver(batch_size=5).sent)
             except Exception as exc:  # pragma: no cover - reported below
                 errors.append(exc)
             finally:

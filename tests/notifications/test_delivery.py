@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.identity import InvalidEmail
-from notifications import checks, services
+from notifications import checks, delivery, requeue, sweep
 from notifications.models import Reminder, ReminderMessage, ReminderStatus
 from tests.factories import ClientFactory, ContactFactory, UserFactory
 from tokenmgr.celery import app as celery_app
@@ -34,8 +34,8 @@ class RefusingBackend(BaseEmailBackend):
 
 def deliver_one(token_factory, today, days_left, **kwargs):
     issued = token_factory(days_left, **kwargs)
-    services.reminders_sweep(today=today)
-    result = services.reminders_deliver()
+    sweep.reminders_sweep(today=today)
+    result = delivery.reminders_deliver()
     return issued, result
 
 
@@ -162,9 +162,9 @@ def test_no_secret_in_any_email(db, settings):
                 today=day, days_left=days, contacts=i % 3, origin=("api_gouv", "demarches_simplifiees")[i % 2]
             )
             secrets.append(issued.secret)
-        services.reminders_sweep(today=day)
+        sweep.reminders_sweep(today=day)
         # 0, 1 or 2 contacts: the ADMINS, one or two messages.
-        assert services.reminders_deliver().sent == 8
+        assert delivery.reminders_deliver().sent == 8
     assert len(mail.outbox) == 8
     for message in mail.outbox:
         raw = message.message().as_string()
@@ -179,12 +179,12 @@ def test_smtp_down_keeps_messages_pending_with_bounded_backoff_then_failed(token
     settings.EMAIL_BACKEND = "tests.notifications.test_delivery.RefusingBackend"
     settings.REMINDER_MAX_ATTEMPTS = 4
     token_factory(30)
-    services.reminders_sweep(today=today)
+    sweep.reminders_sweep(today=today)
     now = timezone.now()
     delays = []
     with time_machine.travel(now, tick=False) as traveller:
         for attempt in range(1, 5):
-            result = services.reminders_deliver()
+            result = delivery.reminders_deliver()
             assert (result.sent, result.failed) == (0, 1)
             message = ReminderMessage.objects.get()
             assert message.attempts == attempt and "Connection refused" in message.last_error
@@ -193,19 +193,19 @@ def test_smtp_down_keeps_messages_pending_with_bounded_backoff_then_failed(token
                 assert message.status == ReminderStatus.PENDING
                 assert Reminder.objects.get().status == ReminderStatus.PENDING
                 delays.append(message.next_attempt_at - now)
-                assert services.reminders_deliver().failed == 0  # not due before its backoff
+                assert delivery.reminders_deliver().failed == 0  # not due before its backoff
                 now = message.next_attempt_at
                 traveller.move_to(now)
     assert delays == [dt.timedelta(minutes=1), dt.timedelta(minutes=5), dt.timedelta(minutes=25)]
     assert ReminderMessage.objects.get().status == ReminderStatus.FAILED
     reminder = Reminder.objects.get()
     assert reminder.status == ReminderStatus.FAILED and "Connection refused" in reminder.last_error
-    assert services.retry_delay(20) == dt.timedelta(seconds=settings.REMINDER_RETRY_MAX_SECONDS)
+    assert delivery.retry_delay(20) == dt.timedelta(seconds=settings.REMINDER_RETRY_MAX_SECONDS)
     # Re-queued from the admin, then sent once SMTP is back.
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    assert services.reminders_requeue(reminder_ids=[reminder.pk]) == 1
+    assert requeue.reminders_requeue(reminder_ids=[reminder.pk]) == 1
     assert Reminder.objects.get().status == ReminderStatus.PENDING
-    assert services.reminders_deliver().sent == 1
+    assert delivery.reminders_deliver().sent == 1
     assert Reminder.objects.get().status == ReminderStatus.SENT
     assert len(mail.outbox) == 1
 
@@ -232,8 +232,8 @@ def test_a_refused_recipient_retries_only_its_own_message(token_factory, today, 
         ContactFactory(client=client, email="carol@example.org"),
     ]
     token_factory(30, client=client, contacts=contacts)
-    services.reminders_sweep(today=today)
-    result = services.reminders_deliver()
+    sweep.reminders_sweep(today=today)
+    result = delivery.reminders_deliver()
     assert (result.sent, result.failed) == (2, 1)
     assert sorted(m.to[0] for m in mail.outbox) == ["alice@example.org", "carol@example.org"]
     states = dict(ReminderMessage.objects.values_list("email", "status"))
@@ -245,7 +245,7 @@ def test_a_refused_recipient_retries_only_its_own_message(token_factory, today, 
     RefusingOneRecipient.refused = "nobody@example.org"
     try:
         with time_machine.travel(bob.next_attempt_at, tick=False):
-            assert services.reminders_deliver().sent == 1
+            assert delivery.reminders_deliver().sent == 1
     finally:
         RefusingOneRecipient.refused = "bob@example.org"
     assert [m.to for m in mail.outbox[2:]] == [["bob@example.org"]]
@@ -312,7 +312,7 @@ def test_tasks_are_thin_and_idempotent(token_factory, today, django_capture_on_c
 
 def test_admin_lists_filters_searches_and_requeues(token_factory, today, client):
     issued = token_factory(30, contacts=2)
-    services.reminders_sweep(today=today)
+    sweep.reminders_sweep(today=today)
     reminder = Reminder.objects.get()
     Reminder.objects.update(status=ReminderStatus.FAILED)
     first, second = reminder.messages.order_by("id")
@@ -341,14 +341,14 @@ def test_admin_lists_filters_searches_and_requeues(token_factory, today, client)
     assert first.status == ReminderStatus.PENDING and first.attempts == 0
     assert second.status == ReminderStatus.SENT  # only failed messages go back
     assert Reminder.objects.get().status == ReminderStatus.PENDING
-    assert services.reminders_deliver().sent == 1
+    assert delivery.reminders_deliver().sent == 1
     assert [m.to for m in mail.outbox] == [[first.email]]
     assert Reminder.objects.get().status == ReminderStatus.SENT
 
 
 def test_admin_requeues_failed_messages(token_factory, today, client):
     token_factory(30, contacts=2)
-    services.reminders_sweep(today=today)
+    sweep.reminders_sweep(today=today)
     Reminder.objects.update(status=ReminderStatus.FAILED)
     ReminderMessage.objects.update(status=ReminderStatus.FAILED, attempts=6)
     failed = ReminderMessage.objects.order_by("id").first()
@@ -362,18 +362,18 @@ def test_admin_requeues_failed_messages(token_factory, today, client):
         m.pk: ("pending" if m.pk == failed.pk else "failed") for m in ReminderMessage.objects.all()
     }
     assert Reminder.objects.get().status == ReminderStatus.PENDING
-    assert services.reminders_deliver().sent == 1
+    assert delivery.reminders_deliver().sent == 1
     assert Reminder.objects.get().status == ReminderStatus.FAILED  # the other message still failed
 
 
 def test_a_reminder_without_any_recipient_gets_them_when_requeued(token_factory, today, settings):
     settings.ADMINS = []
     token_factory(30, contacts=0)
-    services.reminders_sweep(today=today)
+    sweep.reminders_sweep(today=today)
     reminder = Reminder.objects.get()
     assert reminder.status == ReminderStatus.FAILED and not reminder.messages.exists()
     settings.ADMINS = [("Admin", "Admin@Example.gouv.fr")]
-    assert services.reminders_requeue(reminder_ids=[reminder.pk]) == 1
-    assert services.reminders_deliver().sent == 1
+    assert requeue.reminders_requeue(reminder_ids=[reminder.pk]) == 1
+    assert delivery.reminders_deliver().sent == 1
     assert [m.to for m in mail.outbox] == [["admin@example.gouv.fr"]]
     assert Reminder.objects.get().status == ReminderStatus.SENT

@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from django.core.mail.backends.smtp import EmailBackend
 
-from notifications import emails, services
+from notifications import delivery, emails
 
 TRICKY = {
     "client_name": 'L\'Oréal & <Fils> "SA"',
@@ -151,12 +151,12 @@ class RecordingSMTP:
 
 
 @time_machine.travel(dt.datetime(2026, 3, 11, 7, 0, 59, 900000, tzinfo=dt.UTC), tick=False)
-def test_smtp_backend_sends_wire_bytes_on_the_open_connection():
+def test_smtp_backend_sends_on_the_open_connection():
     # Clock pinned: both renderings stamp a Date header, which must not cross a second boundary between them.
     backend = EmailBackend(host="127.0.0.1", port=1)
     backend.connection = RecordingSMTP()
     message = emails.build_message(data())
-    services._send(backend, message)
+    delivery._send(backend, message)
     ((sender, rcpt, raw),) = backend.connection.sent
     assert sender == "tokenmgr <noreply@tokenmgr.localhost>"  # as Django's backend passes it
     assert rcpt == ["c0@example.org"]
@@ -171,7 +171,7 @@ def test_smtp_refusal_is_an_error():
     backend = EmailBackend(host="127.0.0.1", port=1)
     backend.connection = Refusing()
     with pytest.raises(smtplib.SMTPRecipientsRefused):
-        services._send(backend, emails.build_message(data()))
+        delivery._send(backend, emails.build_message(data()))
 
 
 @pytest.mark.parametrize(

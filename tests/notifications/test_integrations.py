@@ -3,7 +3,7 @@
 import pytest
 from django.contrib.auth import get_user_model
 
-from notifications import services
+from notifications import delivery, sweep
 from notifications.models import Reminder, ReminderStatus, SweepRun, WebhookEndpoint, WebhookEvent
 from notifications.opt_outs import token_reminders_decline
 from notifications.selectors import last_sweep_at
@@ -29,15 +29,15 @@ def test_declined_tokens_are_not_swept(token_factory, today, user):
     declined = token_factory(30).token
     kept = token_factory(30).token
     token_reminders_decline(token=declined, by=user)
-    services.reminders_sweep(today=today)
+    sweep.reminders_sweep(today=today)
     assert list(Reminder.objects.values_list("token_id", flat=True)) == [kept.pk]
 
 
 def test_pending_reminder_of_a_token_declined_before_delivery_is_cancelled(token_factory, today, user):
     token = token_factory(15).token
-    services.reminders_sweep(today=today)
+    sweep.reminders_sweep(today=today)
     token_reminders_decline(token=token, by=user)
-    result = services.reminders_deliver()
+    result = delivery.reminders_deliver()
     assert (result.sent, result.skipped) == (0, 1)
     assert Reminder.objects.get().status == ReminderStatus.CANCELLED
 
@@ -46,9 +46,9 @@ def test_sent_reminder_emits_a_webhook_event_for_clients_with_webhooks(token_fac
     hooked = token_factory(60, contacts=3).token
     token_factory(60)  # a client without webhook: no event
     hook(hooked.client)
-    services.reminders_sweep(today=today)
-    assert services.reminders_deliver(batch_size=2).sent == 4
-    services.reminders_deliver()
+    sweep.reminders_sweep(today=today)
+    assert delivery.reminders_deliver(batch_size=2).sent == 4
+    delivery.reminders_deliver()
     # Once per reminder, not per message.
     (event,) = WebhookEvent.objects.all()
     assert event.type == "token.reminder_sent" and event.client == hooked.client
@@ -80,7 +80,7 @@ def test_renewal_emits_renewal_validated(db, user):
 
 def test_each_sweep_is_recorded_for_health(token_factory, today):
     assert last_sweep_at() is None
-    services.reminders_sweep(today=today)
+    sweep.reminders_sweep(today=today)
     run = SweepRun.objects.get()
     assert run.day == today and last_sweep_at() == run.finished_at
 

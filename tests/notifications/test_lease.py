@@ -8,7 +8,7 @@ import time_machine
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
 
-from notifications import services
+from notifications import delivery, sweep
 from notifications.models import Reminder, ReminderMessage, ReminderStatus
 
 from .conftest import TODAY, at
@@ -40,17 +40,17 @@ def statuses() -> list[str]:
 def test_live_lease_is_left_alone_and_an_expired_one_is_sent_once(token_factory, today, settings):
     settings.REMINDER_LEASE_SECONDS = 60
     token_factory(30)
-    services.reminders_sweep(today=today)
-    (claimed,) = services.reminder_messages_claim(worker="dead-worker", batch_size=10)  # then the worker dies
+    sweep.reminders_sweep(today=today)
+    (claimed,) = delivery.reminder_messages_claim(worker="dead-worker", batch_size=10)  # then the worker dies
     assert claimed.status == ReminderStatus.SENDING and claimed.attempts == 1
-    assert services.reminders_deliver().sent == 0  # the lease still runs: not ours
+    assert delivery.reminders_deliver().sent == 0  # the lease still runs: not ours
     assert mail.outbox == [] and statuses() == ["sending"]
-    assert services.reminders_sweep(today=today).queued == 0  # `sending` blocks the rule like pending/sent
+    assert sweep.reminders_sweep(today=today).queued == 0  # `sending` blocks the rule like pending/sent
     with later(59):
-        assert services.reminders_deliver().sent == 0
+        assert delivery.reminders_deliver().sent == 0
     with later(61):
-        assert services.reminders_deliver().sent == 1
-        assert services.reminders_deliver().sent == 0
+        assert delivery.reminders_deliver().sent == 1
+        assert delivery.reminders_deliver().sent == 0
     assert len(mail.outbox) == 1
     message = ReminderMessage.objects.get()
     assert message.status == ReminderStatus.SENT and message.attempts == 2 and message.lease_until is None
@@ -60,10 +60,10 @@ def test_live_lease_is_left_alone_and_an_expired_one_is_sent_once(token_factory,
 
 def test_a_late_outcome_of_a_taken_over_claim_is_ignored(token_factory, today):
     token_factory(30)
-    services.reminders_sweep(today=today)
-    (mine,) = services.reminder_messages_claim(worker="slow", batch_size=1)
+    sweep.reminders_sweep(today=today)
+    (mine,) = delivery.reminder_messages_claim(worker="slow", batch_size=1)
     ReminderMessage.objects.update(status=ReminderStatus.SENT, claimed_by="other")
-    assert not services.OUTBOX.settle(mine.pk, worker="slow", status=ReminderStatus.PENDING)
+    assert not delivery.OUTBOX.settle(mine.pk, worker="slow", status=ReminderStatus.PENDING)
     assert statuses() == ["sent"]
 
 
@@ -75,9 +75,9 @@ def test_a_crash_after_k_sends_leaves_exactly_the_unsent_rows_to_claim(
     CrashingBackend.crash_after = crash_after
     for _ in range(5):
         token_factory(30)
-    services.reminders_sweep(today=today)
+    sweep.reminders_sweep(today=today)
     with pytest.raises(Crash):
-        services.reminders_deliver()  # one batch of 5: dies on message crash_after + 1
+        delivery.reminders_deliver()  # one batch of 5: dies on message crash_after + 1
     assert len(mail.outbox) == crash_after
     assert statuses() == ["sent"] * crash_after + ["sending"] * (5 - crash_after)
     sent = {
@@ -90,10 +90,10 @@ def test_a_crash_after_k_sends_leaves_exactly_the_unsent_rows_to_claim(
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     with later(settings.REMINDER_LEASE_SECONDS + 1):
-        claimable = services.reminder_messages_claim(worker="next", batch_size=100)
+        claimable = delivery.reminder_messages_claim(worker="next", batch_size=100)
         assert len(claimable) == 5 - crash_after
-        services.OUTBOX.release([m.pk for m in claimable], worker="next")
-        assert services.reminders_deliver().sent == 5 - crash_after
+        delivery.OUTBOX.release([m.pk for m in claimable], worker="next")
+        assert delivery.reminders_deliver().sent == 5 - crash_after
     assert statuses() == ["sent"] * 5
     tokens = [m.extra_headers["X-Token-Id"] for m in mail.outbox]
     assert len(tokens) == len(set(tokens)) == 5  # none lost, none twice
@@ -103,19 +103,19 @@ def test_a_crash_after_k_sends_leaves_exactly_the_unsent_rows_to_claim(
 def test_two_claims_never_share_a_row(token_factory, today):
     for _ in range(5):
         token_factory(30)
-    services.reminders_sweep(today=today)
-    first = services.reminder_messages_claim(worker="a", batch_size=2)
-    second = services.reminder_messages_claim(worker="b", batch_size=10)
+    sweep.reminders_sweep(today=today)
+    first = delivery.reminder_messages_claim(worker="a", batch_size=2)
+    second = delivery.reminder_messages_claim(worker="b", batch_size=10)
     assert len(first) == 2 and len(second) == 3
     assert not {r.pk for r in first} & {r.pk for r in second}
-    assert services.reminder_messages_claim(worker="c", batch_size=10) == []
+    assert delivery.reminder_messages_claim(worker="c", batch_size=10) == []
 
 
 def test_released_rows_are_pending_again_with_their_attempt_uncounted(token_factory, today):
     token_factory(30)
-    services.reminders_sweep(today=today)
-    claimed = services.reminder_messages_claim(worker="a", batch_size=10)
-    services.OUTBOX.release([m.pk for m in claimed], worker="a")
+    sweep.reminders_sweep(today=today)
+    claimed = delivery.reminder_messages_claim(worker="a", batch_size=10)
+    delivery.OUTBOX.release([m.pk for m in claimed], worker="a")
     message = ReminderMessage.objects.get()
     assert message.status == ReminderStatus.PENDING and message.attempts == 0 and message.lease_until is None
 
@@ -127,16 +127,16 @@ def test_a_reminder_left_unsettled_by_a_dead_worker_is_settled_by_the_next_run(
     CrashingBackend.crash_after = 2
     token_factory(30, contacts=2)
     token_factory(30)
-    services.reminders_sweep(today=today)
+    sweep.reminders_sweep(today=today)
     with pytest.raises(Crash):
-        services.reminders_deliver()  # the first reminder's two messages are sent; it dies before settling it
+        delivery.reminders_deliver()  # the first reminder's two messages are sent; it dies before settling it
     assert statuses() == ["sent", "sent", "sending"]
     assert list(Reminder.objects.order_by("id").values_list("status", flat=True)) == ["pending", "pending"]
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    assert services.reminders_deliver().sent == 0  # the third message's lease still runs
+    assert delivery.reminders_deliver().sent == 0  # the third message's lease still runs
     assert list(Reminder.objects.order_by("id").values_list("status", flat=True)) == ["sent", "pending"]
     with later(settings.REMINDER_LEASE_SECONDS + 1):
-        assert services.reminders_deliver().sent == 1
+        assert delivery.reminders_deliver().sent == 1
     assert set(Reminder.objects.values_list("status", flat=True)) == {"sent"}
     assert len(mail.outbox) == 3
 
@@ -144,11 +144,11 @@ def test_a_reminder_left_unsettled_by_a_dead_worker_is_settled_by_the_next_run(
 def test_each_message_is_sent_once_across_repeated_deliveries(token_factory, today):
     for contacts in (1, 2, 3):
         token_factory(30, contacts=contacts)
-    services.reminders_sweep(today=today)
-    assert services.reminders_deliver(batch_size=2).sent == 6
+    sweep.reminders_sweep(today=today)
+    assert delivery.reminders_deliver(batch_size=2).sent == 6
     for _ in range(3):
-        services.reminders_sweep(today=today)
-        assert services.reminders_deliver().sent == 0
+        sweep.reminders_sweep(today=today)
+        assert delivery.reminders_deliver().sent == 0
     keys = [(m.extra_headers["X-Token-Id"], m.to[0]) for m in mail.outbox]
     assert len(keys) == len(set(keys)) == 6
 
@@ -157,9 +157,9 @@ def test_a_message_resent_after_a_crash_keeps_its_message_id(token_factory, toda
     settings.EMAIL_BACKEND = f"{__name__}.CrashingBackend"
     CrashingBackend.crash_after = 1
     token_factory(30, contacts=2)
-    services.reminders_sweep(today=today)
+    sweep.reminders_sweep(today=today)
     with pytest.raises(Crash):
-        services.reminders_deliver()
+        delivery.reminders_deliver()
     # The first message went out but, as if the worker died before recording it, it is claimed again.
     first = ReminderMessage.objects.order_by("id").first()
     ReminderMessage.objects.filter(pk=first.pk).update(
@@ -167,7 +167,7 @@ def test_a_message_resent_after_a_crash_keeps_its_message_id(token_factory, toda
     )
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     with later(settings.REMINDER_LEASE_SECONDS + 1):
-        assert services.reminders_deliver().sent == 2
+        assert delivery.reminders_deliver().sent == 2
     ids = [m.extra_headers["Message-ID"] for m in mail.outbox]
     assert len(ids) == 3 and ids[0] == ids[1] != ids[2]  # the re-sent one is recognisably the same message
     assert set(ReminderMessage.objects.values_list("message_id", flat=True)) == set(ids)

@@ -14,7 +14,7 @@ from django.test import Client as HttpClient
 from django.urls import reverse
 from sesame.utils import get_query_string
 
-from notifications import services
+from notifications import delivery, recipients, sweep
 from notifications.magic_links import SESSION_CLIENT_KEY, SESSION_TOKEN_KEY
 from tests.factories import ClientFactory, ClientMembershipFactory, ContactFactory, UserFactory
 from tests.tokens.test_requests import full_data
@@ -63,8 +63,8 @@ def setup(token_factory, today):
         contacts=[ContactFactory(client=client_a, email=EMAIL.upper(), role=Contact.Role.REQUESTER)],
     ).token
     b = token_factory(200, client=client_b, contacts=[ContactFactory(client=client_b, email=EMAIL)]).token
-    services.reminders_sweep(today=today)
-    assert services.reminders_deliver().sent == 2
+    sweep.reminders_sweep(today=today)
+    assert delivery.reminders_deliver().sent == 2
     by_token = {m.extra_headers["X-Token-Id"]: m for m in mail.outbox}
     holder = user(EMAIL)  # one account for both spellings of the address
     ClientMembershipFactory(
@@ -107,8 +107,8 @@ def test_a_colleague_link_is_never_in_your_message_and_cannot_sign_you_in_as_the
     alice = ContactFactory(client=client, email="alice@example.org", role=Contact.Role.REQUESTER)
     bob = ContactFactory(client=client, email="bob@example.org")
     token = token_factory(30, client=client, contacts=[alice, bob]).token
-    services.reminders_sweep(today=today)
-    assert services.reminders_deliver().sent == 2
+    sweep.reminders_sweep(today=today)
+    assert delivery.reminders_deliver().sent == 2
     assert sorted(m.to for m in mail.outbox) == [["alice@example.org"], ["bob@example.org"]]
     messages = {m.to[0]: m for m in mail.outbox}
     links = {address: links_in(message) for address, message in messages.items()}
@@ -217,13 +217,13 @@ def test_a_contact_matching_only_by_non_ascii_case_is_not_the_user(token_factory
     mine = token_factory(
         30, client=client, contacts=[ContactFactory(client=client, email="jose@exémple.org")]
     )
-    services.reminders_sweep(today=today)
-    services.reminders_deliver()
+    sweep.reminders_sweep(today=today)
+    delivery.reminders_deliver()
     holder = user("jose@xn--exmple-cva.org")
     other = token_factory(30, client=client).token
     other.contacts.set([ContactFactory(client=client, email="jose@exèmple.org", role=Contact.Role.REQUESTER)])
     url = reverse("token_renew", args=[other.public_id]) + get_query_string(
-        holder, scope=services.magic_link_scope(other.public_id)
+        holder, scope=recipients.magic_link_scope(other.public_id)
     )
     assert browser.get(url).status_code == 403
     assert link_of(mail.outbox[0]).startswith(f"/jetons/{mine.token.public_id}/renouveler/?sesame=")
@@ -233,8 +233,8 @@ def test_staff_accounts_get_no_magic_link(token_factory, today):
     UserFactory(email="boss@example.org", is_staff=True)
     client = ClientFactory()
     token_factory(30, client=client, contacts=[ContactFactory(client=client, email="boss@example.org")])
-    services.reminders_sweep(today=today)
-    services.reminders_deliver()
+    sweep.reminders_sweep(today=today)
+    delivery.reminders_deliver()
     (message,) = mail.outbox
     assert "sesame=" not in message.body
 
@@ -243,8 +243,8 @@ def test_no_account_is_created_for_a_staff_address(token_factory, today):
     UserFactory(email="Chief@Example.org", is_staff=True)  # stored normalized
     client = ClientFactory()
     token_factory(30, client=client, contacts=[ContactFactory(client=client, email="chief@example.org")])
-    services.reminders_sweep(today=today)
-    services.reminders_deliver()
+    sweep.reminders_sweep(today=today)
+    delivery.reminders_deliver()
     (message,) = mail.outbox
     assert message.to == ["chief@example.org"] and "sesame=" not in message.body
     # The staff account is the only one of that address: no link user was created beside it.
@@ -255,11 +255,11 @@ def test_no_account_is_created_for_a_staff_address(token_factory, today):
 
 def test_link_users_are_looked_up_and_created_by_normalized_address(db):
     existing = UserFactory(email="known@example.org")
-    users = services.link_users_get_or_create(emails={"known@example.org", "new@xn--exmple-cva.org"})
+    users = recipients.link_users_get_or_create(emails={"known@example.org", "new@xn--exmple-cva.org"})
     assert users["known@example.org"] == existing
     created = users["new@xn--exmple-cva.org"]
     assert created.email == "new@xn--exmple-cva.org" and not created.has_usable_password()
-    assert services.link_users_get_or_create(emails={"new@xn--exmple-cva.org"}) == {
+    assert recipients.link_users_get_or_create(emails={"new@xn--exmple-cva.org"}) == {
         "new@xn--exmple-cva.org": created
     }
 

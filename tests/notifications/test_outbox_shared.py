@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 from django.conf import settings
 
-from notifications import services, webhooks
+from notifications import delivery, sweep, webhooks
 from notifications.models import ReminderMessage, WebhookDelivery, WebhookEndpoint
 from tokenmgr import outbox
 
@@ -36,13 +36,13 @@ def test_both_outboxes_claim_settle_and_back_off_through_tokenmgr_outbox(
     token_factory, today, spy, monkeypatch
 ):
     token = token_factory(30).token
-    services.reminders_sweep(today=today)
+    sweep.reminders_sweep(today=today)
 
     def refused(conn, message):
         raise OSError("refused")
 
-    monkeypatch.setattr(services, "_send", refused)
-    assert services.reminders_deliver().failed == 1
+    monkeypatch.setattr(delivery, "_send", refused)
+    assert delivery.reminders_deliver().failed == 1
 
     WebhookEndpoint.objects.create(
         client=token.client, url="https://hooks.example.fr/in", secret="whsec_test"
@@ -62,11 +62,11 @@ def test_reminder_retry_delay_is_the_shared_backoff(settings):
     settings.REMINDER_RETRY_BASE_SECONDS, settings.REMINDER_RETRY_FACTOR = 60, 5
     settings.REMINDER_RETRY_MAX_SECONDS = 1000
     expected = [outbox.backoff(n, base=60, factor=5, cap=1000) for n in (1, 2, 3, 4)]
-    assert [services.retry_delay(n) for n in (1, 2, 3, 4)] == expected
+    assert [delivery.retry_delay(n) for n in (1, 2, 3, 4)] == expected
     assert expected[-1] == dt.timedelta(seconds=1000)
 
 
 def test_the_reminder_outbox_is_a_tokenmgr_outbox_with_the_reminder_lease(settings):
     settings.REMINDER_LEASE_SECONDS = 123
-    assert isinstance(services.OUTBOX, outbox.Outbox) and isinstance(webhooks.OUTBOX, outbox.Outbox)
-    assert services.OUTBOX.model is ReminderMessage and services.OUTBOX.lease_seconds() == 123
+    assert isinstance(delivery.OUTBOX, outbox.Outbox) and isinstance(webhooks.OUTBOX, outbox.Outbox)
+    assert delivery.OUTBOX.model is ReminderMessage and delivery.OUTBOX.lease_seconds() == 123

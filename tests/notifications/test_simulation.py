@@ -5,7 +5,7 @@ import datetime as dt
 import time_machine
 from django.core import mail
 
-from notifications import services
+from notifications import delivery, sweep
 from notifications.models import Reminder, ReminderStatus
 from tests.factories import issue_token
 from tokens import validity
@@ -29,8 +29,8 @@ def test_every_day_of_a_token_life_per_origin(db):
         day = dt.date(2026, 11, 30)
         while day <= expiry_day + dt.timedelta(days=3):
             traveller.move_to(dt.datetime.combine(day, dt.time(6, 0), tzinfo=tz))  # the beat hour
-            services.reminders_sweep()
-            services.reminders_deliver()
+            sweep.reminders_sweep()
+            delivery.reminders_deliver()
             for message in mail.outbox[seen:]:
                 headers = message.extra_headers
                 sent[headers["X-Reminder-Route"]].append((day, int(headers["X-Reminder-Threshold"])))

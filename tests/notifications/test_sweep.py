@@ -8,7 +8,7 @@ from django.core import mail
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from notifications import services
+from notifications import delivery, rules, sweep
 from notifications.models import Reminder, ReminderMessage, ReminderStatus
 from tests.factories import ClientFactory, ContactFactory
 from tokens.models import Contact
@@ -34,9 +34,9 @@ from .conftest import at
         (91, None),
     ],
 )
-def test_threshold_for(settings, days_left, expected):
+def test_due_threshold(settings, days_left, expected):
     settings.REMINDER_DAYS = [90, 60, 30, 15]
-    assert services.threshold_for(days_left) == expected
+    assert rules.due_threshold(days_left) == expected
 
 
 S, P, F, C = ReminderStatus.SENT, ReminderStatus.PENDING, ReminderStatus.FAILED, ReminderStatus.CANCELLED
@@ -72,7 +72,7 @@ def test_rule_table(token_factory, today, days_left, existing, expected):
         Reminder.objects.create(
             token=token, threshold=threshold, expires_at=token.expires_at, route=token.origin, status=status
         )
-    result = services.reminders_sweep(today=today)
+    result = sweep.reminders_sweep(today=today)
     new = Reminder.objects.filter(token=token).exclude(threshold__in=[t for t, _ in existing])
     assert result.queued == (0 if expected is None else 1)
     assert [r.threshold for r in new] == ([] if expected is None else [expected])
@@ -91,7 +91,7 @@ def test_rows_of_a_previous_expiry_do_not_count(token_factory, today):
         route="api_gouv",
         status=S,
     )
-    assert services.reminders_sweep(today=today).queued == 1
+    assert sweep.reminders_sweep(today=today).queued == 1
 
 
 def test_catch_up_after_missed_days_sends_only_the_tightest(token_factory, today):
@@ -99,8 +99,8 @@ def test_catch_up_after_missed_days_sends_only_the_tightest(token_factory, today
     # Sweeps ran up to 100 days before expiry, then nothing for 75 days: 25 days left.
     day = today + dt.timedelta(days=75)
     with time_machine.travel(at(day), tick=False):
-        services.reminders_sweep(today=day)
-        services.reminders_deliver()
+        sweep.reminders_sweep(today=day)
+        delivery.reminders_deliver()
     assert list(Reminder.objects.filter(token=token).values_list("threshold", "status")) == [(30, S)]
     assert len(mail.outbox) == 1
     assert mail.outbox[0].extra_headers["X-Reminder-Threshold"] == "30"
@@ -109,10 +109,10 @@ def test_catch_up_after_missed_days_sends_only_the_tightest(token_factory, today
 def test_same_day_rerun_sends_nothing(token_factory, today):
     for days in (90, 60, 45, 30, 15, 3):
         token_factory(days)
-    assert services.reminders_sweep(today=today).queued == 6
-    assert services.reminders_deliver().sent == 6
-    assert services.reminders_sweep(today=today).queued == 0
-    assert services.reminders_deliver().sent == 0
+    assert sweep.reminders_sweep(today=today).queued == 6
+    assert delivery.reminders_deliver().sent == 6
+    assert sweep.reminders_sweep(today=today).queued == 0
+    assert delivery.reminders_deliver().sent == 0
     assert len(mail.outbox) == 6
 
 
@@ -120,11 +120,11 @@ def test_sweep_pages_with_constant_queries_per_batch(token_factory, today):
     for days in range(1, 26):
         token_factory(days, contacts=days % 3)  # 0 contacts: the ADMINS
     with CaptureQueriesContext(connection) as small:
-        result = services.reminders_sweep(today=today, batch_size=5)
+        result = sweep.reminders_sweep(today=today, batch_size=5)
         assert (result.queued, result.messages, result.batches) == (25, 33, 5)
     Reminder.objects.all().delete()
     with CaptureQueriesContext(connection) as big:
-        assert services.reminders_sweep(today=today, batch_size=100).messages == 33
+        assert sweep.reminders_sweep(today=today, batch_size=100).messages == 33
     # Per batch: one SELECT of due tokens with their contacts, one INSERT of the ledger rows, one INSERT of their
     # messages (plus savepoints); 5 batches of 5 then an empty page; then one INSERT recording the completed sweep
     # (read by /healthz).
@@ -137,19 +137,19 @@ def test_sweep_pages_with_constant_queries_per_batch(token_factory, today):
 
 def test_each_reminder_is_queued_with_its_messages_in_one_transaction(token_factory, today):
     token = token_factory(30, contacts=3).token
-    services.reminders_sweep(today=today)
+    sweep.reminders_sweep(today=today)
     reminder = Reminder.objects.get()
     emails = sorted(c.email for c in token.contacts.all())
     assert sorted(reminder.recipients) == emails
     assert sorted(reminder.messages.values_list("email", flat=True)) == emails
     assert set(reminder.messages.values_list("status", flat=True)) == {"pending"}
     # A repeated sweep adds neither a reminder nor a message.
-    assert services.reminders_sweep(today=today).messages == 0
+    assert sweep.reminders_sweep(today=today).messages == 0
     assert ReminderMessage.objects.count() == 3
 
 
 def test_sweep_uses_an_indexed_range_on_expires_at(token_factory, today):
-    sql, params = services.due_tokens(today=today).query.sql_with_params()
+    sql, params = sweep.due_tokens(today=today).query.sql_with_params()
     assert '"expires_at" >=' in sql and '"expires_at" <' in sql
 
 
@@ -162,14 +162,14 @@ def test_revoked_expired_superseded_tokens_get_nothing(token_factory, today):
     new = token_factory(500).token
     old.renewed_by = new
     old.save(update_fields=["renewed_by"])
-    assert services.reminders_sweep(today=today).queued == 0
+    assert sweep.reminders_sweep(today=today).queued == 0
     assert not Reminder.objects.exists()
 
 
 @pytest.mark.parametrize("change", ["revoke", "supersede", "expire", "new_expiry"])
 def test_pending_row_of_a_token_gone_ineligible_is_cancelled(token_factory, today, change):
     token = token_factory(15).token
-    assert services.reminders_sweep(today=today).queued == 1
+    assert sweep.reminders_sweep(today=today).queued == 1
     if change == "revoke":
         token_revoke(token=token, by=None, reason="fuite")
     elif change == "supersede":
@@ -180,9 +180,9 @@ def test_pending_row_of_a_token_gone_ineligible_is_cancelled(token_factory, toda
         token.save(update_fields=["expires_at"])
     if change == "expire":
         with time_machine.travel(token.expires_at + dt.timedelta(minutes=1), tick=False):
-            result = services.reminders_deliver()
+            result = delivery.reminders_deliver()
     else:
-        result = services.reminders_deliver()
+        result = delivery.reminders_deliver()
     assert (result.sent, result.skipped) == (0, 1)
     reminder = Reminder.objects.get()
     assert reminder.status == ReminderStatus.CANCELLED and reminder.last_error
@@ -194,9 +194,9 @@ def test_a_contact_removed_before_delivery_gets_nothing(token_factory, today):
     kept = ContactFactory(client=client, email="kept@example.org", role=Contact.Role.REQUESTER)
     gone = ContactFactory(client=client, email="gone@example.org")
     token = token_factory(15, client=client, contacts=[kept, gone]).token
-    services.reminders_sweep(today=today)
+    sweep.reminders_sweep(today=today)
     token.contacts.remove(gone)
-    result = services.reminders_deliver()
+    result = delivery.reminders_deliver()
     assert (result.sent, result.skipped) == (1, 1)
     assert [m.to for m in mail.outbox] == [["kept@example.org"]]
     assert ReminderMessage.objects.get(email="gone@example.org").status == ReminderStatus.CANCELLED
@@ -205,9 +205,9 @@ def test_a_contact_removed_before_delivery_gets_nothing(token_factory, today):
 
 def test_cancellation_covers_every_message_of_the_reminder(token_factory, today):
     token = token_factory(15, contacts=3).token
-    services.reminders_sweep(today=today)
+    sweep.reminders_sweep(today=today)
     token_revoke(token=token, by=None, reason="fuite")
-    result = services.reminders_deliver()
+    result = delivery.reminders_deliver()
     assert (result.sent, result.skipped) == (0, 3)
     assert set(ReminderMessage.objects.values_list("status", flat=True)) == {"cancelled"}
     reminder = Reminder.objects.get()

@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from sesame.utils import get_token
 
-from notifications.services import magic_link_scope
+from notifications.recipients import magic_link_scope
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -184,11 +184,11 @@ def test_token_page_lists_sent_reminders(logged, own):
 
 
 def test_declined_helper(own):
-    from notifications.opt_outs import reminders_declined_token_ids, tokens_without_declined
+    from notifications.rules import eligible_tokens, reminders_declined_token_ids
 
     token_reminders_decline(token=own.token, by=None)
     assert reminders_declined_token_ids([own.token.pk]) == {own.token.pk}
-    assert not tokens_without_declined(Token.objects.filter(pk=own.token.pk)).exists()
+    assert not eligible_tokens(Token.objects.filter(pk=own.token.pk)).exists()
 
 
 # ------------------------------------------------------------------------------------------------ webhooks

@@ -16,7 +16,7 @@ from sesame.utils import get_token
 
 from notifications.magic_links import SESSION_CLIENT_KEY
 from notifications.models import WebhookEndpoint
-from notifications.services import magic_link_scope
+from notifications.recipients import magic_link_scope
 from portal import reauth as pages
 from portal.models import CalendarFeed
 from tests.factories import ClientFactory, ClientMembershipFactory, ContactFactory, issue_token

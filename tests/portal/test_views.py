@@ -136,7 +136,7 @@ def test_decline_and_resume_are_audited(logged, own):
     url = reverse("portal_token_decline", args=[own.token.public_id])
     response = logged.post(url, follow=True)
     assert "plus aucun rappel" in response.content.decode()
-    from notifications.opt_outs import reminders_declined_token_ids
+    from notifications.rules import reminders_declined_token_ids
 
     assert reminders_declined_token_ids([own.token.pk]) == {own.token.pk}
     assert TokenEvent.objects.filter(token=own.token, data__action="reminders_declined").exists()

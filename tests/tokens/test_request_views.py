@@ -301,7 +301,7 @@ def test_legacy_path_end_to_end(client, instructor, django_capture_on_commit_cal
     assert Token.objects.active().filter(pk=new.pk).exists()
     try:
         from notifications.models import Reminder
-        from notifications.services import reminders_sweep
+        from notifications.sweep import reminders_sweep
     except ImportError:  # pragma: no cover - notifications not there yet
         return
     reminders_sweep()

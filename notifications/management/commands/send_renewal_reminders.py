@@ -4,7 +4,9 @@ import datetime as dt
 
 from django.core.management.base import BaseCommand, CommandError
 
-from notifications import services
+from notifications.delivery import reminders_deliver
+from notifications.pending import deadline_alerts_run
+from notifications.sweep import reminders_sweep
 
 
 class Command(BaseCommand):
@@ -18,9 +20,11 @@ class Command(BaseCommand):
             day = dt.date.fromisoformat(today) if today else None
         except ValueError as exc:
             raise CommandError(f"--today: date invalide {today!r} (attendu AAAA-MM-JJ)") from exc
-        sweep = services.reminders_sweep(today=day)
-        delivery = services.reminders_deliver(today=day)
+        sweep = reminders_sweep(today=day)
+        delivery = reminders_deliver(today=day)
+        alerts = deadline_alerts_run(today=day)
         self.stdout.write(
             f"queued: {sweep.queued}\nmessages: {sweep.messages}\n"
-            f"sent: {delivery.sent}\nskipped: {delivery.skipped}\nfailed: {delivery.failed}"
+            f"sent: {delivery.sent}\nskipped: {delivery.skipped}\nfailed: {delivery.failed}\n"
+            f"deadline alerts: {alerts}"
         )
