@@ -123,6 +123,8 @@ def portal_pages(site) -> list[str]:
         reverse("request_edit", args=[draft.public_id]),
         reverse("token_extend", args=[live.public_id]),
         reverse("token_pickup", args=[site["issued"].public_id]),
+        reverse("token_renew", args=[site["expiring"].public_id]),
+        reverse("reauth"),
         reverse("logout"),  # a GET: 405 page
     ]
 
@@ -147,6 +149,9 @@ def admin_pages(site) -> list[str]:
         reverse("admin:tokens_accessrequest_action", args=[submitted.pk, "validate"]),
         reverse("admin:tokens_accessrequest_action", args=[submitted.pk, "refuse"]),
         reverse("admin:tokens_token_change", args=[site["revoked"].pk]),
+        reverse("admin:tokens_token_issue"),
+        reverse("admin:password_change"),
+        reverse("admin:tokens_accessrequest_changelist") + "?state__exact=submitted",
     ]
     return pages
 
@@ -230,10 +235,8 @@ def test_every_page_has_no_serious_or_critical_violation(new_context, live_serve
     assert not attempted, attempted  # axe-core and every asset are served locally
 
 
-def test_real_time_page_refresh_can_be_paused(page, live_server, transactional_db):
+def test_real_time_page_refresh_can_be_paused(page, live_server, transactional_db, accessible):
     """The page reloads itself (no <meta refresh>) until the reader pauses it; the choice survives a reload."""
-    from tests.browser.a11y import assert_accessible
-
     page.goto(live_server.url + reverse("real_time"))
     toggle = page.locator("#auto-refresh-toggle")
     assert toggle.get_attribute("aria-pressed") == "false"
@@ -244,5 +247,5 @@ def test_real_time_page_refresh_can_be_paused(page, live_server, transactional_d
     page.reload()
     assert page.locator("#auto-refresh-toggle").get_attribute("aria-pressed") == "true"
     assert page.inner_text("#auto-refresh-toggle") == "Reprendre la mise à jour automatique"
-    assert_accessible(page)
+    accessible(page)
     save_screenshot(page, "real_time_paused")
