@@ -249,3 +249,42 @@ def test_real_time_page_refresh_can_be_paused(page, live_server, transactional_d
     assert page.inner_text("#auto-refresh-toggle") == "Reprendre la mise à jour automatique"
     accessible(page)
     save_screenshot(page, "real_time_paused")
+
+
+def focus_walk(page, presses: int) -> list[dict]:
+    """Press Tab `presses` times; what got the focus each time (tag, id, text, whether it is visible)."""
+    seen = []
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        seen.append(
+            page.evaluate(
+                """() => { const e = document.activeElement; const r = e.getBoundingClientRect();
+                   return {tag: e.tagName, id: e.id, text: (e.textContent || e.value || "").trim().slice(0, 60),
+                           href: e.getAttribute("href") || "", visible: r.width > 0 && r.height > 0}; }"""
+            )
+        )
+    return seen
+
+
+def test_keyboard_only_reaches_the_skip_link_menu_filters_and_tokens(new_context, live_server, site):
+    """The keyboard walk the accessibility statement reports: skip link first, then menu, filters and tokens."""
+    page = new_context().new_page()
+    base = live_server.url
+    page.goto(base + reverse("login"))
+    first = focus_walk(page, 1)[0]
+    assert first["href"] == "#content" and first["text"] == "Contenu", first
+    page.keyboard.press("Enter")
+    assert page.url.endswith("#content")
+
+    login(page, base, reverse("login"), site["integrator"].email, "form[action='/connexion/'] button")
+    page.goto(base + reverse("portal_dashboard"))
+    walk = focus_walk(page, 60)
+    assert all(step["visible"] for step in walk), [s for s in walk if not s["visible"]]
+    reached = {step["id"] for step in walk} | {step["href"] for step in walk}
+    assert "id_within" in reached  # the dashboard filter
+    assert reverse("portal_token", args=[site["live"].public_id]) in reached  # a token's page
+    assert reverse("request_list") in reached  # the menu
+    # a token is opened with the keyboard alone
+    page.focus(f'a[href="{reverse("portal_token", args=[site["live"].public_id])}"]')
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**{reverse('portal_token', args=[site['live'].public_id])}")
