@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from notifications.rules import reminder_plans, reminders_shown
@@ -107,7 +108,8 @@ def calendar_for_tokens(tokens: Iterable[Token], *, now: dt.datetime | None = No
                 _("Rappel J-%(n)s : jeton %(name)s — %(client)s")
                 % {"n": step.threshold, "name": name, "client": token.client.name},
                 f"{base}\n"
-                + _("Expire le %(day)s. Pensez à le renouveler.") % {"day": expiry_day.strftime("%d/%m/%Y")}
+                + _("Expire le %(day)s. Pensez à le renouveler.")
+                % {"day": date_format(expiry_day, "SHORT_DATE_FORMAT")}
                 + f"\n{url}",
                 url,
                 stamp,

@@ -1,7 +1,7 @@
 from django.urls import path
 from django.views.i18n import set_language
 
-from . import accounts, reauth, views
+from . import accessibility, accounts, reauth, views
 
 urlpatterns = [
     # Sign-in (LOGIN_URL = /connexion/): password or emailed link, logout, password reset.
@@ -41,5 +41,6 @@ urlpatterns = [
     path("webhooks/<int:pk>/", views.webhook_detail, name="portal_webhook"),
     path("webhooks/<int:pk>/action/", views.webhook_action, name="portal_webhook_action"),
     # Language switch (Django's set_language view; POST with CSRF).
+    path("accessibilite/", accessibility.statement, name="accessibility"),
     path("i18n/setlang/", set_language, name="set_language"),
 ]

@@ -39,6 +39,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[:
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 # Name of the service, as emails sign it ("L'équipe <SERVICE_NAME>").
 SERVICE_NAME = env("SERVICE_NAME", default="API Entreprise")
+# Where the accessibility statement (/accessibilite/) tells users to report a barrier.
+ACCESSIBILITY_CONTACT_EMAIL = env("ACCESSIBILITY_CONTACT_EMAIL", default="accessibilite@tokenmgr.localhost")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
 
 ROOT_URLCONF = "tokenmgr.urls"
@@ -83,6 +85,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "notifications.magic_links.MagicLinkMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "tokenmgr.error_pages.MethodNotAllowedPageMiddleware",  # inside Locale/Auth: the page speaks the user's language
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tokenmgr.security.DocumentCSPMiddleware",
     "axes.middleware.AxesMiddleware",

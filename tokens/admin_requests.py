@@ -13,9 +13,10 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from . import selectors, services
+from . import request_queue, selectors, services, words
 from .forms import MessageForm, ReasonForm, ValidateForm
 from .models import AccessRequest, AccessRequestEvent
 
@@ -49,7 +50,11 @@ def _with_changes(events) -> list[AccessRequestEvent]:
     events = list(events)
     for event in events:
         event.changes = [
-            (labels.get(name, name), _audit_text(change.get("old")), _audit_text(change.get("new")))
+            (
+                labels.get(name, name),
+                _audit_text(words.request_field_display(name, change.get("old"))),
+                _audit_text(words.request_field_display(name, change.get("new"))),
+            )
             for name, change in (event.data or {}).get("changes", {}).items()
         ]
     return events
@@ -63,9 +68,15 @@ def _audit_text(value) -> str:
 
 @admin.register(AccessRequest)
 class AccessRequestAdmin(admin.ModelAdmin):
-    list_display = ("short_id", "client", "kind", "state_badge", "applicant", "submitted_at", "token_link")
+    list_display = ("short_id", "client", "kind", "state_badge", "requester", "submitted_at", "token_link")
     list_filter = ("state", "kind", "submitted_at")  # + "échéance proche", added by notifications.admin
-    search_fields = ("client__name", "client__siret", "applicant__email", "label")
+    search_fields = (
+        "client__name",
+        "client__siret",
+        "applicant__email",
+        "contacts__requester__email",
+        "label",
+    )
     list_select_related = ("client", "applicant", "token")
     ordering = ("-submitted_at", "-created_at")
     date_hierarchy = "created_at"
@@ -122,6 +133,10 @@ class AccessRequestAdmin(admin.ModelAdmin):
             obj.get_state_display(),
         )
 
+    @admin.display(description=_("demandeur"))
+    def requester(self, obj):
+        return request_queue.requester(obj)
+
     @admin.display(description=_("jeton concerné"))
     def token_link(self, obj):
         if obj.token_id is None:
@@ -154,17 +169,19 @@ class AccessRequestAdmin(admin.ModelAdmin):
         if not obj.legal_basis_document:
             return "—"
         url = reverse("admin:tokens_accessrequest_document", args=[obj.pk])
-        return format_html('<a href="{}">{}</a>', url, _("Télécharger le PDF"))
+        name = words.document_name(obj.legal_basis_document)
+        return format_html('{} — <a href="{}" download="{}">{}</a>', name, url, name, _("Télécharger le PDF"))
 
     @admin.display(description=_("contacts"))
     def contact_list(self, obj):
         labels = {"requester": _("Demandeur"), "technical": _("Technique"), "business": _("Métier")}
         return format_html_join(
             "",
-            "<div><strong>{}</strong> : {} &lt;{}&gt; {}</div>",
+            "<div><strong>{}</strong>{} {} &lt;{}&gt; {}</div>",
             (
                 (
                     labels[r],
+                    gettext(":"),
                     obj.contact(r).get("name", ""),
                     obj.contact(r).get("email", ""),
                     obj.contact(r).get("phone", ""),

@@ -519,7 +519,7 @@ class AccessRequest(models.Model):
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
         related_name="access_requests",
-        verbose_name=_("demandeur"),
+        verbose_name=_("déposée par"),
     )
     label = models.CharField(_("intitulé du projet"), max_length=255, blank=True)
     privileges = models.ManyToManyField(
@@ -572,7 +572,12 @@ class AccessRequest(models.Model):
     submitted_at = models.DateTimeField(_("soumise le"), null=True, blank=True)
     decided_at = models.DateTimeField(_("décidée le"), null=True, blank=True)
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("décidée par"),
     )
     # The field-by-field diff the instructor decided on, frozen at the decision (selectors.AccessRequestDiff data):
     # the baseline (a token's contacts, a pre-filled request) may change afterwards, the evidence must not.
@@ -619,14 +624,22 @@ class AccessRequestEvent(models.Model):
         ABANDONED = "abandoned", _("abandonnée")
         MESSAGE = "message", _("message")
 
-    access_request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="events")
-    kind = models.CharField(max_length=20, choices=Kind.choices)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    at = models.DateTimeField(default=timezone.now)
-    from_state = models.CharField(max_length=20, blank=True)
-    to_state = models.CharField(max_length=20, blank=True)
-    reason = models.TextField(blank=True)
-    data = models.JSONField(default=dict, blank=True)
+    access_request = models.ForeignKey(
+        AccessRequest, on_delete=models.CASCADE, related_name="events", verbose_name=_("demande d'accès")
+    )
+    kind = models.CharField(_("événement"), max_length=20, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, verbose_name=_("par")
+    )
+    at = models.DateTimeField(_("date"), default=timezone.now)
+    from_state = models.CharField(
+        _("état avant"), max_length=20, blank=True, choices=AccessRequest.State.choices
+    )
+    to_state = models.CharField(
+        _("état après"), max_length=20, blank=True, choices=AccessRequest.State.choices
+    )
+    reason = models.TextField(_("motif"), blank=True)
+    data = models.JSONField(_("données"), default=dict, blank=True)
 
     class Meta:
         verbose_name = _("événement de demande")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Count
+from django.utils.translation import gettext_lazy as _lazy
 
 from accounts.identity import normalize_email_or_none
 
@@ -342,22 +343,22 @@ def access_request_prefill(*, token: Token, kind: str) -> Prefill:
 
 
 DIFF_LABELS = {
-    "label": "Intitulé du projet",
-    "project_description": "Description du projet",
-    "legal_basis_nature": "Nature du cadre juridique",
-    "legal_basis_text": "Cadre juridique",
-    "legal_basis_url": "Lien vers le texte",
-    "legal_basis_document": "Document PDF",
-    "expected_volume": "Volumétrie (appels/min)",
-    "requester_name": "Demandeur — nom",
-    "requester_email": "Demandeur — e-mail",
-    "requester_phone": "Demandeur — téléphone",
-    "technical_name": "Contact technique — nom",
-    "technical_email": "Contact technique — e-mail",
-    "technical_phone": "Contact technique — téléphone",
-    "business_name": "Contact métier — nom",
-    "business_email": "Contact métier — e-mail",
-    "business_phone": "Contact métier — téléphone",
+    "label": _lazy("Intitulé du projet"),
+    "project_description": _lazy("Description du projet"),
+    "legal_basis_nature": _lazy("Nature du cadre juridique"),
+    "legal_basis_text": _lazy("Cadre juridique"),
+    "legal_basis_url": _lazy("Lien vers le texte"),
+    "legal_basis_document": _lazy("Document PDF"),
+    "expected_volume": _lazy("Volumétrie (appels/min)"),
+    "requester_name": _lazy("Demandeur — nom"),
+    "requester_email": _lazy("Demandeur — e-mail"),
+    "requester_phone": _lazy("Demandeur — téléphone"),
+    "technical_name": _lazy("Contact technique — nom"),
+    "technical_email": _lazy("Contact technique — e-mail"),
+    "technical_phone": _lazy("Contact technique — téléphone"),
+    "business_name": _lazy("Contact métier — nom"),
+    "business_email": _lazy("Contact métier — e-mail"),
+    "business_phone": _lazy("Contact métier — téléphone"),
 }
 
 

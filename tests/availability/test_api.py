@@ -86,7 +86,9 @@ def test_real_time_page(client, ingest):
         response = client.get("/real_time/")
     assert response.status_code == 200
     html = response.content.decode()
-    assert 'http-equiv="refresh"' in html
+    # Reloaded by a script the reader can pause, never by <meta refresh> (which nobody can stop).
+    assert 'http-equiv="refresh"' not in html
+    assert 'data-auto-refresh="60"' in html and 'id="auto-refresh-toggle"' in html
     assert f'data-endpoint="{EP}" data-status="DOWN"' in html
     assert html.count("data-status=") == 25
     assert "fr-badge--error" in html

@@ -75,6 +75,14 @@ def screenshot():
 
 
 @pytest.fixture
+def accessible():
+    """`accessible(page)`: fails on any serious or critical axe-core violation of the page (tests/browser/a11y.py)."""
+    from tests.browser.a11y import assert_accessible
+
+    return assert_accessible
+
+
+@pytest.fixture
 def browser(chromium):
     return chromium
 
