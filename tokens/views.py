@@ -154,6 +154,7 @@ def _render_form(request, form, **context):
         _breadcrumbs(context.get("title", ""), context["token"], context.get("access_request")),
     )
     max_bytes = settings.ACCESS_REQUEST_DOCUMENT_MAX_BYTES
+    context["existing_document_name"] = (context.get("existing_document") or "").rsplit("/", 1)[-1]
     return render(
         request,
         "tokens/request_form.html",
