@@ -101,7 +101,7 @@ def _long_date(day: dt.date) -> str:
 @functools.lru_cache(maxsize=64)
 def _labels(fields: tuple[str, ...]) -> tuple[str, ...]:
     with translation.override("fr"):
-        return tuple(str(prefill.FIELD_LABELS[f]) for f in fields)
+        return tuple(str(group) for group in prefill.field_groups(list(fields)))
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def _email_data(
     source = context.prefill.get(token.pk)
     if source is not None:
         extra.update(
-            prefill_date=_long_date(source.date) if source.date else "",
+            prefill_date=_long_date(source.date) if source.from_request else "",
             prefill_fields=_labels(tuple(source.fields)),
             prefill_missing=_labels(tuple(source.missing)),
         )

@@ -23,6 +23,7 @@ from tokenmgr import ratelimit
 from tokenmgr.reauth import recent_auth_required
 from tokens import validity
 from tokens.models import Client, Token, TokenStatus
+from tokens.request_actions import token_request_action
 from tokens.selectors import TokenCheck, token_by_secret, token_check
 
 from . import ics, selectors, services
@@ -174,8 +175,7 @@ def token_detail(request, public_id):
             "events": list(token.events.select_related("actor")[:20]),
             "usable": usable,
             "active": active,
-            "renew_url": _optional_url("token_renew", public_id=token.public_id) if active else None,
-            "extend_url": _optional_url("token_extend", public_id=token.public_id) if active else None,
+            "request_action": token_request_action(token=token),
             "pickup_url": _optional_url("token_pickup", public_id=token.public_id) if usable else None,
             "pickup_pending": getattr(token, "pickup_pending_since", None) is not None,
         },

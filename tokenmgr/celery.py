@@ -51,3 +51,7 @@ def setup_periodic_tasks(sender: Celery, **kwargs) -> None:
     sender.add_periodic_task(
         300.0, sender.signature("notifications.tasks.webhooks_retry_due"), name="webhooks: due retries"
     )
+    # Access-request forms: documents kept for a form that was never sent again.
+    sender.add_periodic_task(
+        3600.0, sender.signature("tokens.purge_pending_uploads"), name="requests: purge pending uploads"
+    )

@@ -671,6 +671,28 @@ class AccessRequestMessage(models.Model):
         return f"{self.author} — {self.at:%Y-%m-%d %H:%M}"
 
 
+class PendingUpload(models.Model):
+    """A legal-basis PDF received with a form that had other errors, kept so that it need not be attached again.
+
+    Known by an opaque id, usable only by its owner in the session that uploaded it (tokens.uploads); stored under
+    MEDIA_ROOT with a random name, deleted once used or after PENDING_UPLOAD_MAX_AGE.
+    """
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    file = models.FileField(upload_to="pending_uploads/%Y/%m/")
+    name = models.CharField(max_length=255)
+    size = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("document en attente")
+        verbose_name_plural = _("documents en attente")
+
+    def __str__(self) -> str:
+        return self.name
+
+
 __all__ = [
     "AccessRequest",
     "AccessRequestEvent",
@@ -682,6 +704,7 @@ __all__ = [
     "Endpoint",
     "MembershipSource",
     "Origin",
+    "PendingUpload",
     "Privilege",
     "Token",
     "TokenEvent",

@@ -1,110 +1,138 @@
-"""What a renewal form of a token is pre-filled with, and from where: one rule for every place that says it.
+"""What a renewal (or extension) form of a token is pre-filled with, and from where: one rule for the form and for
+the messages that promise it.
 
-The renewal form (tokens.selectors.access_request_prefill) copies the token's last validated request when there is
-one; otherwise it starts from the token itself (its client, privileges, label and contacts), and the project
-description, expected volume and legal basis must be filled in. The reminder email and the form both state this
-through renewal_prefill_source, never in words of their own.
+A token issued by a validated request is renewed from that request (every field it holds). A token without one
+(imported, created by `issue_token`, demo data) has no description, volume or legal basis to offer: only its label,
+privileges and contacts are taken from the token itself. An extension never copies the legal basis: the added data
+needs its own.
 """
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from django.db.models import Q
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext as _
 
 from . import validity
-from .models import AccessRequest, Token
+from .models import AccessRequest, Origin, Token
+from .selectors import access_request_snapshot, token_last_validated_request
 
-# Field groups of the access request form, in the form's order, with the words that name them.
-FIELD_LABELS = {
-    "client": _("l'organisation"),
-    "privileges": _("les privilèges"),
-    "label": _("l'intitulé du projet"),
-    "contacts": _("les contacts"),
-    "project_description": _("la description du projet"),
-    "expected_volume": _("la volumétrie attendue"),
-    "legal_basis": _("le cadre juridique"),
-}
+LEGAL_BASIS_FIELDS = ("legal_basis_nature", "legal_basis_text", "legal_basis_url", "legal_basis_document")
+CONTACT_FIELDS = tuple(
+    f"{role}_{k}" for role in AccessRequest.CONTACT_ROLES for k in ("name", "email", "phone")
+)
+# The fields a submission needs that only an earlier request can provide (a token does not hold them).
+REQUEST_ONLY_FIELDS = ("project_description", "expected_volume", "legal_basis_nature", "legal_basis_text")
 
 
 @dataclass(frozen=True)
 class PrefillSource:
-    """Where a renewal's form comes from: `request` (the earlier validated request, with its `date`) or the token
-    alone (request None, date None); `fields` the field groups pre-filled (keys of FIELD_LABELS), `missing` the
-    ones left to fill in."""
+    """Where a renewal form's values come from: `request` (the earlier validated request, or None: the token
+    itself), its `date` (the request's decision, else the token's issue, in TIME_ZONE) and the pre-filled
+    `fields` (form field names, in form order)."""
 
     request: AccessRequest | None
-    date: dt.date | None
-    fields: list[str] = field(default_factory=list)
+    date: dt.date
+    fields: list[str]
+
+    @property
+    def from_request(self) -> bool:
+        return self.request is not None
 
     @property
     def missing(self) -> list[str]:
-        return [name for name in FIELD_LABELS if name not in self.fields]
+        """What a submission needs that is not pre-filled (form field names)."""
+        return [name for name in REQUEST_ONLY_FIELDS if name not in self.fields]
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """Form initial values (legal_basis_document: the stored name of the earlier request's PDF) and their source."""
+
+    initial: dict
+    source: PrefillSource
 
     @property
-    def field_labels(self) -> list[str]:
-        return [str(FIELD_LABELS[name]) for name in self.fields]
-
-    @property
-    def missing_labels(self) -> list[str]:
-        return [str(FIELD_LABELS[name]) for name in self.missing]
+    def prefilled_from(self) -> AccessRequest | None:
+        return self.source.request
 
 
-def _request_fields(request: AccessRequest) -> list[str]:
-    present = {
-        "client": True,
-        "privileges": True,
-        "label": bool(request.label),
-        "contacts": any(
-            (request.contacts or {}).get(role, {}).get("email") for role in AccessRequest.CONTACT_ROLES
-        ),
-        "project_description": bool(request.project_description.strip()),
-        "expected_volume": request.expected_volume is not None,
-        "legal_basis": bool(
-            request.legal_basis_text.strip() or request.legal_basis_url or request.legal_basis_document
-        ),
-    }
-    return [name for name in FIELD_LABELS if present[name]]
+FIELD_ORDER = (
+    "label",
+    "privileges",
+    "project_description",
+    "expected_volume",
+    *LEGAL_BASIS_FIELDS,
+    *CONTACT_FIELDS,
+)
 
 
-def _token_fields(token: Token) -> list[str]:
-    present = {
-        "client": True,
-        "privileges": True,
-        "label": bool(token.label),
-        "contacts": bool(token.contacts.all()),
-    }
-    return [name for name in FIELD_LABELS if present.get(name)]
+def _token_values(token: Token) -> dict:
+    values = {"label": token.label}
+    contacts = {}
+    for contact in token.contacts.order_by("id"):
+        contacts.setdefault(contact.role, contact)
+    for role in AccessRequest.CONTACT_ROLES:
+        contact = contacts.get(role)
+        for k in ("name", "email", "phone"):
+            values[f"{role}_{k}"] = getattr(contact, k, "") if contact else ""
+    return values
 
 
-def renewal_prefill_sources(*, tokens: Iterable[Token]) -> dict[int, PrefillSource]:
-    """renewal_prefill_source of each token, in one query (plus the tokens' contacts unless prefetched)."""
-    tokens = list(tokens)
-    ids = [t.pk for t in tokens]
-    issuing: dict[int, AccessRequest] = {}
-    latest: dict[int, AccessRequest] = {}
-    validated = AccessRequest.objects.filter(
-        Q(issued_token_id__in=ids) | Q(token_id__in=ids), state=AccessRequest.State.VALIDATED
-    ).order_by("-decided_at", "-id")
-    for request in validated:  # the same precedence as tokens.selectors.token_last_validated_request
-        if request.issued_token_id in ids:
-            issuing.setdefault(request.issued_token_id, request)
-        if request.token_id in ids:
-            latest.setdefault(request.token_id, request)
-    sources = {}
-    for token in tokens:
-        request = issuing.get(token.pk) or latest.get(token.pk)
-        if request is None:
-            sources[token.pk] = PrefillSource(request=None, date=None, fields=_token_fields(token))
-        else:
-            moment = request.submitted_at or request.created_at
-            sources[token.pk] = PrefillSource(
-                request=request, date=validity.local_date(moment), fields=_request_fields(request)
-            )
-    return sources
+def token_prefill(*, token: Token, kind: str = AccessRequest.Kind.RENEWAL) -> Prefill:
+    """Initial values of a renewal (or extension) form of `token`, with their source."""
+    request = token_last_validated_request(token=token)
+    if request is not None:
+        values = access_request_snapshot(access_request=request)
+        day = validity.local_date(request.decided_at or request.updated_at)
+    else:
+        values = _token_values(token)
+        day = validity.local_date(token.issued_at)
+    initial = {k: v for k, v in values.items() if v not in (None, "", [])}
+    initial["privileges"] = sorted(p.code for p in token.privileges.all())
+    if not initial["privileges"]:
+        del initial["privileges"]
+    if kind == AccessRequest.Kind.EXTENSION:
+        for key in LEGAL_BASIS_FIELDS:
+            initial.pop(key, None)
+    fields = [name for name in FIELD_ORDER if name in initial]
+    return Prefill(initial=initial, source=PrefillSource(request=request, date=day, fields=fields))
 
 
 def renewal_prefill_source(*, token: Token) -> PrefillSource:
-    """What the renewal form of `token` is pre-filled with, and from where."""
-    return renewal_prefill_sources(tokens=[token])[token.pk]
+    """Where the form a reminder of `token` leads to is pre-filled from, and which fields (what an email may promise).
+
+    A demarches-simplifiees token leads to a new request: nothing comes from the old platform.
+    """
+    if token.origin == Origin.DEMARCHES_SIMPLIFIEES:
+        return PrefillSource(request=None, date=validity.local_date(token.issued_at), fields=[])
+    return token_prefill(token=token, kind=AccessRequest.Kind.RENEWAL).source
+
+
+def renewal_prefill_sources(*, tokens: Iterable[Token]) -> dict[int, PrefillSource]:
+    """renewal_prefill_source of each token (a batch of reminder emails): the same rule, token by token."""
+    return {token.pk: renewal_prefill_source(token=token) for token in tokens}
+
+
+def field_groups(fields: list[str]) -> list[str]:
+    """Form fields in words, the legal basis and the contacts grouped (for pages and emails)."""
+    names = set(fields)
+    groups = []
+    simple = (
+        ("label", _("l'intitulé du projet")),
+        ("privileges", _("les données demandées")),
+        ("project_description", _("la description du projet")),
+        ("expected_volume", _("la volumétrie attendue")),
+    )
+    groups += [label for name, label in simple if name in names]
+    if names & set(LEGAL_BASIS_FIELDS):
+        groups.append(_("le cadre juridique"))
+    roles = (
+        ("requester", _("demandeur")),
+        ("technical", _("contact technique")),
+        ("business", _("contact métier")),
+    )
+    present = [label for role, label in roles if {f"{role}_name", f"{role}_email"} & names]
+    if present:
+        groups.append(_("les contacts (%(roles)s)") % {"roles": ", ".join(present)})
+    return groups

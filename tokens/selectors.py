@@ -315,33 +315,6 @@ def token_last_validated_request(*, token: Token) -> AccessRequest | None:
     )
 
 
-@dataclass(frozen=True)
-class Prefill:
-    initial: dict
-    prefilled_from: AccessRequest | None
-
-
-def access_request_prefill(*, token: Token, kind: str) -> Prefill:
-    """Form initial values for a renewal/extension of `token`: from its last validated request, else the token.
-
-    An extension never copies the legal basis: the added data needs its own.
-    """
-    source = token_last_validated_request(token=token)
-    if source is not None:
-        snapshot = access_request_snapshot(access_request=source)
-        initial = {k: v for k, v in snapshot.items() if v not in (None, "")}
-        if source.legal_basis_document:
-            initial["legal_basis_document"] = source.legal_basis_document.name
-    else:
-        snapshot = _token_snapshot(token=token)
-        initial = {k: v for k, v in snapshot.items() if v not in (None, "")}
-    initial["privileges"] = sorted(p.code for p in token.privileges.all())
-    if kind == AccessRequest.Kind.EXTENSION:
-        for key in ("legal_basis_nature", "legal_basis_text", "legal_basis_url", "legal_basis_document"):
-            initial.pop(key, None)
-    return Prefill(initial=initial, prefilled_from=source)
-
-
 DIFF_LABELS = {
     "label": _lazy("Intitulé du projet"),
     "project_description": _lazy("Description du projet"),

@@ -14,6 +14,8 @@ urlpatterns = [
     path("jetons/<uuid:public_id>/secret/", views.token_reveal, name="token_reveal"),
     path("jetons/<uuid:public_id>/regenerer/", views.token_regenerate, name="token_regenerate"),
     path("jetons/<uuid:public_id>/etendre/", views.token_extend, name="token_extend"),
+    # A new request in place of a token that no longer works (expired, revoked).
+    path("jetons/<uuid:public_id>/nouvelle-demande/", views.token_request_new, name="token_request_new"),
     # Access requests.
     path("demandes/", views.request_list, name="request_list"),
     path("demandes/nouvelle/", views.request_new, name="request_new"),

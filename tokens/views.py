@@ -6,6 +6,7 @@ Every object is looked up among the clients the user belongs to, by its public U
 import dataclasses
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
@@ -19,7 +20,7 @@ from django.views.decorators.http import require_POST
 from tokenmgr.pages import safe_next
 from tokenmgr.reauth import recent_auth_required
 
-from . import selectors, services
+from . import prefill, request_actions, selectors, services, uploads
 from .forms import AccessRequestForm, AccountForm, MessageForm, RegenerateForm
 from .models import AccessRequest, Client, Origin, Token, TokenStatus
 from .services import AccessRequestError
@@ -46,11 +47,47 @@ def _submitting(request) -> bool:
     return request.POST.get("action") == "submit"
 
 
+def _bind_form(request, *, existing_document: str = "", **kwargs) -> AccessRequestForm:
+    """The posted form. A document kept from an earlier attempt of this session (uploads) counts as attached."""
+    posted_id = request.POST.get(uploads.FIELD, "")
+    kept = uploads.pending_upload_for(request=request, upload_id=posted_id)
+    form = AccessRequestForm(
+        request.POST,
+        request.FILES,
+        submitting=_submitting(request),
+        existing_document=kept.name if kept is not None else existing_document,
+        **kwargs,
+    )
+    form.kept_upload = kept
+    if posted_id and kept is None and not request.FILES.get("legal_basis_document"):
+        form.is_valid()
+        form.add_error(
+            "legal_basis_document",
+            _("Le document joint précédemment n'est plus disponible : joignez-le à nouveau."),
+        )
+    return form
+
+
+def _form_data(form, *, existing_document: str = ""):
+    """The form's data; without a new upload, the kept document, else the stored one (pre-fill)."""
+    data = form.to_data()
+    kept = getattr(form, "kept_upload", None)
+    if data.legal_basis_document is None and kept is not None:
+        data = dataclasses.replace(data, legal_basis_document=uploads.pending_upload_file(kept))
+    elif data.legal_basis_document is None and existing_document:
+        data = dataclasses.replace(data, legal_basis_document=existing_document)
+    return data
+
+
+def _kept_upload_used(request, form) -> None:
+    kept = getattr(form, "kept_upload", None)
+    if kept is not None:  # now copied into the request, or replaced by a new upload
+        uploads.pending_upload_used(request=request, pending=kept)
+
+
 def _save_new_request(request, *, form, client, kind, token=None, prefilled_from=None, existing_document=""):
     """Create the draft, then submit it if asked: one service per step."""
-    data = form.to_data()
-    if data.legal_basis_document is None and existing_document:
-        data = dataclasses.replace(data, legal_basis_document=existing_document)
+    data = _form_data(form, existing_document=existing_document)
     try:
         access_request = services.access_request_create(
             client=client,
@@ -63,6 +100,7 @@ def _save_new_request(request, *, form, client, kind, token=None, prefilled_from
     except AccessRequestError as error:
         messages.error(request, error.message)
         return None
+    _kept_upload_used(request, form)
     return _after_save(request, access_request)
 
 
@@ -79,17 +117,74 @@ def _after_save(request, access_request):
     return redirect("request_detail", request_id=access_request.public_id)
 
 
+def _keep_upload(request, form):
+    """On a re-display, the document just received (valid) is kept, so that it need not be attached again."""
+    kept = getattr(form, "kept_upload", None)
+    fresh = request.FILES.get("legal_basis_document")
+    if fresh is not None and "legal_basis_document" not in form.errors:
+        if kept is not None:
+            uploads.pending_upload_used(request=request, pending=kept)
+        kept = uploads.pending_upload_keep(request=request, upload=fresh)
+    return kept
+
+
+def _breadcrumbs(title, token=None, access_request=None):
+    crumbs = [(_("Tableau de bord"), reverse("portal_dashboard"))]
+    if token is not None:
+        crumbs.append((token.label or token.secret_prefix, reverse("portal_token", args=[token.public_id])))
+    else:
+        crumbs.append((_("Mes demandes"), reverse("request_list")))
+        if access_request is not None:
+            crumbs.append(
+                (
+                    access_request.get_kind_display().capitalize(),
+                    reverse("request_detail", args=[access_request.public_id]),
+                )
+            )
+    return [*crumbs, (title, None)]
+
+
 def _render_form(request, form, **context):
     context.setdefault("token", None)
-    return render(request, "tokens/request_form.html", {"form": form, **context})
+    kept = None
+    if form is not None:
+        kept = _keep_upload(request, form) if form.is_bound else None
+    context.setdefault(
+        "breadcrumbs",
+        _breadcrumbs(context.get("title", ""), context["token"], context.get("access_request")),
+    )
+    max_bytes = settings.ACCESS_REQUEST_DOCUMENT_MAX_BYTES
+    context["existing_document_name"] = (context.get("existing_document") or "").rsplit("/", 1)[-1]
+    return render(
+        request,
+        "tokens/request_form.html",
+        {
+            "form": form,
+            "kept_upload": kept,
+            "pending_upload_field": uploads.FIELD,
+            "upload_max_mb": max(1, max_bytes // (1024 * 1024)),
+            **context,
+        },
+    )
 
 
-def _open_request_redirect(request, token):
-    open_request = AccessRequest.objects.open().filter(token=token).first()
-    if open_request is not None:
-        messages.info(request, _("Une demande est déjà en cours pour ce jeton."))
-        return redirect("request_detail", request_id=open_request.public_id)
-    return None
+def _pending_request_page(request, token):
+    """A request that would replace this token is open: show it (never a second one beside it)."""
+    action = request_actions.token_request_action(token=token)
+    if action.action != request_actions.RequestAction.PENDING:
+        return None
+    title = _("Une demande est déjà en cours pour ce jeton")
+    return render(
+        request,
+        "tokens/request_pending.html",
+        {
+            "token": token,
+            "pending": action.pending,
+            "pending_date": action.pending_date,
+            "title": title,
+            "breadcrumbs": _breadcrumbs(title, token),
+        },
+    )
 
 
 # ------------------------------------------------------------------------------
@@ -117,7 +212,7 @@ def request_new(request):
     if request.method == "POST":
         if len(clients) > 1:
             client = get_object_or_404(accessible, siret=request.POST.get("client", ""))
-        form = AccessRequestForm(request.POST, request.FILES, submitting=_submitting(request))
+        form = _bind_form(request)
         if form.is_valid():
             response = _save_new_request(request, form=form, client=client, kind=AccessRequest.Kind.NEW)
             if response is not None:
@@ -155,15 +250,16 @@ def request_edit(request, request_id):
     existing = access_request.legal_basis_document.name or ""
     kwargs = {"kind": access_request.kind, "base_privileges": base, "existing_document": existing}
     if request.method == "POST":
-        form = AccessRequestForm(request.POST, request.FILES, submitting=_submitting(request), **kwargs)
+        form = _bind_form(request, **kwargs)
         if form.is_valid():
             try:
                 services.access_request_update(
-                    access_request=access_request, by=request.user, data=form.to_data()
+                    access_request=access_request, by=request.user, data=_form_data(form)
                 )
             except AccessRequestError as error:
                 messages.error(request, error.message)
                 return redirect("request_detail", request_id=request_id)
+            _kept_upload_used(request, form)
             return _after_save(request, access_request)
     else:
         initial = selectors.access_request_snapshot(access_request=access_request)
@@ -230,18 +326,19 @@ def request_document(request, request_id):
 
 
 def _token_request_view(request, token, kind, title):
-    blocked = _open_request_redirect(request, token)
-    if blocked is not None:
-        return blocked
+    pending = _pending_request_page(request, token)
+    if pending is not None:
+        return pending
     if token.revoked_at is not None or token.renewed_by_id is not None:
         messages.error(request, _("Ce jeton est révoqué ou déjà remplacé : il ne peut plus être renouvelé."))
         return redirect("token_pickup", public_id=token.public_id)
-    prefill = selectors.access_request_prefill(token=token, kind=kind)
-    existing = prefill.initial.pop("legal_basis_document", "")
+    values = prefill.token_prefill(token=token, kind=kind)
+    initial = dict(values.initial)
+    existing = initial.pop("legal_basis_document", "")
     base = list(token.privileges.all()) if kind == AccessRequest.Kind.EXTENSION else []
-    kwargs = {"kind": kind, "base_privileges": base, "existing_document": existing}
+    kwargs = {"kind": kind, "base_privileges": base}
     if request.method == "POST":
-        form = AccessRequestForm(request.POST, request.FILES, submitting=_submitting(request), **kwargs)
+        form = _bind_form(request, existing_document=existing, **kwargs)
         if form.is_valid():
             response = _save_new_request(
                 request,
@@ -249,16 +346,15 @@ def _token_request_view(request, token, kind, title):
                 client=token.client,
                 kind=kind,
                 token=token,
-                prefilled_from=prefill.prefilled_from,
+                prefilled_from=values.prefilled_from,
                 existing_document=existing,
             )
             if response is not None:
                 return response
     else:
-        initial = dict(prefill.initial)
         if kind == AccessRequest.Kind.EXTENSION:
             initial["privileges"] = []
-        form = AccessRequestForm(initial=initial, **kwargs)
+        form = AccessRequestForm(initial=initial, existing_document=existing, **kwargs)
     return _render_form(
         request,
         form,
@@ -267,7 +363,10 @@ def _token_request_view(request, token, kind, title):
         renewal=kind == AccessRequest.Kind.RENEWAL,
         base_privileges=base,
         existing_document=existing,
-        prefilled_from=prefill.prefilled_from,
+        prefilled_from=values.prefilled_from,
+        prefill_source=values.source,
+        prefilled_groups=prefill.field_groups(values.source.fields),
+        missing_groups=prefill.field_groups(values.source.missing),
     )
 
 
@@ -327,14 +426,14 @@ def token_legacy_renew(request, public_id):
         return render(
             request, "tokens/account_form.html", {"form": account_form, "token": token, "legacy": True}
         )
-    blocked = _open_request_redirect(request, token)
-    if blocked is not None:
-        return blocked
+    pending = _pending_request_page(request, token)
+    if pending is not None:
+        return pending
     if token.revoked_at is not None or token.renewed_by_id is not None:
         messages.error(request, _("Ce jeton est révoqué ou déjà remplacé."))
         return redirect("token_pickup", public_id=public_id)
     if request.method == "POST":
-        form = AccessRequestForm(request.POST, request.FILES, submitting=_submitting(request))
+        form = _bind_form(request)
         if form.is_valid():
             response = _save_new_request(
                 request, form=form, client=token.client, kind=AccessRequest.Kind.NEW, token=token
@@ -345,6 +444,48 @@ def token_legacy_renew(request, public_id):
         name = request.user.get_full_name()
         form = AccessRequestForm(initial={"requester_email": request.user.email, "requester_name": name})
     return _render_form(request, form, title=_("Nouvelle demande d'accès"), token=token, legacy=True)
+
+
+@login_required
+def token_request_new(request, public_id):
+    """A new request in place of a token that no longer works (expired or revoked): for its client, with its
+    privileges (not for a demarches-simplifiees token: nothing is taken from the old platform).
+
+    A token still in service is renewed instead; a request already open about it is shown instead.
+    """
+    token = _member_token(request, public_id)
+    pending = _pending_request_page(request, token)
+    if pending is not None:
+        return pending
+    if token.renewed_by_id is not None:
+        messages.info(request, _("Ce jeton a déjà été remplacé par un nouveau jeton."))
+        return redirect("portal_token", public_id=public_id)
+    if token.is_usable():
+        return redirect("token_renew", public_id=public_id)
+    # An expired token is linked to the request (the new token will replace it); a revoked one cannot be.
+    linked = token if token.revoked_at is None else None
+    if request.method == "POST":
+        form = _bind_form(request)
+        if form.is_valid():
+            response = _save_new_request(
+                request, form=form, client=token.client, kind=AccessRequest.Kind.NEW, token=linked
+            )
+            if response is not None:
+                return response
+    else:
+        initial = {"requester_email": request.user.email, "requester_name": request.user.get_full_name()}
+        if token.origin != Origin.DEMARCHES_SIMPLIFIEES:
+            initial["privileges"] = sorted(p.code for p in token.privileges.all())
+        form = AccessRequestForm(initial=initial)
+    return _render_form(
+        request,
+        form,
+        title=_("Nouvelle demande d'accès"),
+        token=token,
+        client=token.client,
+        replacing=token,
+        replacing_privileges=token.origin != Origin.DEMARCHES_SIMPLIFIEES,
+    )
 
 
 # ------------------------------------------------------------------------------
@@ -365,7 +506,7 @@ def token_pickup(request, public_id):
             "access_requests": AccessRequest.objects.filter(token=token).order_by("-created_at"),
             "issuing_request": AccessRequest.objects.filter(issued_token=token).first(),
             "regenerate_form": RegenerateForm(),
-            "can_request": token.is_usable() and token.renewed_by_id is None,
+            "request_action": request_actions.token_request_action(token=token),
         },
     )
 

@@ -10,6 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from tests.factories import ClientFactory, ClientMembershipFactory, ContactFactory, UserFactory, issue_token
+from tokens import prefill as prefill_
 from tokens import selectors, services, validity
 from tokens.forms import AccessRequestForm
 from tokens.models import AccessRequest, AccessRequestEvent, Contact, Privilege, Token, TokenEvent
@@ -327,7 +328,7 @@ def test_contacts_are_updated_from_the_request(client_, applicant, instructor):
 def test_prefill_from_the_last_validated_request(client_, applicant, instructor):
     first = validated_request(instructor=instructor, client=client_, applicant=applicant)
     token = first.issued_token
-    prefill = selectors.access_request_prefill(token=token, kind="renewal")
+    prefill = prefill_.token_prefill(token=token, kind="renewal")
     assert prefill.prefilled_from == first
     initial = prefill.initial
     assert initial["privileges"] == ["entreprises", "etablissements"]
@@ -345,7 +346,7 @@ def test_prefill_of_an_imported_token_uses_what_the_token_has(client_):
         client=client_, role="technical", email="tech@commune.example", name="T. Echnique"
     )
     token = issue_token(client=client_, privileges=("associations",), contacts=[contact]).token
-    prefill = selectors.access_request_prefill(token=token, kind="renewal")
+    prefill = prefill_.token_prefill(token=token, kind="renewal")
     assert prefill.prefilled_from is None
     assert prefill.initial["privileges"] == ["associations"]
     assert prefill.initial["technical_email"] == "tech@commune.example"
@@ -354,7 +355,7 @@ def test_prefill_of_an_imported_token_uses_what_the_token_has(client_):
 
 def test_prefill_of_an_extension_leaves_the_legal_basis_empty(client_, applicant, instructor):
     token = validated_request(instructor=instructor, client=client_, applicant=applicant).issued_token
-    initial = selectors.access_request_prefill(token=token, kind="extension").initial
+    initial = prefill_.token_prefill(token=token, kind="extension").initial
     assert initial["project_description"]
     assert not {"legal_basis_nature", "legal_basis_text", "legal_basis_url"} & initial.keys()
 
