@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from tokenmgr import search
 from tokens import validity
 from tokens.models import Client, ClientMembership, Token, TokenStatus
 
@@ -276,9 +277,8 @@ def dashboard_tokens(
     if filters.q:
         q = filters.q.strip()
         qs = qs.filter(
-            Q(label__icontains=q)
+            search.contains_any(["label", "client__name"], q)
             | Q(secret_prefix__istartswith=q)
-            | Q(client__name__icontains=q)
             | Q(client__siret__startswith=q.replace(" ", ""))
         )
     key = filters.sort.lstrip("-")
