@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from . import selectors, services
 from .forms import MessageForm, ReasonForm, ValidateForm
 from .models import AccessRequest, AccessRequestEvent
+from .privilege_display import privileges_html
 
 STATE_COLOURS = {
     AccessRequest.State.DRAFT: "#666",
@@ -147,7 +148,7 @@ class AccessRequestAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("privilèges demandés"))
     def privilege_list(self, obj):
-        return ", ".join(p.code for p in obj.privileges.all()) or "—"
+        return privileges_html(obj.privileges.all()) or "—"
 
     @admin.display(description=_("document"))
     def document_link(self, obj):
