@@ -18,7 +18,7 @@ class DashboardFilterForm(forms.Form):
         label=_("Rechercher"),
         required=False,
         max_length=100,
-        help_text=_("Libellé, préfixe, nom ou SIRET du client"),
+        help_text=_("Libellé, préfixe, nom ou SIRET du client, avec ou sans accents"),
     )
     client = forms.TypedChoiceField(label=_("Client"), required=False, coerce=int, empty_value=None)
     status = forms.ChoiceField(label=_("Statut"), required=False)
@@ -36,7 +36,7 @@ class DashboardFilterForm(forms.Form):
         )
         self.fields["origin"].choices = everything + list(Origin.choices)
         self.fields["privilege"].choices = everything + [
-            (p.code, p.code) for p in Privilege.objects.order_by("code")
+            (p.code, f"{p.label} — {p.code}") for p in Privilege.objects.order_by("label", "code")
         ]
 
     def filters(self) -> DashboardFilters:
@@ -68,6 +68,18 @@ class RevokeForm(forms.Form):
         if not reason:
             raise ValidationError(_("Indiquez le motif de la révocation."))
         return reason
+
+
+class SecretSearchForm(forms.Form):
+    """The search by a whole secret (sent by POST: a secret never travels in a URL)."""
+
+    secret = forms.CharField(
+        label=_("Rechercher par jeton complet"),
+        max_length=4096,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off", "spellcheck": "false"}),
+        help_text=_("Collez le secret entier : il est comparé à l'empreinte conservée, jamais enregistré."),
+    )
 
 
 class VerifyForm(forms.Form):

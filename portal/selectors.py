@@ -19,6 +19,7 @@ from notifications.rules import (
     reminders_declined_token_ids,
     reminders_shown,
 )
+from tokenmgr import search
 from tokens import validity
 from tokens.models import AccessRequest, Client, ClientMembership, Token, TokenStatus
 
@@ -137,9 +138,8 @@ def dashboard_tokens(
     if filters.q:
         q = filters.q.strip()
         qs = qs.filter(
-            Q(label__icontains=q)
+            search.contains_any(["label", "client__name"], q)
             | Q(secret_prefix__istartswith=q)
-            | Q(client__name__icontains=q)
             | Q(client__siret__startswith=q.replace(" ", ""))
         )
     key = filters.sort.lstrip("-")

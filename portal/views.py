@@ -21,13 +21,13 @@ from notifications import opt_outs, webhooks
 from notifications.models import WebhookDelivery, WebhookEndpoint
 from tokenmgr import ratelimit
 from tokenmgr.reauth import recent_auth_required
-from tokens import validity
-from tokens.models import Client, Token, TokenStatus
+from tokens import credentials, exports, validity
+from tokens.models import Client, Privilege, Token, TokenStatus
 from tokens.request_actions import token_request_action
 from tokens.selectors import TokenCheck, token_by_secret, token_check
 
-from . import ics, selectors, services
-from .forms import DashboardFilterForm, RevokeForm, VerifyForm, WebhookForm
+from . import export, ics, selectors, services
+from .forms import DashboardFilterForm, RevokeForm, SecretSearchForm, VerifyForm, WebhookForm
 from .models import CalendarFeed
 
 
@@ -91,15 +91,42 @@ def _columns(current: str, base_query: str) -> list[dict]:
     return columns
 
 
-@login_required
-@require_GET
-def dashboard(request):
-    now = timezone.now()
+def _refuse_secret_in_query(request):
+    """A whole secret typed in the search box: dropped from the address at once (it would stay in the browser's
+    history and the server's access log), and the user is pointed to the search by secret (a POST)."""
+    if not credentials.looks_like_full_secret(request.GET.get("q", "").strip()):
+        return None
+    messages.error(
+        request,
+        _(
+            "Un jeton complet ne se cherche pas dans ce champ (il apparaîtrait dans l'adresse de la page) : "
+            "collez-le dans « Rechercher par jeton complet »."
+        ),
+    )
+    kept = request.GET.copy()
+    kept.pop("q", None)
+    url = reverse("portal_dashboard")
+    return redirect(f"{url}?{kept.urlencode()}" if kept else url)
+
+
+def _dashboard_list(request, *, now):
+    """The filter form and the filtered, sorted tokens of the dashboard (shared by the page and its CSV export)."""
     only_client = _only_client(request)
     clients = list(selectors.user_clients(request.user, only_client=only_client))
     form = DashboardFilterForm(request.GET or None, clients=clients)
     filters = form.filters()
     qs = selectors.dashboard_tokens(request.user, filters, now=now, only_client=only_client)
+    return clients, form, filters, qs
+
+
+@login_required
+@require_GET
+def dashboard(request):
+    if refused := _refuse_secret_in_query(request):
+        return refused
+    now = timezone.now()
+    only_client = _only_client(request)
+    clients, form, filters, qs = _dashboard_list(request, now=now)
     qs = qs.prefetch_related("privileges")
     page = Paginator(qs, settings.PORTAL_PAGE_SIZE).get_page(request.GET.get("page"))
     rows = selectors.dashboard_rows(list(page.object_list), today=validity.local_date(now))
@@ -122,6 +149,9 @@ def dashboard(request):
             "columns": _columns(filters.sort, sort_query.urlencode()),
             "page_range": page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),
             "query": query.urlencode(),
+            "secret_form": SecretSearchForm(),
+            "secret_prefix": settings.TOKEN_SECRET_PREFIX,
+            "display_prefix_length": credentials.DISPLAY_PREFIX_LENGTH,
             "sort_query": sort_query.urlencode(),
             "filtered": any(
                 [
@@ -135,6 +165,55 @@ def dashboard(request):
             ),
         },
     )
+
+
+@login_required
+@require_GET
+def dashboard_export(request):
+    """The dashboard's list as a CSV file for a spreadsheet: same filters and order, every page, no secret."""
+    if refused := _refuse_secret_in_query(request):
+        return refused
+    now = timezone.now()
+    _clients, _form, _filters, qs = _dashboard_list(request, now=now)
+    tokens = list(qs.prefetch_related("privileges", "contacts"))
+    rows = selectors.dashboard_rows(tokens, today=validity.local_date(now))
+    return exports.csv_response(
+        header=export.HEADER, rows=export.export_rows(rows), basename="jetons", dialect=exports.EXCEL_FR
+    )
+
+
+def _secret_lookup_quota(request) -> ratelimit.Quota:
+    """Lookups of a pasted secret (token check, search by secret) share one budget per user and per IP."""
+    return ratelimit.tightest(
+        *ratelimit.hit_many(  # both counters in one round trip
+            ("portal-verify-ip", ratelimit.client_ip(request), settings.RATELIMIT_VERIFY_PER_IP),
+            ("portal-verify-user", str(request.user.pk), settings.RATELIMIT_VERIFY_PER_USER),
+        ),
+    )
+
+
+@sensitive_post_parameters("secret")
+@never_cache
+@login_required
+@require_POST
+def token_search_secret(request):
+    """A pasted whole secret, by POST: matched by digest (never written to a URL, a page or a log); opens the
+    token's page if it is one of the user's, else says that none of theirs matches (whoever else holds it)."""
+    form = SecretSearchForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _("Collez un jeton complet."))
+        return redirect("portal_dashboard")
+    quota = _secret_lookup_quota(request)
+    if quota.exceeded:
+        messages.error(
+            request, _("Trop de recherches : réessayez dans %(seconds)d secondes.") % {"seconds": quota.reset}
+        )
+        return redirect("portal_dashboard")
+    token = token_by_secret(secret=form.cleaned_data["secret"])
+    if not _may_see(request, token):
+        messages.warning(request, _("Aucun de vos jetons ne correspond à ce jeton."))
+        return redirect("portal_dashboard")
+    return redirect("portal_token", public_id=token.public_id)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -265,12 +344,7 @@ def verify(request):
     form = VerifyForm(request.POST or None)
     context = {"form": form, "breadcrumbs": _crumbs((_("Vérifier un jeton"), None))}
     if request.method == "POST":
-        quota = ratelimit.tightest(
-            *ratelimit.hit_many(  # both counters in one round trip
-                ("portal-verify-ip", ratelimit.client_ip(request), settings.RATELIMIT_VERIFY_PER_IP),
-                ("portal-verify-user", str(request.user.pk), settings.RATELIMIT_VERIFY_PER_USER),
-            ),
-        )
+        quota = _secret_lookup_quota(request)
         if quota.exceeded:
             context["rate_limited"] = quota
             response = render(request, "portal/verify.html", context, status=429)
@@ -288,8 +362,10 @@ def verify(request):
                     "ok": result.outcome is TokenCheck.OK,
                     "superseded": superseded and result.outcome is TokenCheck.OK,
                     "successor": successor if _may_see(request, successor) else None,
+                    "successor_usable": successor is not None and successor.is_usable(),
+                    "successor_status_label": TokenStatus(successor.status).label if successor else "",
                     "outcome_text": OUTCOME_TEXT.get(result.outcome, ""),
-                    "privileges": result.privileges,
+                    "privileges": list(Privilege.objects.filter(code__in=result.privileges).order_by("code")),
                     "token": token if _may_see(request, token) else None,
                     "expires_at": token.expires_at
                     if token is not None and result.outcome is TokenCheck.OK

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "django.contrib.postgres",  # the unaccent lookup (tokenmgr.search); SQLite gets a function of its own
     "tokenmgr.axes_app.AxesConfig",
     "widget_tweaks",
     "dsfr",

@@ -12,7 +12,6 @@ import hashlib
 import secrets
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.views.main import SEARCH_VAR
@@ -37,6 +36,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts.identity import InvalidEmail, normalize_email
+from tokenmgr.search import unaccented
 
 from . import credentials, exports, validity
 from .models import (
@@ -52,6 +52,7 @@ from .models import (
     TokenImport,
     TokenStatus,
 )
+from .privilege_display import privileges_html
 from .services import (
     ContactData,
     client_membership_grant,
@@ -265,7 +266,7 @@ class ClientMembershipEventAdmin(admin.ModelAdmin):
 @admin.register(Client)
 class ClientAdmin(admin.ModelAdmin):
     list_display = ["name", "siret", "token_count", "created_at"]
-    search_fields = ["name", "siret"]
+    search_fields = [unaccented("name"), "siret"]
     inlines = [ContactInline, ClientMembershipInline, ClientTokenInline]
     readonly_fields = ["created_at"]
 
@@ -345,7 +346,7 @@ class EndpointAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("privilèges"))
     def privilege_list(self, obj):
-        return ", ".join(p.code for p in obj.privileges.all())
+        return privileges_html(obj.privileges.all())
 
 
 # ------------------------------------------------------------------------------
@@ -497,7 +498,7 @@ ISSUE_NONCE_SECONDS = 24 * 3600
 
 def _is_full_secret(term: str) -> bool:
     """A whole secret rather than its display prefix: it must go through the secret search form."""
-    return term.startswith(settings.TOKEN_SECRET_PREFIX) and len(term) > credentials.DISPLAY_PREFIX_LENGTH
+    return credentials.looks_like_full_secret(term)
 
 
 def _audit_value(value):
@@ -529,7 +530,13 @@ class TokenAdmin(admin.ModelAdmin):
     list_display_links = ["label"]
     list_select_related = ["client"]
     list_filter = [StatusFilter, "origin", ExpiryWindowFilter]
-    search_fields = ["client__siret", "client__name", "label", "secret_prefix", "contacts__email"]
+    search_fields = [
+        "client__siret",
+        unaccented("client__name"),
+        unaccented("label"),
+        "secret_prefix",
+        "contacts__email",
+    ]
     search_help_text = _(
         "SIRET, nom du client, libellé, préfixe, e-mail d'un contact (un jeton complet : formulaire ci-dessous)"
     )
@@ -652,7 +659,7 @@ class TokenAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("privilèges"))
     def privilege_list(self, obj):
-        return ", ".join(p.code for p in obj.privileges.all())
+        return privileges_html(obj.privileges.all())
 
     @admin.display(description=_("révoqué par"))
     def revoked_by_display(self, obj):

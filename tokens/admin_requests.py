@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 from . import request_queue, selectors, services, words
 from .forms import MessageForm, ReasonForm, ValidateForm
 from .models import AccessRequest, AccessRequestEvent
+from .privilege_display import privileges_html
 
 STATE_COLOURS = {
     AccessRequest.State.DRAFT: "#666",
@@ -162,7 +163,7 @@ class AccessRequestAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("privilèges demandés"))
     def privilege_list(self, obj):
-        return ", ".join(p.code for p in obj.privileges.all()) or "—"
+        return privileges_html(obj.privileges.all()) or "—"
 
     @admin.display(description=_("document"))
     def document_link(self, obj):

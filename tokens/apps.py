@@ -8,6 +8,8 @@ class TokensConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import m2m_changed, post_delete, post_save
 
+        from tokenmgr import search
+
         from .models import Token
         from .selectors import check_cache
         from .signals import token_revoked
@@ -19,3 +21,4 @@ class TokensConfig(AppConfig):
             check_cache.clear, sender=Token.privileges.through, dispatch_uid="token-check-cache-m2m"
         )
         token_revoked.connect(check_cache.clear, dispatch_uid="token-check-cache-revoked")
+        search.connect()  # UNACCENT() on SQLite, as PostgreSQL's extension gives it

@@ -21,5 +21,10 @@ def display_prefix(secret: str) -> str:
     return secret[:DISPLAY_PREFIX_LENGTH]
 
 
+def looks_like_full_secret(term: str) -> bool:
+    """A whole secret of this application rather than its display prefix: it must never travel in a URL."""
+    return term.startswith(settings.TOKEN_SECRET_PREFIX) and len(term) > DISPLAY_PREFIX_LENGTH
+
+
 def matches(secret: str, stored_digest: str) -> bool:
     return hmac.compare_digest(digest(secret), stored_digest)

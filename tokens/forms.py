@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.forms import EmailAddressField
 
 from .models import AccessRequest, Privilege, validate_pdf
+from .privilege_display import privilege_html
 from .services import AccessRequestData
 
 PHONE_RE = re.compile(r"^\+?[0-9 .()-]{6,24}$")
@@ -21,7 +22,7 @@ ROLE_LABELS = {
 
 class PrivilegeChoiceField(forms.ModelMultipleChoiceField):
     def label_from_instance(self, obj):
-        return f"{obj.label} ({obj.code})"
+        return privilege_html(obj)
 
 
 def _phone(value: str) -> str:

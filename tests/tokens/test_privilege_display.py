@@ -1,0 +1,70 @@
+"""Privileges read by their labels, with the code in small monospace: one formatting function for every page."""
+
+import pytest
+from django.urls import reverse
+
+from tests.factories import ClientFactory, ClientMembershipFactory, UserFactory, issue_token
+from tests.tokens.test_requests import full_data, submitted_request
+from tokens import services
+from tokens.models import Privilege
+from tokens.privilege_display import privilege_html, privileges_html
+
+pytestmark = pytest.mark.django_db
+
+URSSAF = "Attestation de vigilance (URSSAF)"
+URSSAF_HTML = (
+    f'<span class="tkm-privilege">{URSSAF} <small class="tkm-privilege__code">'
+    "<code>attestations_sociales_acoss</code></small></span>"
+)
+
+
+def test_privilege_html_is_label_then_code_escaped():
+    assert privilege_html(Privilege.objects.get(code="attestations_sociales_acoss")) == URSSAF_HTML
+    evil = Privilege(code="x", label="<script>alert(1)</script>")
+    assert "<script>" not in privilege_html(evil) and "&lt;script&gt;" in privilege_html(evil)
+    assert "<code>y</code>" in privilege_html(Privilege(code="y", label=""))  # no label: the code stands in
+    pair = privileges_html(
+        Privilege.objects.filter(code__in=["entreprises", "associations"]).order_by("code")
+    )
+    assert pair.count("<br>") == 1 and pair.index("associations") < pair.index("entreprises")
+
+
+def test_admin_token_list_and_page_show_labels(admin_client):
+    issued = issue_token(label="Marchés", privileges=("attestations_sociales_acoss",))
+    body = admin_client.get(reverse("admin:tokens_token_changelist")).content.decode()
+    assert URSSAF_HTML in body
+    body = admin_client.get(reverse("admin:tokens_token_change", args=[issued.token.pk])).content.decode()
+    assert URSSAF_HTML in body
+
+
+def test_admin_searches_ignore_accents(admin_client):
+    issue_token(client=ClientFactory(name="Préfecture de l'Hérault"), label="Échéancier des aides")
+    issue_token(client=ClientFactory(name="Mairie de Brest"), label="Autre")
+    for term in ("herault", "echeancier", "ECHÉANCIER"):
+        response = admin_client.get(reverse("admin:tokens_token_changelist"), {"q": term})
+        assert [t.label for t in response.context["cl"].result_list] == ["Échéancier des aides"], term
+    response = admin_client.get(reverse("admin:tokens_client_changelist"), {"q": "prefecture"})
+    assert [c.name for c in response.context["cl"].result_list] == ["Préfecture de l'Hérault"]
+
+
+def test_request_pages_show_labels(client):
+    member = UserFactory()
+    organisation = ClientFactory()
+    ClientMembershipFactory(client=organisation, user=member)
+    data = full_data(privileges=services.privileges_resolve(codes=["attestations_sociales_acoss"]))
+    ar = submitted_request(client=organisation, applicant=member, data=data)
+    client.force_login(member)
+    body = client.get(reverse("request_detail", args=[ar.public_id])).content.decode()
+    assert URSSAF_HTML in body
+    body = client.get(reverse("request_new")).content.decode()
+    assert URSSAF_HTML in body  # the checkboxes of the request form
+
+
+def test_admin_request_page_shows_labels(admin_client):
+    member = UserFactory()
+    organisation = ClientFactory()
+    ClientMembershipFactory(client=organisation, user=member)
+    data = full_data(privileges=services.privileges_resolve(codes=["attestations_sociales_acoss"]))
+    ar = submitted_request(client=organisation, applicant=member, data=data)
+    body = admin_client.get(reverse("admin:tokens_accessrequest_change", args=[ar.pk])).content.decode()
+    assert URSSAF_HTML in body
