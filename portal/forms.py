@@ -7,6 +7,7 @@ from accounts.forms import EmailAddressField
 from accounts.identity import normalize_email_or_none
 from notifications.webhooks import validate_webhook_url
 from tokens.models import Origin, Privilege, TokenStatus
+from tokens.privilege_display import privilege_text
 
 from .selectors import DEFAULT_SORT, IN_SERVICE, SORTS, DashboardFilters
 
@@ -36,7 +37,7 @@ class DashboardFilterForm(forms.Form):
         )
         self.fields["origin"].choices = everything + list(Origin.choices)
         self.fields["privilege"].choices = everything + [
-            (p.code, f"{p.label} — {p.code}") for p in Privilege.objects.order_by("label", "code")
+            (p.code, privilege_text(p)) for p in Privilege.objects.order_by("label", "code")
         ]
 
     def filters(self) -> DashboardFilters:

@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 from notifications.rules import reminder_plans, reminders_shown
 from tokens import validity
 from tokens.models import Token
+from tokens.privilege_display import privilege_text
 
 PRODID = "-//tokenmgr//Echeances des jetons//FR"
 
@@ -91,7 +92,7 @@ def calendar_for_tokens(tokens: Iterable[Token], *, now: dt.datetime | None = No
         name = token.label or token.secret_prefix
         expiry_day = validity.local_date(token.expires_at)
         url = f"{settings.SITE_URL}/jetons/{token.public_id}/"
-        privileges = ", ".join(p.code for p in token.privileges.all())
+        privileges = ", ".join(privilege_text(p) for p in token.privileges.all())
         base = f"{token.client.name} ({token.client.siret}) — {name} ({token.secret_prefix}…)"
         lines += _event(
             f"{token.public_id}-expiry@{host}",

@@ -21,6 +21,12 @@ def privilege_html(privilege) -> SafeString:
     )
 
 
+def privilege_text(privilege) -> str:
+    """The same in plain text (a select option, a calendar event): `<label> — <code>`."""
+    label = getattr(privilege, "label", "") or privilege.code
+    return f"{label} — {privilege.code}" if label != privilege.code else privilege.code
+
+
 def privileges_html(privileges: Iterable, *, separator: str = "<br>") -> SafeString:
     """Several privileges, one per line by default (the admin's list and change pages)."""
     return format_html_join(SafeString(separator), "{}", ((privilege_html(p),) for p in privileges))

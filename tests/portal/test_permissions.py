@@ -32,6 +32,8 @@ PUBLIC = {
 # URL name -> methods it answers (the others are 405)
 SIGNED_IN = {
     "portal_dashboard": ["get"],
+    "portal_export": ["get"],
+    "portal_token_search": ["post"],
     "portal_token": ["get"],
     "portal_token_decline": ["post"],
     "portal_token_resume": ["post"],

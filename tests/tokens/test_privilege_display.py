@@ -68,3 +68,17 @@ def test_admin_request_page_shows_labels(admin_client):
     ar = submitted_request(client=organisation, applicant=member, data=data)
     body = admin_client.get(reverse("admin:tokens_accessrequest_change", args=[ar.pk])).content.decode()
     assert URSSAF_HTML in body
+
+
+def test_privilege_text_for_selects_and_calendars():
+    from portal import ics
+    from tokens.models import Token
+    from tokens.privilege_display import privilege_text
+
+    urssaf = Privilege.objects.get(code="attestations_sociales_acoss")
+    assert privilege_text(urssaf) == f"{URSSAF} — attestations_sociales_acoss"
+    assert privilege_text(Privilege(code="z", label="")) == "z"
+    issued = issue_token(privileges=("attestations_sociales_acoss",))
+    text = ics.calendar_for_tokens(Token.objects.filter(pk=issued.token.pk), host="h")
+    unfolded = text.replace("\r\n ", "")
+    assert f"Privilèges : {URSSAF} — attestations_sociales_acoss" in unfolded
