@@ -28,6 +28,7 @@ PUBLIC = {
     "logout",
     "set_language",
     "portal_calendar_feed",  # authenticated by the unguessable key in its URL
+    "accessibility",
 }
 # URL name -> methods it answers (the others are 405)
 SIGNED_IN = {

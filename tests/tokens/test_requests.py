@@ -569,7 +569,7 @@ def test_update_event_records_old_and_new_values(client_, applicant, admin_clien
     # The admin's history shows them.
     html = admin_client.get(reverse("admin:tokens_accessrequest_change", args=[ar.pk])).content.decode()
     assert (
-        '<strong>Intitulé du projet</strong> : <span class="ar-removed">Aides sociales</span> → '
+        '<strong>Intitulé du projet</strong>\xa0: <span class="ar-removed">Aides sociales</span> → '
         '<span class="ar-added">Aides sociales 2027</span>'
     ) in html
     assert '<span class="ar-removed">entreprises, etablissements</span>' in html
