@@ -199,3 +199,6 @@ class EvolutionNoticeEntry(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["notice", "evolution"], name="evolution_notice_entry_unique"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.notice_id} — {self.evolution_id}"
