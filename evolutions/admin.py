@@ -19,7 +19,9 @@ class EvolutionForm(forms.ModelForm):
         label=_("Motif de la correction"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
-        help_text=_("Obligatoire pour modifier une évolution publiée : la correction est affichée avec l'entrée."),
+        help_text=_(
+            "Obligatoire pour modifier une évolution publiée : la correction est affichée avec l'entrée."
+        ),
     )
 
     class Meta:

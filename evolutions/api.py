@@ -67,7 +67,8 @@ def evolution_data(entry: Evolution) -> dict:
         "corrected_at": _iso(entry.corrected_at),
         "revision": entry.revision,
         "revisions": [
-            {"number": r.number, "at": r.created_at.isoformat(), "note": r.note} for r in entry.revisions.all()
+            {"number": r.number, "at": r.created_at.isoformat(), "note": r.note}
+            for r in entry.revisions.all()
         ],
         "url": settings.SITE_URL + reverse("evolution_detail", args=[entry.public_id]),
     }

@@ -44,7 +44,9 @@ def _moment(value, *, route: str, key: str) -> dt.datetime:
     if moment is None:
         day = parse_date(text)
         if day is None:
-            raise ImproperlyConfigured(f"DEPRECATED_ROUTES[{route!r}][{key!r}]: not an ISO 8601 date: {text!r}")
+            raise ImproperlyConfigured(
+                f"DEPRECATED_ROUTES[{route!r}][{key!r}]: not an ISO 8601 date: {text!r}"
+            )
         moment = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
@@ -59,7 +61,9 @@ def entry_url(public_id) -> str:
 def parse(routes: dict) -> dict[str, Deprecation]:
     """The DEPRECATED_ROUTES mapping, checked."""
     if not isinstance(routes, dict):
-        raise ImproperlyConfigured("DEPRECATED_ROUTES must map route names to {deprecation, sunset, evolution}.")
+        raise ImproperlyConfigured(
+            "DEPRECATED_ROUTES must map route names to {deprecation, sunset, evolution}."
+        )
     parsed = {}
     for route, spec in routes.items():
         if not isinstance(spec, dict) or "deprecation" not in spec:

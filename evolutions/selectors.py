@@ -33,7 +33,9 @@ def filters_from(params) -> tuple[EvolutionFilters, list[str]]:
     return EvolutionFilters(kind=kind, endpoint=endpoint), errors
 
 
-def published_evolutions(*, filters: EvolutionFilters | None = None, now: dt.datetime | None = None) -> QuerySet:
+def published_evolutions(
+    *, filters: EvolutionFilters | None = None, now: dt.datetime | None = None
+) -> QuerySet:
     """Published entries, upcoming sunsets first (soonest first), then the others, newest first."""
     now = now or timezone.now()
     filters = filters or EvolutionFilters()
@@ -71,9 +73,7 @@ def token_evolutions(*, token: Token, now: dt.datetime | None = None) -> list[Ev
     """The published entries that affect this token (through its privileges), upcoming sunsets first, each with
     `token_sunset_first`: whether its sunset falls before the token's own expiry."""
     entries = list(
-        published_evolutions(now=now).filter(
-            endpoints__privileges__in=token.privileges.values("pk")
-        )
+        published_evolutions(now=now).filter(endpoints__privileges__in=token.privileges.values("pk"))
     )
     for entry in entries:
         entry.token_sunset_first = entry.sunset_at is not None and entry.sunset_at < token.expires_at
@@ -93,4 +93,3 @@ def sunset_before_expiry(*, token_ids: Iterable[int], now: dt.datetime | None = 
         endpoints__privileges__tokens=OuterRef("pk"),
     )
     return set(Token.objects.filter(pk__in=ids).filter(Exists(hit)).values_list("pk", flat=True))
-

@@ -137,7 +137,9 @@ def _attach(*, evolution_ids: list[int], emails: list[str], now: dt.datetime) ->
             chunk = remaining[start : start + _CHUNK]
             EvolutionNotice.objects.bulk_create(
                 [
-                    EvolutionNotice(email=e, digest_on=day, next_attempt_at=due, created_at=now, updated_at=now)
+                    EvolutionNotice(
+                        email=e, digest_on=day, next_attempt_at=due, created_at=now, updated_at=now
+                    )
                     for e in chunk
                 ],
                 ignore_conflicts=True,
@@ -300,7 +302,8 @@ def _plan(notices: list[EvolutionNotice], now: dt.datetime) -> dict[int, list[En
         ).values_list("notice_id", "evolution_id")
     )
     entries = {
-        e.pk: e for e in Evolution.objects.filter(pk__in={ev for _, ev in links}).prefetch_related("endpoints")
+        e.pk: e
+        for e in Evolution.objects.filter(pk__in={ev for _, ev in links}).prefetch_related("endpoints")
     }
     privileges_of_entry: dict[int, set[int]] = defaultdict(set)
     for ev, priv in Evolution.endpoints.through.objects.filter(
@@ -336,7 +339,11 @@ def _plan(notices: list[EvolutionNotice], now: dt.datetime) -> dict[int, list[En
         for ev in sorted(entries_of_notice.get(notice.pk, []), key=lambda i: (entries[i].published_at, i)):
             entry = entries[ev]
             hit = sorted(
-                (tokens[t] for t in tokens_of_email.get(notice.email, ()) if privileges_of_token[t] & privileges_of_entry[ev]),
+                (
+                    tokens[t]
+                    for t in tokens_of_email.get(notice.email, ())
+                    if privileges_of_token[t] & privileges_of_entry[ev]
+                ),
                 key=lambda t: (t.client.name, t.label, t.pk),
             )
             if not hit:
@@ -407,7 +414,9 @@ def _record_failure(notice: EvolutionNotice, error: str, worker: str, result: De
     if notice.attempts >= settings.REMINDER_MAX_ATTEMPTS:
         fields = {"status": NoticeStatus.FAILED}
         result.gave_up += 1
-        logger.error("evolution notice %s failed for good after %d attempts: %s", notice.pk, notice.attempts, error)
+        logger.error(
+            "evolution notice %s failed for good after %d attempts: %s", notice.pk, notice.attempts, error
+        )
     else:
         fields = {"status": NoticeStatus.PENDING, "next_attempt_at": now + retry_delay(notice.attempts)}
         logger.warning("evolution notice %s attempt %d failed: %s", notice.pk, notice.attempts, error)
@@ -438,7 +447,9 @@ class _Mailer:
         self.is_open = False
 
 
-def _deliver_claimed(notices: list[EvolutionNotice], now: dt.datetime, mailer: _Mailer, worker: str) -> DeliveryResult:
+def _deliver_claimed(
+    notices: list[EvolutionNotice], now: dt.datetime, mailer: _Mailer, worker: str
+) -> DeliveryResult:
     result = DeliveryResult()
     plan = _plan(notices, now)
     margin = lease_margin()
@@ -446,7 +457,12 @@ def _deliver_claimed(notices: list[EvolutionNotice], now: dt.datetime, mailer: _
         if notice.attempts > settings.REMINDER_MAX_ATTEMPTS:  # its workers kept dying
             result.failed += 1
             result.gave_up += 1
-            OUTBOX.settle(notice.pk, worker=worker, status=NoticeStatus.FAILED, last_error="envoi interrompu trop de fois")
+            OUTBOX.settle(
+                notice.pk,
+                worker=worker,
+                status=NoticeStatus.FAILED,
+                last_error="envoi interrompu trop de fois",
+            )
             continue
         lines = plan.get(notice.pk, [])
         if not lines:
@@ -520,7 +536,10 @@ def evolution_notices_deliver(
         mailer.close()
     if total.sent or total.failed or total.skipped:
         logger.info(
-            "evolution notices delivered: %d sent, %d skipped, %d failed", total.sent, total.skipped, total.failed
+            "evolution notices delivered: %d sent, %d skipped, %d failed",
+            total.sent,
+            total.skipped,
+            total.failed,
         )
     return total
 

@@ -115,7 +115,9 @@ def dashboard(request):
             "filters": filters,
             "page": page,
             "rows": rows,
-            "sunset_token_ids": evolution_selectors.sunset_before_expiry(token_ids=[r.token.pk for r in rows]),
+            "sunset_token_ids": evolution_selectors.sunset_before_expiry(
+                token_ids=[r.token.pk for r in rows]
+            ),
             "counts": selectors.dashboard_counts(request.user, now=now, only_client=only_client),
             "card_queries": selectors.dashboard_card_queries(),
             "scoped": only_client is not None,

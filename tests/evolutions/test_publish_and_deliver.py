@@ -49,10 +49,22 @@ def people():
         alice_lyon = ContactFactory(client=lyon, email="Alice@Example.org")
         alice_paris = ContactFactory(client=paris, email="alice@example.ORG")
         bob = ContactFactory(client=lyon, email="bob@example.org")
-        t1 = issue_token(client=lyon, privileges=("entreprises",), contacts=[alice_lyon, bob], label="Lyon A").token
-        t2 = issue_token(client=paris, privileges=("entreprises", "associations"), contacts=[alice_paris]).token
-        issue_token(client=lyon, privileges=("associations",), contacts=[ContactFactory(client=lyon, email="carol@example.org")])
-        revoked = issue_token(client=paris, privileges=("entreprises",), contacts=[ContactFactory(client=paris, email="dave@example.org")]).token
+        t1 = issue_token(
+            client=lyon, privileges=("entreprises",), contacts=[alice_lyon, bob], label="Lyon A"
+        ).token
+        t2 = issue_token(
+            client=paris, privileges=("entreprises", "associations"), contacts=[alice_paris]
+        ).token
+        issue_token(
+            client=lyon,
+            privileges=("associations",),
+            contacts=[ContactFactory(client=lyon, email="carol@example.org")],
+        )
+        revoked = issue_token(
+            client=paris,
+            privileges=("entreprises",),
+            contacts=[ContactFactory(client=paris, email="dave@example.org")],
+        ).token
         token_revoke(token=revoked, by=None, reason="test")
     return {"alice_tokens": {t1.public_id, t2.public_id}}
 
@@ -84,7 +96,9 @@ def test_publishing_queues_one_notice_per_person_holding_an_affected_active_toke
 
 def test_digest_waits_for_its_hour_then_one_message_per_person_listing_their_tokens(people, make_evolution):
     first = make_evolution(endpoints=[endpoint_of("entreprises")], title="Retrait de v2")
-    second = make_evolution(endpoints=[endpoint_of("entreprises")], title="Nouveau paramètre", kind="parameters")
+    second = make_evolution(
+        endpoints=[endpoint_of("entreprises")], title="Nouveau paramètre", kind="parameters"
+    )
     publish_at(MORNING, first)
     publish_at(MORNING + dt.timedelta(hours=3), second)
     assert EvolutionNotice.objects.count() == 2  # a digest, not a storm
@@ -100,7 +114,9 @@ def test_digest_waits_for_its_hour_then_one_message_per_person_listing_their_tok
     assert "bob@example.org" not in text and "L'équipe API Entreprise" in alice.body
     assert alice.extra_headers["X-Evolution-Ids"] == f"{first.public_id},{second.public_id}"
     notice = EvolutionNotice.objects.get(email="alice@example.org")
-    assert notice.status == NoticeStatus.SENT and set(notice.tokens) == {str(p) for p in people["alice_tokens"]}
+    assert notice.status == NoticeStatus.SENT and set(notice.tokens) == {
+        str(p) for p in people["alice_tokens"]
+    }
     assert notice.message_id == alice.extra_headers["Message-ID"]
     # Delivered again (a second beat, a redelivered task): nothing more.
     assert deliver_at(EVENING + dt.timedelta(minutes=5)).sent == 0 and len(mail.outbox) == 2
@@ -119,10 +135,14 @@ def test_entry_published_after_the_digest_went_out_goes_to_the_next_day(people, 
 def test_entry_attached_to_a_notice_already_claimed_moves_to_the_next_day(people, make_evolution, settings):
     publish_at(MORNING, make_evolution(endpoints=[endpoint_of("entreprises")]))
     EvolutionNotice.objects.filter(email="bob@example.org").update(status=NoticeStatus.SENT)
-    result = publish_at(MORNING + dt.timedelta(hours=1), make_evolution(endpoints=[endpoint_of("entreprises")]))
+    result = publish_at(
+        MORNING + dt.timedelta(hours=1), make_evolution(endpoints=[endpoint_of("entreprises")])
+    )
     assert result.notices == 2
     assert list(
-        EvolutionNotice.objects.filter(email="bob@example.org").order_by("digest_on").values_list("digest_on", "status")
+        EvolutionNotice.objects.filter(email="bob@example.org")
+        .order_by("digest_on")
+        .values_list("digest_on", "status")
     ) == [(dt.date(2026, 12, 7), "sent"), (dt.date(2026, 12, 8), "pending")]
 
 
@@ -174,7 +194,10 @@ def test_gives_up_after_max_attempts(people, make_evolution, settings):
     deliver_at(EVENING)
     deliver_at(EVENING + dt.timedelta(hours=1))
     assert set(EvolutionNotice.objects.values_list("status", flat=True)) == {NoticeStatus.FAILED}
-    assert services.evolution_notices_requeue(notice_ids=EvolutionNotice.objects.values_list("pk", flat=True)) == 2
+    assert (
+        services.evolution_notices_requeue(notice_ids=EvolutionNotice.objects.values_list("pk", flat=True))
+        == 2
+    )
 
 
 def test_a_dead_workers_claim_is_taken_over_after_its_lease(people, make_evolution, settings):
