@@ -106,6 +106,10 @@ class EvolutionAdmin(admin.ModelAdmin):
             except services.EvolutionError as error:
                 transaction.set_rollback(True)
                 self.message_user(request, str(error), messages.ERROR)
+            for (
+                formset
+            ) in formsets:  # the read-only revisions: nothing to save, but the change message reads them
+                self.save_formset(request, form, formset, change=change)
             return
         super().save_related(request, form, formsets, change)
 

@@ -6,3 +6,6 @@ class EvolutionsConfig(AppConfig):
     name = "evolutions"
     verbose_name = _("Évolutions de l'API")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the DEPRECATED_ROUTES check)
