@@ -2,7 +2,6 @@
 OpenAPI document) and the Atom feed."""
 
 import datetime as dt
-import json
 from xml.etree import ElementTree
 
 import pytest
