@@ -28,7 +28,7 @@ from reminders import SINK, free_port  # noqa: E402
 
 DAY = dt.date(2033, 3, 1)
 TARGET_PUBLISH_S = 10.0
-TARGET_MESSAGES_PER_S = 150
+TARGET_RATIO = 0.5  # evolution messages/s over reminder messages/s, same run, same sink, same processes
 PRIVILEGE = "bench_evolutions"
 ENDPOINT = "bench/evolutions"
 
@@ -209,9 +209,9 @@ def run() -> list[Row]:
             f"evolutions: delivery to SMTP ({workers} proc)",
             evo_rate,
             baseline=rem_rate,
-            target=TARGET_MESSAGES_PER_S,
             unit="messages/s",
         ),
+        Row("evolutions: delivery rate / reminders' rate", evo_rate / rem_rate, target=TARGET_RATIO),
         Row(
             "evolutions: queue + deliver",
             evo_sent / (publish_s + evo_s),

@@ -73,6 +73,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "tokenmgr.metrics.RequestMetricsMiddleware",  # first: times the whole stack
     "tokenmgr.request_id.RequestIdMiddleware",
+    "evolutions.deprecation.DeprecationHeadersMiddleware",  # outside the error handlers: every response announced
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "tokenmgr.middleware.JsonErrorMiddleware",
@@ -87,7 +88,6 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tokenmgr.security.DocumentCSPMiddleware",
     "axes.middleware.AxesMiddleware",
-    "evolutions.deprecation.DeprecationHeadersMiddleware",
 ]
 
 TEMPLATES = [

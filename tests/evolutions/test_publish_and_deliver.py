@@ -237,3 +237,16 @@ def test_sunset_needs_a_deprecation_not_after_it(make_evolution):
     with pytest.raises(IntegrityError), transaction.atomic():
         make_evolution(deprecation_at=at, sunset_at=at - dt.timedelta(days=1))
     assert not Evolution.objects.exists()
+
+
+def test_beat_runs_the_thin_delivery_task(people, make_evolution, settings):
+    from evolutions.tasks import deliver_notices
+    from tokenmgr.celery import app
+
+    entry = app.conf.beat_schedule["evolutions: deliver notices"]
+    assert entry["task"] == "evolutions.deliver_notices"
+    assert entry["schedule"] == float(settings.EVOLUTION_DELIVERY_INTERVAL)
+    publish_at(MORNING, make_evolution(endpoints=[endpoint_of("entreprises")]))
+    with time_machine.travel(EVENING, tick=False):
+        assert deliver_notices.apply().get() == 2
+        assert deliver_notices.apply().get() == 0
