@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import get_connection
 from django.db import transaction
 from django.db.models import F
 from django.template.loader import render_to_string
@@ -31,7 +31,9 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from accounts.identity import normalize_email_or_none
+from notifications.emails import ReminderMessage as OutboxMessage
 from notifications.emails import message_id
+from notifications.services import _send as send_on_connection
 from tokenmgr import outbox
 from tokens import validity
 from tokens.models import Contact, Endpoint, Privilege, Token
@@ -375,7 +377,7 @@ def _plan(notices: list[EvolutionNotice], now: dt.datetime) -> dict[int, list[En
     return plan
 
 
-def build_message(notice: EvolutionNotice, lines: list[EntryLine], connection=None) -> EmailMultiAlternatives:
+def build_message(notice: EvolutionNotice, lines: list[EntryLine], connection=None) -> OutboxMessage:
     """One person's digest: the day's entries and, under each, which of their tokens it affects."""
     tokens = list({t.public_id: t for line in lines for t in line.tokens}.values())
     context = {
@@ -391,7 +393,8 @@ def build_message(notice: EvolutionNotice, lines: list[EntryLine], connection=No
         subject = " ".join(render_to_string("emails/evolution_digest_subject.txt", context).split())
         text = render_to_string("emails/evolution_digest_body.txt", context).strip() + "\n"
         html = render_to_string("emails/evolution_digest_body.html", context)
-    message = EmailMultiAlternatives(
+    # The reminders' message class: Django's message() for every backend, its direct MIME writer over SMTP.
+    message = OutboxMessage(
         subject=subject,
         body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
@@ -490,8 +493,7 @@ def _deliver_claimed(
             _record_failure(notice, f"{type(exc).__name__}: {exc}", worker, result)
             continue
         try:
-            if not mailer.conn.send_messages([email]):
-                raise RuntimeError("the mail backend accepted no message")
+            send_on_connection(mailer.conn, email)
         except Exception as exc:
             if not isinstance(exc, smtplib.SMTPRecipientsRefused | smtplib.SMTPDataError):
                 mailer.close()
