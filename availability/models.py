@@ -6,14 +6,12 @@ calendar days). `rollup_counters` later drops minute and hour rows beyond their 
 each resolution is still complete (`RetentionMark`), so that reads stay exact and cost O(days), not O(calls).
 """
 
-import markdown
-import nh3
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy as _
 
+from tokenmgr.markup import markdown_html
 from tokens.models import Endpoint
 
 
@@ -193,5 +191,4 @@ class Incident(models.Model):
     @property
     def description_html(self) -> str:
         """Markdown rendered, then sanitised by an allow-list (nh3): raw HTML, scripts and JS links are dropped."""
-        html = markdown.markdown(self.description, extensions=["extra", "sane_lists"], output_format="html")
-        return mark_safe(nh3.clean(html, url_schemes={"http", "https", "mailto"}))  # noqa: S308 (sanitised)
+        return markdown_html(self.description)

@@ -7,7 +7,6 @@ re-sends at most one. After each batch the ledger rows of its messages are settl
 pending request, what its renewal form will be pre-filled with), not when the sweep queued it.
 """
 
-import contextlib
 import datetime as dt
 import functools
 import logging
@@ -16,7 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.mail import get_connection
 from django.db import transaction
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery, Value, prefetch_related_objects
 from django.db.models.functions import Coalesce
@@ -30,6 +28,7 @@ from tokens import prefill, validity
 from tokens.models import Origin, Token
 
 from . import emails, pending
+from .mailer import Mailer, lease_margin, retry_delay, send
 from .models import OPEN_STATUSES, Reminder, ReminderMessage, ReminderStatus, WebhookEndpoint
 from .recipients import link_users_get_or_create, magic_link_scope, recipients_for
 from .rules import ineligibility, reminders_declined_token_ids
@@ -55,16 +54,6 @@ class DeliveryResult:
         self.failed += other.failed
         self.gave_up += other.gave_up
         return self
-
-
-def retry_delay(attempts: int) -> dt.timedelta:
-    """Exponential backoff after `attempts` failures: base, base·factor, base·factor², … capped."""
-    return outbox.backoff(
-        attempts,
-        base=settings.REMINDER_RETRY_BASE_SECONDS,
-        factor=settings.REMINDER_RETRY_FACTOR,
-        cap=settings.REMINDER_RETRY_MAX_SECONDS,
-    )
 
 
 OUTBOX = outbox.Outbox(
@@ -191,44 +180,6 @@ def _cancel(message: ReminderMessage, reason: str, worker: str, result: Delivery
     )
 
 
-def _send(conn, message: emails.ReminderMessage) -> None:
-    """Send one message on the run's open connection (public API: send_messages); raises when it was not
-    accepted."""
-    if not conn.send_messages([message]):
-        raise RuntimeError("the mail backend accepted no message")
-
-
-class _Mailer:
-    """The delivery run's one mail connection, opened on first use and reopened after a failed send."""
-
-    def __init__(self, conn):
-        self.conn = conn
-        self.is_open = False
-        self.ours = False
-
-    def ensure_open(self) -> str:
-        """'' once open, or the error that kept it closed."""
-        if self.is_open:
-            return ""
-        try:
-            self.ours = self.conn.open() is not False  # False: it was already open (not ours to close)
-        except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
-        self.is_open = True
-        return ""
-
-    def close(self) -> None:
-        if self.is_open and self.ours:
-            with contextlib.suppress(Exception):  # a failed QUIT does not undo what was accepted
-                self.conn.close()
-        self.is_open = self.ours = False
-
-
-def lease_margin() -> dt.timedelta:
-    """No send starts this close to the end of its message's lease: a send never outlives its claim."""
-    return dt.timedelta(seconds=settings.REMINDER_LEASE_SECONDS / 4)
-
-
 def reminder_messages_claim(
     *, worker: str, batch_size: int, now: dt.datetime | None = None
 ) -> list[ReminderMessage]:
@@ -253,7 +204,7 @@ def reminder_messages_claim(
 
 
 def _deliver_claimed(
-    messages: list[ReminderMessage], now: dt.datetime, today: dt.date, mailer: _Mailer, worker: str
+    messages: list[ReminderMessage], now: dt.datetime, today: dt.date, mailer: Mailer, worker: str
 ) -> DeliveryResult:
     """Send the claimed messages one by one, each outcome committed right after its send (a crash re-sends at
     most the one message in flight), then settle their reminders."""
@@ -306,7 +257,7 @@ def _deliver_claimed(
             _record_failure(message, f"{type(exc).__name__}: {exc}", worker, result)
             continue
         try:
-            _send(mailer.conn, email)
+            send(mailer.conn, email)
         except Exception as exc:
             if not isinstance(exc, smtplib.SMTPRecipientsRefused | smtplib.SMTPDataError):
                 mailer.close()  # the connection may be broken: the next message reopens it
@@ -436,8 +387,7 @@ def reminders_deliver(
     total = DeliveryResult()
     done = 0
     reminders_settle_stale()
-    timeout = settings.EMAIL_TIMEOUT or lease_margin().total_seconds()
-    mailer = _Mailer(get_connection(timeout=timeout))
+    mailer = Mailer()
     try:
         while max_batches is None or done < max_batches:
             now = timezone.now()

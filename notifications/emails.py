@@ -13,16 +13,14 @@ link, how many other recipients, the pending request's state and kind, the pre-f
 is cut at the markers into a skeleton, and each email is the skeleton joined with its own strings (HTML-escaped where the template escaped the marker). The first
 email of each shape is also rendered in full and compared: a template that transforms a per-mail string (a filter
 other than escaping or `default`) makes that shape fall back to full rendering, so the output is always what Django
-renders. Messages sent over SMTP are serialised by `wire_bytes`, a direct MIME writer equal to Django's message()
-(tested), several times cheaper than the email package's generator.
+renders. Messages are Django's own (EmailMultiAlternatives, sent with the backend's send_messages).
 
 Why the skeletons stay (re-measured 2026-11-30 on the 2-core bench machine, `flock /tmp/bench.lock
 scripts/with_services.py -- bench/run_all.py reminders`, 4 delivery processes, 6,925 mails; target 300 mails/s):
 - skeletons: 279 / 513 / 329 mails/s, 2.59 / 2.30 / 2.57 ms of sender CPU per mail;
 - each mail rendered with render_to_string instead: 372 / 390 mails/s, 3.62 / 3.49 ms of sender CPU per mail.
 Mails/s swing with the machine's other load; CPU per mail does not: plain rendering adds ~1.1 ms per mail (+40 %;
-in isolation the three parts cost 0.75 ms rendered, 0.03 ms filled). That leaves issue 3's target no margin.
-wire_bytes is separate and simpler: 0.08 ms per mail against 1.0 ms for Django's message().as_bytes().
+in isolation the three parts cost 0.75 ms rendered, 0.03 ms filled). That leaves the 300 mails/s target no margin.
 """
 
 import datetime as dt
@@ -33,18 +31,11 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, replace
-from email import quoprimime
-from email.utils import formatdate, make_msgid
+from email.utils import make_msgid
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.mail import BadHeaderError, EmailMultiAlternatives
-from django.core.mail.message import (
-    DNS_NAME,
-    RFC5322_EMAIL_LINE_LENGTH_LIMIT,
-    forbid_multi_line_headers,
-    sanitize_address,
-)
+from django.core.mail import EmailMultiAlternatives
 from django.dispatch import receiver
 from django.template.loader import select_template
 from django.test.signals import setting_changed
@@ -266,133 +257,7 @@ def render_parts(data: ReminderEmail, prefix: str = TEMPLATE_PREFIX) -> tuple[st
 
 # -- messages --------------------------------------------------------------------------------------------------------
 class ReminderMessage(EmailMultiAlternatives):
-    """A reminder: Django's message() for every backend; wire_bytes() for the SMTP fast path of delivery."""
-
-    def wire_bytes(self) -> bytes:
-        """The message as sent over SMTP (CRLF lines), equal to message().as_bytes() but written directly.
-
-        Same structure and encodings as Django: multipart/alternative of the text body and the HTML alternative,
-        utf-8 8bit bodies (quoted-printable when a line exceeds the RFC 5322 limit), RFC 2047 headers.
-        """
-        encoding = self.encoding or settings.DEFAULT_CHARSET
-        boundary = f"{'=' * 15}{uuid.uuid4().int % 10**19:019d}=="
-        header_names = {name.lower() for name in self.extra_headers}
-        headers = [
-            ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
-            ("MIME-Version", "1.0"),
-            ("Subject", self.subject),
-            ("From", [self.extra_headers.get("From", self.from_email)]),
-            ("To", self.to),
-        ]
-        if self.cc:
-            headers.append(("Cc", self.cc))
-        if self.reply_to:
-            headers.append(("Reply-To", self.reply_to))
-        if "date" not in header_names:
-            headers.append(("Date", formatdate(localtime=settings.EMAIL_USE_LOCALTIME)))
-        if "message-id" not in header_names:
-            headers.append(("Message-ID", make_msgid(domain=DNS_NAME)))
-        headers += [
-            (n, v) for n, v in self.extra_headers.items() if n.lower() not in {"from", "to", "cc", "reply-to"}
-        ]
-        lines = [_header_line(name, value, encoding) for name, value in headers]
-        out = "\r\n".join(lines) + "\r\n\r\n"
-        for content, mimetype in [(self.body, f"text/{self.content_subtype}"), *self.alternatives]:
-            out += f"--{boundary}\r\n" + _text_part(content, mimetype)
-        out += f"--{boundary}--\r\n"
-        return out.encode("utf-8", "surrogateescape")
-
-
-def header_address(addr: str, encoding: str) -> str:
-    """sanitize_address(addr, encoding), without the email parser for plain ASCII addr-specs (returned as they are,
-    which is what sanitize_address returns for them)."""
-    if isinstance(addr, str) and _PLAIN_ADDRESS.fullmatch(addr):
-        return addr
-    return _sanitize_address(addr, encoding)
-
-
-@functools.lru_cache(maxsize=64)
-def _sanitize_address(addr, encoding: str) -> str:
-    return sanitize_address(addr, encoding)
-
-
-def _header_line(name: str, value: str | list, encoding: str) -> str:
-    """One header as Django's SafeMIME sets it (RFC 2047 words, sanitized addresses), folded at spaces."""
-    if isinstance(value, list):  # addresses
-        return _fold(f"{name}: " + ", ".join(header_address(addr, encoding) for addr in value))
-    if name == "Subject" and encoding.lower().replace("_", "-") == "utf-8" and not str(value).isascii():
-        if "\n" in value or "\r" in value:
-            raise BadHeaderError(f"Header values can't contain newlines (got {value!r} for header {name!r})")
-        return f"{name}: " + "\r\n ".join(_q_words(str(value), first=75 - len(name) - 2))
-    name, value = forbid_multi_line_headers(name, value, encoding)
-    value = str(value)
-    if not value.isascii():  # forbid_multi_line_headers encodes whatever is not ASCII
-        raise ValueError(f"header {name} is not encoded")
-    if "\n" in value:  # already folded by email.header.Header
-        return f"{name}: " + value.replace("\r\n", "\n").replace("\n", "\r\n")
-    return _fold(f"{name}: {value}")
-
-
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
-_NEWLINE = re.compile(r"\r\n|\r|\n")
-_Q_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!*+-/")
-
-
-def _q_words(text: str, first: int = 75, max_word: int = 75) -> list[str]:
-    """RFC 2047 'Q' encoded words in utf-8, the first at most `first` long, the others `max_word`, never splitting
-    a character (email.header.Header does the same, quadratically: 3 ms for a subject)."""
-    room = first - len("=?utf-8?q??=")
-    words, current = [], ""
-    for char in text:
-        if char in _Q_SAFE:
-            piece = char
-        elif char == " ":
-            piece = "_"
-        else:
-            piece = "".join(f"={b:02X}" for b in char.encode("utf-8"))
-        if current and len(current) + len(piece) > room:
-            words.append(f"=?utf-8?q?{current}?=")
-            current = ""
-            room = max_word - len("=?utf-8?q??=")
-        current += piece
-    words.append(f"=?utf-8?q?{current}?=")
-    return words
-
-
-def _fold(line: str, width: int = 78) -> str:
-    """Greedy folding before spaces: unfolding (removing the CRLFs) gives the line back."""
-    if len(line) <= width:
-        return line
-    out, current = [], ""
-    for i, word in enumerate(line.split(" ")):
-        piece = word if i == 0 else " " + word
-        if current and len(current) + len(piece) > width:
-            out.append(current)
-            current = piece
-        else:
-            current += piece
-    out.append(current)
-    return "\r\n".join(out)
-
-
-def _text_part(content: str, mimetype: str) -> str:
-    """A utf-8 text part, 8bit like Django's SafeMIMEText unless a line is too long (then quoted-printable)."""
-    if any(
-        len(line.encode("utf-8", "surrogateescape")) > RFC5322_EMAIL_LINE_LENGTH_LIMIT
-        for line in content.splitlines()
-    ):
-        body = quoprimime.body_encode(
-            content.encode("utf-8", "surrogateescape").decode("latin-1"), eol="\r\n"
-        )
-        cte = "quoted-printable"
-    else:
-        body = _NEWLINE.sub("\r\n", content)  # the email generator's own line breaks: \r\n, \r or \n
-        cte = "8bit"
-    return (
-        f'Content-Type: {mimetype}; charset="utf-8"\r\nMIME-Version: 1.0\r\n'
-        f"Content-Transfer-Encoding: {cte}\r\n\r\n{body}\r\n"
-    )
+    """An outbox email (reminder, evolution notice): Django's message, sent with the backend's send_messages."""
 
 
 def message_id(key: str) -> str:

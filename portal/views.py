@@ -17,6 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from evolutions import selectors as evolution_selectors
 from notifications import opt_outs, webhooks
 from notifications.models import WebhookDelivery, WebhookEndpoint
 from tokenmgr import ratelimit
@@ -143,6 +144,9 @@ def dashboard(request):
             "filters": filters,
             "page": page,
             "rows": rows,
+            "sunset_token_ids": evolution_selectors.sunset_before_expiry(
+                token_ids=[r.token.pk for r in rows]
+            ),
             "counts": selectors.dashboard_counts(request.user, now=now, only_client=only_client),
             "card_queries": selectors.dashboard_card_queries(),
             "scoped": only_client is not None,
@@ -238,6 +242,8 @@ def token_detail(request, public_id):
         request,
         "portal/token_detail.html",
         {
+            "token_evolutions": evolution_selectors.token_evolutions(token=token),
+            "now": timezone.now(),
             "token": token,
             "breadcrumbs": _crumbs((token.label or token.secret_prefix, None)),
             "today": today,

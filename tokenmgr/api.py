@@ -51,10 +51,12 @@ def _http_error(request, exc):
 
 def _register_routers() -> None:
     from availability.api import router as availability_router
+    from evolutions.api import router as evolutions_router
     from tokens.api import router as tokens_router
 
     api.add_router("", tokens_router)
     api.add_router("", availability_router)
+    api.add_router("", evolutions_router)
 
 
 _register_routers()

@@ -36,6 +36,12 @@ def setup_periodic_tasks(sender: Celery, **kwargs) -> None:
         sender.signature("notifications.deliver_reminders"),
         name="reminders: deliver due retries",
     )
+    # Evolutions: the day's digests once due, and retries whose backoff elapsed.
+    sender.add_periodic_task(
+        float(settings.EVOLUTION_DELIVERY_INTERVAL),
+        sender.signature("evolutions.deliver_notices"),
+        name="evolutions: deliver notices",
+    )
     # Availability (issue 6): prune fine-grained counters beyond their retention.
     sender.add_periodic_task(
         crontab(hour=3, minute=30),

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "notifications",
     "availability",
     "portal",
+    "evolutions",
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
@@ -75,6 +76,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "tokenmgr.metrics.RequestMetricsMiddleware",  # first: times the whole stack
     "tokenmgr.request_id.RequestIdMiddleware",
+    "evolutions.deprecation.DeprecationHeadersMiddleware",  # outside the error handlers: every response announced
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "tokenmgr.middleware.JsonErrorMiddleware",
@@ -271,6 +273,22 @@ REMINDER_RETRY_MAX_SECONDS = env.int("REMINDER_RETRY_MAX_SECONDS", default=6 * 3
 REMINDER_DELIVERY_INTERVAL = env.int("REMINDER_DELIVERY_INTERVAL", default=120)
 # Tests of the production topology only: run the sweep every N seconds instead of daily (0 = daily).
 REMINDER_SWEEP_INTERVAL_SECONDS = env.float("REMINDER_SWEEP_INTERVAL_SECONDS", default=0)
+
+# ------------------------------------------------------------------------------
+# Evolutions of the API (docs/evolutions.md)
+# ------------------------------------------------------------------------------
+# The entries published on a day reach each person in one digest, sent at this hour (TIME_ZONE) that day; an entry
+# published at or after it goes into the next day's digest. Delivery shares the reminders' outbox settings
+# (REMINDER_DELIVERY_BATCH, REMINDER_LEASE_SECONDS, REMINDER_MAX_ATTEMPTS, REMINDER_RETRY_*).
+EVOLUTION_DIGEST_HOUR = env.int("EVOLUTION_DIGEST_HOUR", default=18)
+# Beat delivers the due digests (and retries) every this many seconds.
+EVOLUTION_DELIVERY_INTERVAL = env.int("EVOLUTION_DELIVERY_INTERVAL", default=300)
+# Routes of this JSON API announced as deprecated: URL name -> {"deprecation": ISO 8601, "sunset": ISO 8601
+# (optional), "evolution": public id of the entry that explains it (optional), "link": URL (optional)}. Their
+# responses carry Deprecation, Sunset and Link headers (evolutions.deprecation). JSON in the environment.
+DEPRECATED_ROUTES = env.json("DEPRECATED_ROUTES", default={})
+# GET /api/evolutions: requests per minute per client IP.
+RATELIMIT_EVOLUTIONS_PER_IP = env.int("RATELIMIT_EVOLUTIONS_PER_IP", default=1000)
 
 # ------------------------------------------------------------------------------
 # Access requests (issue 4)

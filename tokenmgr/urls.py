@@ -37,6 +37,7 @@ urlpatterns = [
     path("", include("portal.urls")),
     path("", include("availability.urls")),
     path("", include("notifications.urls")),
+    path("", include("evolutions.urls")),
     path("", include("tokens.urls")),
 ]
 
