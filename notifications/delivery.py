@@ -31,7 +31,7 @@ from tokenmgr import outbox
 from tokens import prefill, validity
 from tokens.models import Origin, Token
 
-from . import emails, pending
+from . import emails, pending, smtp_fastpath
 from .models import OPEN_STATUSES, Reminder, ReminderMessage, ReminderStatus
 from .recipients import link_users_get_or_create, magic_link_scope, recipients_for
 from .rules import ineligibility, reminders_declined_token_ids
@@ -193,8 +193,10 @@ def _cancel(message: ReminderMessage, reason: str, worker: str, result: Delivery
 
 
 def _send(conn, message: emails.ReminderMessage) -> None:
-    """Send one message on the run's open connection (public API: send_messages); raises when it was not
-    accepted."""
+    """Send one message on the run's open connection; raises when it was not accepted. Django's SMTP backend gets
+    the message's own bytes (smtp_fastpath, measured there); any other backend gets send_messages."""
+    if smtp_fastpath.send(conn, message):
+        return
     if not conn.send_messages([message]):
         raise RuntimeError("the mail backend accepted no message")
 
