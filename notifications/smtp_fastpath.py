@@ -19,6 +19,7 @@ from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 
 from . import emails
 
+
 def send(conn, message: emails.ReminderMessage) -> bool:
     """Send `message` on `conn`'s open SMTP connection as wire_bytes(); False (nothing sent) when `conn` is not
     Django's SMTP backend with an open connection, so that the caller uses send_messages. Raises what smtplib
