@@ -310,4 +310,6 @@ def sample(route: str, threshold: int) -> ReminderEmail:
         action_url=url,
         personal_link=url + "?sesame=x",
         other_recipients=1,
+        prefill_fields=("l'organisation", "les privilèges"),
+        prefill_missing=("la description du projet",),
     )

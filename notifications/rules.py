@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Case, Exists, OuterRef, PositiveSmallIntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, Exists, OuterRef, PositiveSmallIntegerField, QuerySet, Value, When
 
 from tokens import validity
 from tokens.models import Token
@@ -104,16 +104,22 @@ def due_tokens_filter(qs: QuerySet, *, today: dt.date) -> QuerySet:
     start = validity.start_of_day(today + dt.timedelta(days=1))
     end = validity.start_of_day(today + dt.timedelta(days=horizon_days() + 1))
     # A smaller or equal threshold already pending or sent blocks; so does any row of the due threshold itself
-    # (failed or cancelled: the ledger's unique constraint would make its insert a no-op).
-    blocking = Reminder.objects.filter(token_id=OuterRef("pk"), expires_at=OuterRef("expires_at")).filter(
-        Q(threshold__lte=OuterRef("due_threshold"), status__in=BLOCKING_STATUSES)
-        | Q(threshold=OuterRef("due_threshold"))
+    # (failed or cancelled: the ledger's unique constraint would make its insert a no-op), an exact probe of
+    # that constraint's index.
+    blocking = Reminder.objects.filter(
+        token_id=OuterRef("pk"),
+        expires_at=OuterRef("expires_at"),
+        threshold__lte=OuterRef("due_threshold"),
+        status__in=BLOCKING_STATUSES,
+    )
+    taken = Reminder.objects.filter(
+        token_id=OuterRef("pk"), threshold=OuterRef("due_threshold"), expires_at=OuterRef("expires_at")
     )
     return (
         eligible_tokens(qs)
         .expiring_between(start, end)
         .annotate(due_threshold=due_threshold_expression(today))
-        .filter(~Exists(blocking))
+        .filter(~Exists(blocking), ~Exists(taken))
     )
 
 

@@ -47,6 +47,24 @@ def full(d: emails.ReminderEmail) -> tuple[str, str, str]:
         {"other_recipients": 5},
         {"personal_link": ""},
         {"days_left": 1, "expires_on": dt.date(2028, 2, 29)},
+        {
+            "pending_state": "submitted",
+            "pending_kind": "renewal",
+            "pending_date": "3 mars 2026",
+            "pending_url": "https://x.example/demandes/1/",
+        },
+        {
+            "pending_state": "draft",
+            "pending_kind": "new",
+            "pending_date": "1 mars 2026",
+            "pending_url": "https://x/d/",
+        },
+        {
+            "prefill_date": "2 septembre 2024",
+            "prefill_fields": ("l'organisation", "les privilèges"),
+            "prefill_missing": ("la volumétrie attendue",),
+        },
+        {"prefill_fields": ("l'organisation",), "prefill_missing": ("le cadre juridique",)},
     ],
 )
 def test_skeleton_rendering_equals_full_rendering(route, changes):
@@ -63,6 +81,9 @@ def test_skeleton_rendering_equals_full_rendering(route, changes):
         privileges=[(c + "_x", "L'" + label) for c, label in first.privileges],
         recipient="o'neil+x@example.org",
         personal_link=first.personal_link and first.action_url + "?sesame=other&x<y>",
+        pending_date=first.pending_date and "30 avril 2026",
+        pending_url=first.pending_url and "https://x.example/demandes/2/?a=1&b=<2>",
+        prefill_date=first.prefill_date and "1 janvier 2025",
     )
     assert emails._skeletons[emails._shape(other, emails.TEMPLATE_PREFIX)] is not None
     assert emails.render_parts(other) == full(other)
@@ -127,7 +148,7 @@ class RecordingSMTP:
 
 
 @time_machine.travel(dt.datetime(2026, 3, 11, 7, 0, 59, 900000, tzinfo=dt.UTC), tick=False)
-def test_smtp_backend_sends_on_the_open_connection():
+def test_smtp_backend_sends_wire_bytes_on_the_open_connection():
     # Clock pinned: both renderings stamp a Date header, which must not cross a second boundary between them.
     backend = EmailBackend(host="127.0.0.1", port=1)
     backend.connection = RecordingSMTP()
