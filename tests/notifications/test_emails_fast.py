@@ -148,7 +148,7 @@ class RecordingSMTP:
 
 
 @time_machine.travel(dt.datetime(2026, 3, 11, 7, 0, 59, 900000, tzinfo=dt.UTC), tick=False)
-def test_smtp_backend_sends_wire_bytes_on_the_open_connection():
+def test_smtp_backend_sends_on_the_open_connection():
     # Clock pinned: both renderings stamp a Date header, which must not cross a second boundary between them.
     backend = EmailBackend(host="127.0.0.1", port=1)
     backend.connection = RecordingSMTP()
