@@ -6,4 +6,7 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the reminder template check)
+        from . import (
+            checks,  # noqa: F401  (registers the reminder template check)
+            exposure,  # noqa: F401  (exposure alerts: the token_exposed receiver and its task)
+        )

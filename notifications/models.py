@@ -134,3 +134,6 @@ class SweepRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} ({self.queued})"
+
+
+from .models_exposure import ExposureAlert  # noqa: E402,F401  (a model of this app, in its own module)

@@ -52,9 +52,11 @@ def _http_error(request, exc):
 def _register_routers() -> None:
     from availability.api import router as availability_router
     from tokens.api import router as tokens_router
+    from tokens.api_exposure import router as exposure_router
 
     api.add_router("", tokens_router)
     api.add_router("", availability_router)
+    api.add_router("", exposure_router)
 
 
 _register_routers()

@@ -342,6 +342,7 @@ class TokenEvent(models.Model):
         UPDATED = "updated", _("modifié")
         PRIVILEGE_REMOVED = "privilege_removed", _("privilège supprimé du catalogue")
         CONTACT_REMOVED = "contact_removed", _("contact supprimé")
+        EXPOSED = "exposed", _("secret exposé")
 
     token = models.ForeignKey(Token, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -658,6 +659,8 @@ class AccessRequestMessage(models.Model):
         return f"{self.author} — {self.at:%Y-%m-%d %H:%M}"
 
 
+from .models_exposure import ExposureReporter, TokenExposure  # noqa: E402  (models of this app, own module)
+
 __all__ = [
     "AccessRequest",
     "AccessRequestEvent",
@@ -667,10 +670,12 @@ __all__ = [
     "ClientMembershipEvent",
     "Contact",
     "Endpoint",
+    "ExposureReporter",
     "MembershipSource",
     "Origin",
     "Privilege",
     "Token",
     "TokenEvent",
+    "TokenExposure",
     "TokenStatus",
 ]
