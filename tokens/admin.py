@@ -39,6 +39,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from accounts.identity import InvalidEmail, normalize_email
 
 from . import credentials, exports, validity
+from .admin_exposure import ExposedFilter, TokenExposureInline
 from .models import (
     Client,
     ClientMembership,
@@ -528,7 +529,8 @@ class TokenAdmin(admin.ModelAdmin):
     ]
     list_display_links = ["label"]
     list_select_related = ["client"]
-    list_filter = [StatusFilter, "origin", ExpiryWindowFilter]
+    list_filter = [StatusFilter, "origin", ExpiryWindowFilter, ExposedFilter]
+    inlines = [TokenExposureInline]
     search_fields = ["client__siret", "client__name", "label", "secret_prefix", "contacts__email"]
     search_help_text = _(
         "SIRET, nom du client, libellé, préfixe, e-mail d'un contact (un jeton complet : formulaire ci-dessous)"

@@ -233,7 +233,7 @@ def _token_request_view(request, token, kind, title):
     blocked = _open_request_redirect(request, token)
     if blocked is not None:
         return blocked
-    if token.revoked_at is not None or token.renewed_by_id is not None:
+    if not selectors.token_replaceable(token=token):
         messages.error(request, _("Ce jeton est révoqué ou déjà remplacé : il ne peut plus être renouvelé."))
         return redirect("token_pickup", public_id=token.public_id)
     prefill = selectors.access_request_prefill(token=token, kind=kind)
@@ -330,7 +330,7 @@ def token_legacy_renew(request, public_id):
     blocked = _open_request_redirect(request, token)
     if blocked is not None:
         return blocked
-    if token.revoked_at is not None or token.renewed_by_id is not None:
+    if not selectors.token_replaceable(token=token):
         messages.error(request, _("Ce jeton est révoqué ou déjà remplacé."))
         return redirect("token_pickup", public_id=public_id)
     if request.method == "POST":
