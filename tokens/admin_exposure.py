@@ -46,6 +46,13 @@ class TokenExposureInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_view_permission(self, request, obj=None):
+        """Shown, never submitted: a POST of the token's form carries no formset of exposures (nor needs one)."""
+        return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
+
 
 @admin.register(TokenExposure)
 class TokenExposureAdmin(admin.ModelAdmin):

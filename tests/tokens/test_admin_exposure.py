@@ -51,3 +51,14 @@ def test_reporter_key_is_generated_and_shown_once(admin_client, db):
     assert "no-cache" in response["Cache-Control"]
     change = admin_client.get(reverse("admin:tokens_exposurereporter_change", args=[reporter.pk]))
     assert reporter.key not in change.content.decode()
+
+
+def test_saving_an_exposed_token_s_form_needs_no_exposure_formset(admin_client, tokens):
+    exposed, _ = tokens
+    url = reverse("admin:tokens_token_change", args=[exposed.token.pk])
+    response = admin_client.post(
+        url, {"label": "renommé", "contacts": [c.pk for c in exposed.token.contacts.all()]}
+    )
+    assert response.status_code == 302
+    exposed.token.refresh_from_db()
+    assert exposed.token.label == "renommé" and exposed.token.exposures.count() == 1

@@ -72,3 +72,31 @@ def test_secrets_without_checksum_keep_working():
         Token.objects.filter(pk=issued.token.pk).update(secret_digest=credentials.digest(secret))
         assert not credentials.secret_checksum_valid(secret)
         assert token_by_secret(secret=secret).pk == issued.token.pk
+
+
+def test_log_redaction_catches_checksummed_secrets():
+    from tokenmgr.logging import redact
+
+    secret = credentials.generate_secret()
+    assert secret not in redact(f'POST /api/exposed_tokens body=[{{"token": "{secret}"}}] {secret}')
+
+
+@pytest.mark.django_db
+def test_import_generates_checksummed_secrets(tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from tests.factories import make_siret
+
+    source = tmp_path / "tokens.csv"
+    source.write_text(
+        "siret,name,label,privileges,issued_at,origin,contacts,secret\n"
+        f"{make_siret()},Commune,Portail,entreprises,2025-01-10,,a@example.org,\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "secrets.csv"
+    call_command("import_tokens", str(source), "--secrets-out", str(out), stdout=StringIO())
+    line, secret = out.read_text(encoding="utf-8").strip().split(",")
+    assert line == "2" and credentials.secret_checksum_valid(secret)
+    assert token_by_secret(secret=secret) is not None
