@@ -2,7 +2,7 @@
 
 Open, rate-limited per client IP; a report signed by a registered reporter (`X-Reporter: <name>`,
 `X-Signature: sha256=<hex HMAC-SHA256 of the body with its key>`) gets the higher limit, a wrong signature is refused
-(401). The answer is the same 202 whatever the secrets were: it reveals nothing about any token. The secrets are
+(401). The answer is the same 200 whatever the secrets were: it reveals nothing about any token. The secrets are
 never logged: this module logs nothing about the items, and the metrics count outcomes only.
 """
 
@@ -60,11 +60,11 @@ def _item_outcome(item, reporter: ExposureReporter | None) -> Outcome:
 
 @router.post(
     "/api/exposed_tokens",
-    response={202: dict, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut, 422: ErrorOut, 429: ErrorOut},
+    response={200: dict, 400: ErrorOut, 401: ErrorOut, 413: ErrorOut, 422: ErrorOut, 429: ErrorOut},
     summary="Signaler des jetons exposés",
     description=(
         "Corps JSON : une liste d'au plus `EXPOSED_TOKENS_MAX_ITEMS` (100) objets "
-        '`{"token": "…", "url": "…", "source": "…"}`. Réponse 202 `{"status": "received"}` que les jetons '
+        '`{"token": "…", "url": "…", "source": "…"}`. Réponse 200 `{"status": "received"}` que les jetons '
         "correspondent ou non. Un jeton actif signalé est révoqué (ou seulement marqué, selon "
         "`EXPOSED_TOKEN_POLICY`) et ses contacts sont prévenus. Signature facultative d'un signaleur enregistré : "
         "en-têtes `X-Reporter` et `X-Signature: sha256=<HMAC-SHA256 hexadécimal du corps>` (limite plus haute) ; "
@@ -77,15 +77,8 @@ def _item_outcome(item, reporter: ExposureReporter | None) -> Outcome:
                 "application/json": {
                     "schema": {
                         "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "token": {"type": "string"},
-                                "url": {"type": "string"},
-                                "source": {"type": "string"},
-                            },
-                            "required": ["token"],
-                        },
+                        "maxItems": 100,
+                        "description": 'Objets {"token", "url", "source"} ; les autres éléments sont ignorés.',
                     }
                 }
             },
@@ -152,4 +145,4 @@ def exposed_tokens(request):
         )
     for item in items:
         count_exposure_report(_item_outcome(item, reporter), signed=signed)
-    return JsonResponse({"status": "received"}, status=202, headers=headers)
+    return JsonResponse({"status": "received"}, headers=headers)

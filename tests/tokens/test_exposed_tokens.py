@@ -59,7 +59,7 @@ def exposed():
 def report_and_deliver(django_capture_on_commit_callbacks, items, **kwargs):
     with django_capture_on_commit_callbacks(execute=True):
         response = post(items, **kwargs)
-    assert response.status_code == 202, response.content
+    assert response.status_code == 200, response.content
     assert response.json() == {"status": "received"}
     return response
 
@@ -127,7 +127,7 @@ def test_a_bad_checksum_is_refused_without_any_query(exposed, django_assert_num_
                 {"url": SEEN_AT},
             ]
         )
-    assert response.status_code == 202 and response.json() == {"status": "received"}
+    assert response.status_code == 200 and response.json() == {"status": "received"}
     assert Token.objects.get(pk=exposed.token.pk).revoked_at is None
 
 
@@ -135,7 +135,7 @@ def test_an_unknown_secret_stores_nothing_and_answers_the_same(exposed):
     before = (TokenExposure.objects.count(), TokenEvent.objects.count())
     response = post([{"token": credentials.generate_secret(), "url": SEEN_AT, "source": "github"}])
     matched = post([{"token": exposed.secret, "url": SEEN_AT, "source": "github"}])
-    assert response.status_code == matched.status_code == 202
+    assert response.status_code == matched.status_code == 200
     assert response.content == matched.content
     assert TokenExposure.objects.filter(token=exposed.token).count() == 1
     assert TokenExposure.objects.count() == before[0] + 1
@@ -144,7 +144,7 @@ def test_an_unknown_secret_stores_nothing_and_answers_the_same(exposed):
 def test_a_secret_without_checksum_is_looked_up_by_digest(exposed):
     legacy = "tkm_" + "Zz-_" * 10 + "abc"
     Token.objects.filter(pk=exposed.token.pk).update(secret_digest=credentials.digest(legacy))
-    assert post([{"token": legacy, "url": SEEN_AT}]).status_code == 202
+    assert post([{"token": legacy, "url": SEEN_AT}]).status_code == 200
     assert Token.objects.get(pk=exposed.token.pk).revoked_at is not None
 
 
@@ -174,12 +174,12 @@ def test_an_expired_or_revoked_token_is_recorded_but_nobody_is_told(
 def test_a_flood_is_rate_limited(settings, exposed):
     settings.RATELIMIT_EXPOSED_UNSIGNED_PER_IP = 3
     noise = [{"token": "tkm_noise"}]
-    assert [post(noise).status_code for _ in range(3)] == [202, 202, 202]
+    assert [post(noise).status_code for _ in range(3)] == [200, 200, 200]
     response = post(noise)
     assert response.status_code == 429
     assert response.json()["errors"][0]["code"] == "rate_limited"
     assert int(response["Retry-After"]) >= 1
-    assert post(noise, remote_addr="192.0.2.11").status_code == 202  # another client is not held back
+    assert post(noise, remote_addr="192.0.2.11").status_code == 200  # another client is not held back
     # X-Forwarded-For from a client that is not a trusted proxy changes nothing.
     assert post(noise, HTTP_X_FORWARDED_FOR="198.51.100.1").status_code == 429
 
@@ -190,9 +190,9 @@ def test_a_signed_reporter_gets_the_higher_limit(settings, exposed):
     ExposureReporter.objects.create(name="scanner", key="k" * 40)
     body = json.dumps([{"token": "tkm_noise", "url": SEEN_AT, "source": "scanner"}]).encode()
     headers = signed_headers("scanner", "k" * 40, body)
-    assert [post(None, body=body, **headers).status_code for _ in range(5)] == [202] * 5
+    assert [post(None, body=body, **headers).status_code for _ in range(5)] == [200] * 5
     assert post(None, body=body, **headers).status_code == 429
-    assert [post(None, body=body).status_code for _ in range(2)] == [202, 429]
+    assert [post(None, body=body).status_code for _ in range(2)] == [200, 429]
 
 
 def test_a_signed_report_shows_where_the_secret_was_seen(
@@ -202,7 +202,7 @@ def test_a_signed_report_shows_where_the_secret_was_seen(
     body = json.dumps([{"token": exposed.secret, "url": SEEN_AT, "source": "github"}]).encode()
     with django_capture_on_commit_callbacks(execute=True):
         response = post(None, body=body, **signed_headers("scanner", "s3cr3t-key", body))
-    assert response.status_code == 202
+    assert response.status_code == 200
     assert TokenExposure.objects.get(token=exposed.token).reporter == reporter
     assert all(SEEN_AT in m.body for m in mail.outbox) and len(mail.outbox) == 2
 
