@@ -114,10 +114,10 @@ def _evolutions_child(now):
 def _reminders_child(_):
     from django.db import connections
 
-    from notifications import services
+    from notifications import delivery
 
     try:
-        return services.reminders_deliver(today=DAY).sent
+        return delivery.reminders_deliver(today=DAY).sent
     finally:
         connections.close_all()
 
@@ -145,7 +145,7 @@ def run() -> list[Row]:
 
     from evolutions import services
     from evolutions.models import Evolution, EvolutionNotice, EvolutionStatus
-    from notifications import services as reminders
+    from notifications import sweep as reminders
 
     people = int(os.environ.get("BENCH_EVOLUTION_PEOPLE", "20000"))
     each = int(os.environ.get("BENCH_EVOLUTION_TOKENS_EACH", "5"))

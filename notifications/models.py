@@ -326,3 +326,6 @@ class DeadlineAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.token_id} — {self.expires_at:%Y-%m-%d}"
+
+
+from .models_exposure import ExposureAlert  # noqa: E402,F401  (a model of this app, in its own module)

@@ -1,7 +1,7 @@
 from django.urls import path
 from django.views.i18n import set_language
 
-from . import accessibility, accounts, reauth, views
+from . import accessibility, accounts, exposure, reauth, views
 
 urlpatterns = [
     # Sign-in (LOGIN_URL = /connexion/): password or emailed link, logout, password reset.
@@ -35,6 +35,7 @@ urlpatterns = [
     path("jetons/<uuid:public_id>/decliner/", views.token_decline, name="portal_token_decline"),
     path("jetons/<uuid:public_id>/reprendre-rappels/", views.token_resume, name="portal_token_resume"),
     path("jetons/<uuid:public_id>/revoquer/", views.token_revoke, name="portal_token_revoke"),
+    path("jetons/<uuid:public_id>/fuite/", exposure.token_exposed, name="portal_token_exposed"),
     path("verifier/", views.verify, name="portal_verify"),
     path("acces/", views.access_list, name="portal_access"),
     path("calendrier/", views.calendar_settings, name="portal_calendar"),

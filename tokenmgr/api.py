@@ -53,10 +53,12 @@ def _register_routers() -> None:
     from availability.api import router as availability_router
     from evolutions.api import router as evolutions_router
     from tokens.api import router as tokens_router
+    from tokens.api_exposure import router as exposure_router
 
     api.add_router("", tokens_router)
     api.add_router("", availability_router)
     api.add_router("", evolutions_router)
+    api.add_router("", exposure_router)
 
 
 _register_routers()

@@ -42,6 +42,12 @@ def setup_periodic_tasks(sender: Celery, **kwargs) -> None:
         sender.signature("evolutions.deliver_notices"),
         name="evolutions: deliver notices",
     )
+    # Exposure alerts whose backoff elapsed (new ones are enqueued when the report commits).
+    sender.add_periodic_task(
+        float(settings.REMINDER_DELIVERY_INTERVAL),
+        sender.signature("notifications.deliver_exposure_alerts"),
+        name="exposure alerts: deliver due retries",
+    )
     # Availability (issue 6): prune fine-grained counters beyond their retention.
     sender.add_periodic_task(
         crontab(hour=3, minute=30),

@@ -8,7 +8,8 @@ What is exported:
 
 - per process, summed over every gunicorn worker: HTTP requests and their latency by URL route *pattern* (never the
   raw path: one series per route, whatever the URLs asked), method and status class; requests refused by a rate
-  limit, by limit name (tokenmgr.ratelimit, and django-axes' password lock-out);
+  limit, by limit name (tokenmgr.ratelimit, and django-axes' password lock-out); secrets reported exposed, by
+  outcome and signature;
 - computed at scrape time from the database, by ServiceCollector, in a handful of aggregate queries: tokens by
   status, reminders by state and the age of the oldest one not sent yet, the last reminder sweep's age and duration,
   webhook deliveries by state.
@@ -56,6 +57,11 @@ RATE_LIMITED = Counter(
     "Requests over a rate limit (answered 429), by limit name; login-lockout is django-axes' password lock-out.",
     ["limit"],
 )
+EXPOSURE_REPORTS = Counter(
+    "tokenmgr_exposed_token_reports",
+    "Secrets reported on POST /api/exposed_tokens, by outcome (matched, unmatched, invalid) and signature.",
+    ["outcome", "signed"],
+)
 
 # Label values: a bounded set, whatever clients send.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -67,6 +73,11 @@ AXES_LOCKOUT = "login-lockout"
 def count_rate_limited(limit: str) -> None:
     """One request over the limit named `limit` (a rate-limit scope such as `privileges-ip`)."""
     RATE_LIMITED.labels(limit).inc()
+
+
+def count_exposure_report(outcome: str, *, signed: bool) -> None:
+    """One reported secret: `outcome` matched / unmatched / invalid, from a signed report or not."""
+    EXPOSURE_REPORTS.labels(str(outcome), "yes" if signed else "no").inc()
 
 
 class RequestMetricsMiddleware:

@@ -452,3 +452,20 @@ WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 
 # Benchmarks only (bench/privileges.py): route the bare JsonResponse baseline view under /bench/.
 BENCH_VIEWS = env.bool("BENCH_VIEWS", default=False)
+
+# ------------------------------------------------------------------------------
+# Exposed tokens (POST /api/exposed_tokens, tokens/exposure.py, docs/exposed-tokens.md)
+# ------------------------------------------------------------------------------
+# What a report of a live secret does: `revoke` (it stops working at once) or `flag` (only marked); its contacts are
+# told either way.
+EXPOSED_TOKEN_POLICY = env("EXPOSED_TOKEN_POLICY", default="revoke").strip().lower()
+if EXPOSED_TOKEN_POLICY not in {"revoke", "flag"}:
+    raise SystemExit(
+        f"tokenmgr: EXPOSED_TOKEN_POLICY must be 'revoke' or 'flag', not {EXPOSED_TOKEN_POLICY!r}."
+    )
+# Reports per minute and client IP: unsigned, and signed by a registered reporter (ExposureReporter).
+RATELIMIT_EXPOSED_UNSIGNED_PER_IP = env.int("RATELIMIT_EXPOSED_UNSIGNED_PER_IP", default=10)
+RATELIMIT_EXPOSED_SIGNED_PER_IP = env.int("RATELIMIT_EXPOSED_SIGNED_PER_IP", default=600)
+# A larger body (Content-Length) is refused with 413 before it is read; a longer list with 422.
+EXPOSED_TOKENS_MAX_BODY_BYTES = env.int("EXPOSED_TOKENS_MAX_BODY_BYTES", default=512 * 1024)
+EXPOSED_TOKENS_MAX_ITEMS = env.int("EXPOSED_TOKENS_MAX_ITEMS", default=100)

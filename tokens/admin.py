@@ -39,6 +39,7 @@ from accounts.identity import InvalidEmail, normalize_email
 from tokenmgr.search import unaccented
 
 from . import credentials, exports, validity
+from .admin_exposure import ExposedFilter, TokenExposureInline
 from .models import (
     Client,
     ClientMembership,
@@ -529,7 +530,8 @@ class TokenAdmin(admin.ModelAdmin):
     ]
     list_display_links = ["label"]
     list_select_related = ["client"]
-    list_filter = [StatusFilter, "origin", ExpiryWindowFilter]
+    list_filter = [StatusFilter, "origin", ExpiryWindowFilter, ExposedFilter]
+    inlines = [TokenExposureInline]
     search_fields = [
         "client__siret",
         unaccented("client__name"),

@@ -19,7 +19,6 @@ that lives only in memory: its digest is staged, and the secret itself is rebuil
 the rows actually imported, when `--secrets-out` is written. No plain secret ever reaches the database.
 """
 
-import base64
 import contextlib
 import csv
 import datetime as dt
@@ -316,7 +315,6 @@ class RowValidator:
         self.copy_format = copy_format
         self.known = known or KnownIds(max_clients=0, max_contacts=0)
         self.catalogue = dict(Privilege.objects.values_list("code", "id"))
-        self.secret_prefix = settings.TOKEN_SECRET_PREFIX
         self.tz = validity.local_tz()
         self.months = settings.TOKEN_VALIDITY_MONTHS
         if copy_format:
@@ -381,9 +379,8 @@ class RowValidator:
         return self._digest.hexdigest(secret.encode())
 
     def generated_secret(self, line: int) -> str:
-        """The secret of a row without one: same format as credentials.generate_secret (prefix + 256 bits)."""
-        raw = self._run.digest(str(line).encode())
-        return self.secret_prefix + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        """The secret of a row without one: same format as credentials.generate_secret (256 bits, checksum)."""
+        return credentials.secret_from_bytes(self._run.digest(str(line).encode()))
 
     def validate(self, line: int, fields: list[str]) -> tuple | str:
         """The staging tuple of a row (STAGE_COLUMNS), or its COPY text line; InvalidValue if the row is bad."""

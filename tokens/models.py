@@ -342,6 +342,7 @@ class TokenEvent(models.Model):
         UPDATED = "updated", _("modifié")
         PRIVILEGE_REMOVED = "privilege_removed", _("privilège supprimé du catalogue")
         CONTACT_REMOVED = "contact_removed", _("contact supprimé")
+        EXPOSED = "exposed", _("secret exposé")
 
     token = models.ForeignKey(Token, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)
@@ -693,6 +694,8 @@ class PendingUpload(models.Model):
         return self.name
 
 
+from .models_exposure import ExposureReporter, TokenExposure  # noqa: E402  (models of this app, own module)
+
 __all__ = [
     "AccessRequest",
     "AccessRequestEvent",
@@ -702,11 +705,13 @@ __all__ = [
     "ClientMembershipEvent",
     "Contact",
     "Endpoint",
+    "ExposureReporter",
     "MembershipSource",
     "Origin",
     "PendingUpload",
     "Privilege",
     "Token",
     "TokenEvent",
+    "TokenExposure",
     "TokenStatus",
 ]

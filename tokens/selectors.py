@@ -441,3 +441,11 @@ def token_counts_by_status(now: dt.datetime | None = None) -> dict[str, int]:
     rows = Token.objects.with_status(now).order_by().values_list("status").annotate(count=Count("pk"))
     counts.update(rows)
     return counts
+
+
+def token_replaceable(*, token: Token) -> bool:
+    """Whether a renewal (or a new request on the legacy route) may replace `token`: not already superseded, and
+    not revoked — unless it was revoked because its secret was exposed, which is exactly when it must be replaced."""
+    if token.renewed_by_id is not None:
+        return False
+    return token.revoked_at is None or token.exposures.exists()

@@ -42,6 +42,7 @@ from .selectors import (
     instructor_conflict,
     instructor_emails,
     is_instructor,
+    token_replaceable,
 )
 from .siret import validate_siret
 
@@ -414,7 +415,7 @@ def access_request_create(
         token = Token.objects.select_for_update().get(pk=token.pk)
         if token.client_id != client.pk:
             raise AccessRequestError("Ce jeton n'appartient pas à cette organisation.", code="wrong_client")
-        if token.revoked_at is not None:
+        if token.revoked_at is not None and not token_replaceable(token=token):
             raise AccessRequestError("Ce jeton est révoqué.", code="token_revoked")
         if token.renewed_by_id is not None:
             raise AccessRequestError(

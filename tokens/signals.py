@@ -9,3 +9,6 @@ from django.dispatch import Signal
 token_revoked = Signal()
 # sender=Token class; kwargs: old (superseded token), new (its successor), by
 token_superseded = Signal()
+# sender=Token class; kwargs: token (a live token whose secret was reported exposed), exposure (its new
+# TokenExposure), revoked (whether the report revoked it)
+token_exposed = Signal()

@@ -329,7 +329,7 @@ def _token_request_view(request, token, kind, title):
     pending = _pending_request_page(request, token)
     if pending is not None:
         return pending
-    if token.revoked_at is not None or token.renewed_by_id is not None:
+    if not selectors.token_replaceable(token=token):
         messages.error(request, _("Ce jeton est révoqué ou déjà remplacé : il ne peut plus être renouvelé."))
         return redirect("token_pickup", public_id=token.public_id)
     values = prefill.token_prefill(token=token, kind=kind)
@@ -429,7 +429,7 @@ def token_legacy_renew(request, public_id):
     pending = _pending_request_page(request, token)
     if pending is not None:
         return pending
-    if token.revoked_at is not None or token.renewed_by_id is not None:
+    if not selectors.token_replaceable(token=token):
         messages.error(request, _("Ce jeton est révoqué ou déjà remplacé."))
         return redirect("token_pickup", public_id=public_id)
     if request.method == "POST":
