@@ -442,7 +442,7 @@ def test_foreign_keys_hold_and_session_settings_are_restored(tmp_path):
 
 @pytest.mark.skipif(os.environ.get("DATABASE_URL", "").startswith("sqlite"), reason="PostgreSQL roles")
 def test_import_without_the_right_to_skip_foreign_key_checks(tmp_path, monkeypatch):
-    """A role that may not set session_replication_role imports the same way (its foreign keys are checked)."""
+    """A NOSUPERUSER role with table privileges only imports the same way (its foreign keys are checked)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
