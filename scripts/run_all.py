@@ -81,6 +81,8 @@ def main() -> int:
     env.setdefault("DEBUG", "1")
     (ROOT / "var" / "broker" / "queue").mkdir(parents=True, exist_ok=True)
     (ROOT / "var" / "broker" / "processed").mkdir(parents=True, exist_ok=True)
+    # STATIC_ROOT, which WhiteNoise serves as well (the settings create no folder).
+    (ROOT / "var" / "static").mkdir(parents=True, exist_ok=True)
     procs = {
         name: subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
         for name, cmd in PROCESSES.items()

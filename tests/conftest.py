@@ -1,11 +1,17 @@
 import importlib
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 
 _TRANSACTIONAL_FIXTURES = {"transactional_db", "live_server", "django_db_reset_sequences"}
+
+
+def pytest_configure(config):
+    # WhiteNoise serves STATIC_ROOT as well and warns when it is missing (a deployment's collectstatic makes it).
+    Path(django_settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
 
 
 def _uses_database(request) -> bool:

@@ -7,7 +7,6 @@ in docs/exposed-tokens.md). Secrets issued before the checksum existed, and impo
 keep working, since every lookup is by digest whatever the shape.
 """
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -62,8 +61,19 @@ def secret_checksum_valid(secret: str) -> bool:
     return hmac.compare_digest(checksum(body), given)
 
 
+def new_series_key() -> bytes:
+    """A random key for derived_secret, to be kept in memory only."""
+    return secrets.token_bytes(32)
+
+
+def derived_secret(series_key: bytes, number: int) -> str:
+    """Secret number `number` of a series: same form as generate_secret, as unguessable as long as `series_key`
+    stays secret. A bulk import rebuilds each new token's secret from its line number instead of keeping it."""
+    return secret_from_bytes(hmac.digest(series_key, str(number).encode(), "sha256"))
+
+
 def digest(secret: str) -> str:
-    return hmac.new(settings.TOKEN_DIGEST_KEY.encode(), secret.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(settings.TOKEN_DIGEST_KEY.encode(), secret.encode(), "sha256").hex()
 
 
 def display_prefix(secret: str) -> str:

@@ -73,6 +73,8 @@ class Command(BaseCommand):
             self.stderr.write("\r\033[K", ending="")
         if result.errors:
             raise CommandError(f"{result.errors} ligne(s) invalide(s) : rien n'a été importé.", returncode=1)
+        if options["verbosity"] >= 2 and result.phases:
+            self.stderr.write("phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.phases.items()))
         suffix = " (dry run: nothing written)" if options["dry_run"] else ""
         self.stdout.write(f"imported: {result.imported}, duplicates: {result.duplicates}{suffix}")
         if result.generated and not options["secrets_out"] and not options["dry_run"]:
