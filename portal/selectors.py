@@ -16,7 +16,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from tokens import validity
-from tokens.models import Client, ClientMembership, Token, TokenStatus
+from tokens.models import Client, ClientMembership, Token, TokenStatus, status_expression
 
 from .models import ReminderOptOut, WebhookDelivery
 
@@ -224,14 +224,6 @@ def user_clients(user, *, only_client: int | None = None) -> QuerySet:
     if only_client is not None:
         qs = qs.filter(pk=only_client)
     return qs.order_by("name", "id")
-
-
-def status_expression(now: dt.datetime):
-    """Token.objects.with_status()'s expression, to annotate under another name: with_status() annotates
-    `status`, which collides with the Token.status property when model instances are fetched (AttributeError), so
-    the portal annotates `state`.
-    """
-    return Token.objects.with_status(now).query.annotations["status"]
 
 
 def user_tokens(user, *, now: dt.datetime | None = None, only_client: int | None = None) -> QuerySet:

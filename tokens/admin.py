@@ -51,6 +51,7 @@ from .models import (
     TokenEvent,
     TokenImport,
     TokenStatus,
+    status_expression,
 )
 from .services import (
     ContactData,
@@ -71,13 +72,8 @@ admin.site.index_title = _("Registre des jetons et demandes d'accès")
 
 
 def with_status(queryset, now: dt.datetime | None = None):
-    """`Token.objects.with_status()`, annotated as `current_status`.
-
-    The annotation of with_status() is named `status`, which Token already has as a read-only property, so model
-    instances cannot receive it; the same derived expression is reused under another name.
-    """
-    expression = Token.objects.with_status(now).query.annotations["status"]
-    return queryset.annotate(**{STATUS_FIELD: expression})
+    """The token status rule (tokens.models.status_expression), annotated as `current_status`."""
+    return queryset.annotate(**{STATUS_FIELD: status_expression(now or timezone.now())})
 
 
 # ------------------------------------------------------------------------------
@@ -352,6 +348,8 @@ class EndpointAdmin(admin.ModelAdmin):
 # Tokens: filters
 # ------------------------------------------------------------------------------
 class StatusFilter(admin.SimpleListFilter):
+    """On TokenAdmin's queryset, which get_queryset() annotates with the status."""
+
     title = _("statut")
     parameter_name = "statut"
 
@@ -361,8 +359,6 @@ class StatusFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         value = self.value()
         if value in TokenStatus.values:
-            if STATUS_FIELD not in queryset.query.annotations:
-                queryset = with_status(queryset)
             return queryset.filter(**{STATUS_FIELD: value})
         return queryset
 
