@@ -5,6 +5,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.forms import EmailAddressField
 from accounts.identity import normalize_email_or_none
+from tokens.credentials import SECRET_MAX_LENGTH
 from tokens.models import Origin, Privilege, TokenStatus
 
 from .selectors import DEFAULT_SORT, IN_SERVICE, SORTS, DashboardFilters
@@ -73,7 +74,7 @@ class RevokeForm(forms.Form):
 class VerifyForm(forms.Form):
     secret = forms.CharField(
         label=_("Jeton à vérifier"),
-        max_length=4096,
+        max_length=SECRET_MAX_LENGTH,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off", "spellcheck": "false"}),
         help_text=_("Collez le jeton complet. Il n'est ni conservé ni journalisé."),

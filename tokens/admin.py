@@ -504,7 +504,7 @@ def _audit_value(value):
 
 
 class SecretSearchForm(forms.Form):
-    secret = forms.CharField(label=_("Jeton complet"), max_length=4096, strip=True)
+    secret = forms.CharField(label=_("Jeton complet"), max_length=credentials.SECRET_MAX_LENGTH, strip=True)
 
 
 @admin.register(Token)
@@ -617,6 +617,7 @@ class TokenAdmin(admin.ModelAdmin):
             kept = [(k, v) for k, v in request.GET.items() if k != SEARCH_VAR]
             url = reverse("admin:tokens_token_changelist")
             return HttpResponseRedirect(f"{url}?{urlencode(kept)}" if kept else url)
+        extra_context = {**(extra_context or {}), "secret_max_length": credentials.SECRET_MAX_LENGTH}
         return super().changelist_view(request, extra_context)
 
     # --- columns --------------------------------------------------------------

@@ -158,7 +158,7 @@ def token_check(*, secret: str, now: dt.datetime, touch: bool = True, max_age: f
     """
     if not secret:
         return TokenCheckResult(TokenCheck.MISSING)
-    if len(secret) > 4096:
+    if len(secret) > credentials.SECRET_MAX_LENGTH:
         return TokenCheckResult(TokenCheck.INVALID)
     candidate = credentials.digest(secret)
     checked = check_cache.get(candidate, max_age) if max_age > 0 else None
@@ -186,7 +186,7 @@ def token_check(*, secret: str, now: dt.datetime, touch: bool = True, max_age: f
 
 def token_by_secret(*, secret: str) -> Token | None:
     """The token whose secret this is (usable or not), by its digest in one indexed query; None if unknown."""
-    if not secret or len(secret) > 4096:
+    if not secret or len(secret) > credentials.SECRET_MAX_LENGTH:
         return None
     token = Token.objects.filter(secret_digest=credentials.digest(secret)).select_related("client").first()
     if token is None or not credentials.matches(secret, token.secret_digest):
