@@ -7,14 +7,13 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models import F
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from accounts.identity import InvalidEmail, normalize_email
+from tokenmgr.mail import build_email
 
 from . import credentials, signals, validity
 from .models import (
@@ -349,18 +348,16 @@ def _request_mail(name: str, *, to: Sequence[str], access_request: AccessRequest
         "client": access_request.client,
         "request_url": _absolute(reverse("request_detail", args=[access_request.public_id])),
         "admin_url": _absolute(reverse("admin:tokens_accessrequest_change", args=[access_request.pk])),
-        "site_url": settings.SITE_URL,
-        "SERVICE_NAME": settings.SERVICE_NAME,
         **extra,
     }
-    subject = " ".join(render_to_string(f"emails/request_{name}_subject.txt", context).split())
-    text = render_to_string(f"emails/request_{name}_body.txt", context)
-    html = render_to_string(f"emails/request_{name}_body.html", context)
+    message = build_email(
+        f"emails/request_{name}",
+        context,
+        to=recipients,
+        headers={"X-Access-Request-Id": str(access_request.public_id)},
+    )
 
     def send() -> None:
-        message = EmailMultiAlternatives(subject=subject, body=text, to=recipients)
-        message.attach_alternative(html, "text/html")
-        message.extra_headers["X-Access-Request-Id"] = str(access_request.public_id)
         try:
             message.send()
         except Exception:
@@ -824,17 +821,6 @@ def signup_link_send(*, email: str, next_url: str = "") -> None:
     context = {
         "email": email,
         "confirm_url": _absolute(reverse("signup_confirm", args=[signed])),
-        "site_url": settings.SITE_URL,
-        "SERVICE_NAME": settings.SERVICE_NAME,
         "max_age_hours": SIGNUP_MAX_AGE // 3600,
     }
-    subject = " ".join(render_to_string("emails/request_account_verify_subject.txt", context).split())
-    message = EmailMultiAlternatives(
-        subject=subject,
-        body=render_to_string("emails/request_account_verify_body.txt", context),
-        to=[email],
-    )
-    message.attach_alternative(
-        render_to_string("emails/request_account_verify_body.html", context), "text/html"
-    )
-    message.send()
+    build_email("emails/request_account_verify", context, to=[email]).send()
