@@ -6,13 +6,13 @@ import logging
 import secrets
 from functools import partial
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.identity import normalize_email_or_none
 from tokenmgr import ratelimit
+from tokenmgr.errors import ApplicationError
 from tokenmgr.mail import build_email
 from tokens.models import Client, Token, TokenEvent
 from tokens.services import token_revoke
@@ -34,9 +34,9 @@ def token_reminders_decline(*, token: Token, by) -> ReminderOptOut:
     """Stop the reminders of a token its holders no longer use. The token keeps working until its expiry."""
     token = Token.objects.select_for_update().get(pk=token.pk)
     if not token.is_usable():
-        raise ValidationError(_("Ce jeton n'est plus actif."), code="not_usable")
+        raise ApplicationError(_("Ce jeton n'est plus actif."), code="not_usable")
     if ReminderOptOut.objects.filter(token=token).exists():
-        raise ValidationError(_("Le renouvellement de ce jeton est déjà décliné."), code="already_declined")
+        raise ApplicationError(_("Le renouvellement de ce jeton est déjà décliné."), code="already_declined")
     opt_out = ReminderOptOut.objects.create(token=token, by=by)
     TokenEvent.objects.create(
         token=token, kind=TokenEvent.Kind.UPDATED, actor=by, data={"action": DECLINE_AUDIT}
@@ -49,10 +49,12 @@ def token_reminders_resume(*, token: Token, by) -> None:
     """Undo a decline: possible until the token's expiry."""
     token = Token.objects.select_for_update().get(pk=token.pk)
     if not token.is_usable():
-        raise ValidationError(_("Ce jeton a expiré ou a été révoqué : le choix ne peut plus être annulé."))
+        raise ApplicationError(
+            _("Ce jeton a expiré ou a été révoqué : le choix ne peut plus être annulé."), code="not_usable"
+        )
     deleted, _rows = ReminderOptOut.objects.filter(token=token).delete()
     if not deleted:
-        raise ValidationError(_("Le renouvellement de ce jeton n'était pas décliné."), code="not_declined")
+        raise ApplicationError(_("Le renouvellement de ce jeton n'était pas décliné."), code="not_declined")
     TokenEvent.objects.create(
         token=token, kind=TokenEvent.Kind.UPDATED, actor=by, data={"action": UNDECLINE_AUDIT}
     )

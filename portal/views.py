@@ -18,6 +18,8 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from tokenmgr import ratelimit
+from tokenmgr.errors import ApplicationError
+from tokenmgr.pages import report_error
 from tokenmgr.reauth import recent_auth_required
 from tokens import validity
 from tokens.models import Client, Token, TokenStatus
@@ -202,8 +204,8 @@ def token_decline(request, public_id):
     token = _token_or_404(request, public_id)
     try:
         services.token_reminders_decline(token=token, by=request.user)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+    except ApplicationError as error:
+        report_error(request, error)
     else:
         messages.success(
             request,
@@ -220,8 +222,8 @@ def token_resume(request, public_id):
     token = _token_or_404(request, public_id)
     try:
         services.token_reminders_resume(token=token, by=request.user)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+    except ApplicationError as error:
+        report_error(request, error)
     else:
         messages.success(request, _("Les rappels de renouvellement reprennent pour ce jeton."))
     return redirect("portal_token", public_id=token.public_id)
@@ -239,8 +241,8 @@ def token_revoke(request, public_id):
     if request.method == "POST" and form.is_valid():
         try:
             services.token_revoke_by_holder(token=token, by=request.user, reason=form.cleaned_data["reason"])
-        except ValidationError as exc:
-            form.add_error(None, exc)
+        except ApplicationError as error:
+            report_error(request, error, form)
         else:
             messages.success(request, _("Le jeton a été révoqué."))
             return redirect("portal_token", public_id=token.public_id)

@@ -54,6 +54,7 @@ from .models import (
     status_expression,
 )
 from .services import (
+    AlreadyRevoked,
     ContactData,
     client_membership_grant,
     client_membership_remove,
@@ -837,9 +838,7 @@ class TokenAdmin(admin.ModelAdmin):
             for token in queryset.select_related(None).order_by("pk"):
                 try:
                     token_revoke(token=token, by=request.user, reason=form.cleaned_data["reason"])
-                except ValidationError as exc:
-                    if getattr(exc, "code", None) != "already_revoked":
-                        raise
+                except AlreadyRevoked:
                     already.append(token)
                 else:
                     revoked += 1

@@ -15,6 +15,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
+from tokenmgr.errors import ApplicationError
+from tokenmgr.pages import report_error
+
 from . import selectors, services
 from .forms import MessageForm, ReasonForm, ValidateForm
 from .models import AccessRequest, AccessRequestEvent
@@ -262,8 +265,8 @@ class AccessRequestAdmin(admin.ModelAdmin):
                     )
                     messages.success(request, _("Modifications demandées au demandeur."))
                 return redirect(change_url)
-            except services.AccessRequestError as error:
-                messages.error(request, error.message)
+            except ApplicationError as error:
+                report_error(request, error)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -288,8 +291,8 @@ class AccessRequestAdmin(admin.ModelAdmin):
                     access_request=obj, by=request.user, body=form.cleaned_data["body"], from_instructor=True
                 )
                 messages.success(request, _("Message envoyé au demandeur."))
-            except services.AccessRequestError as error:
-                messages.error(request, error.message)
+            except ApplicationError as error:
+                report_error(request, error)
         else:
             messages.error(request, _("Le message est vide."))
         return redirect(reverse("admin:tokens_accessrequest_change", args=[obj.pk]))

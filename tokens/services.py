@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.identity import InvalidEmail, normalize_email
+from tokenmgr.errors import ApplicationError
 from tokenmgr.mail import build_email
 
 from . import credentials, signals, validity
@@ -61,20 +62,29 @@ class ContactData:
     phone: str = ""
 
 
+class AlreadyRevoked(ApplicationError):
+    """The token was revoked before: a bulk revocation reports it and goes on."""
+
+
 def privileges_resolve(*, codes: Iterable[str]) -> list[Privilege]:
-    """The catalogue's privileges for `codes`; ValidationError naming any unknown code."""
+    """The catalogue's privileges for `codes`; ApplicationError naming any unknown code."""
     wanted = list(dict.fromkeys(c.strip() for c in codes if c and c.strip()))
     if not wanted:
-        raise ValidationError("au moins un privilège est requis", code="no_privilege")
+        raise ApplicationError("au moins un privilège est requis", code="no_privilege", field="privileges")
     found = {p.code: p for p in Privilege.objects.filter(code__in=wanted)}
     unknown = [c for c in wanted if c not in found]
     if unknown:
-        raise ValidationError(f"privilège inconnu : {', '.join(unknown)}", code="unknown_privilege")
+        raise ApplicationError(
+            f"privilège inconnu : {', '.join(unknown)}", code="unknown_privilege", field="privileges"
+        )
     return [found[c] for c in wanted]
 
 
 def client_get_or_create(*, siret: str, name: str = "") -> Client:
-    validate_siret(siret)
+    try:
+        validate_siret(siret)
+    except ValidationError as error:
+        raise ApplicationError(" ".join(error.messages), code="invalid_siret", field="siret") from None
     client, created = Client.objects.get_or_create(siret=siret, defaults={"name": name or siret})
     if not created and name and client.name == client.siret:
         client.name = name
@@ -83,19 +93,24 @@ def client_get_or_create(*, siret: str, name: str = "") -> Client:
 
 
 def contacts_get_or_create(*, client: Client, contacts: Sequence[ContactData]) -> list[Contact]:
-    """The client's contacts of these addresses and roles, created when missing; ValidationError on a bad address."""
+    """The client's contacts of these addresses and roles, created when missing; ApplicationError on a bad address."""
     result: list[Contact] = []
     for data in contacts:
         try:
             email = normalize_email(data.email)
         except InvalidEmail as error:
-            raise ValidationError(
-                {"email": f"{error} ({data.email.strip()})"}, code="invalid_email"
+            raise ApplicationError(
+                f"{error} ({data.email.strip()})", code="invalid_email", field="email"
             ) from None
         contact = Contact.objects.filter(client=client, email=email, role=data.role).first()
         if contact is None:
             contact = Contact(client=client, email=email, name=data.name, phone=data.phone, role=data.role)
-            contact.full_clean(exclude=["client"], validate_unique=False, validate_constraints=False)
+            try:
+                contact.full_clean(exclude=["client"], validate_unique=False, validate_constraints=False)
+            except ValidationError as error:
+                raise ApplicationError(
+                    " ".join(error.messages), code="invalid_contact", field="email"
+                ) from None
             contact.save()
         result.append(contact)
     return result
@@ -117,12 +132,12 @@ def token_issue(
     """Issue a token valid 18 months from `issued_at`. `secret` keeps an existing secret (migration)."""
     issued_at = issued_at or timezone.now()
     if timezone.is_naive(issued_at):
-        raise ValidationError("issued_at must be timezone-aware")
+        raise ValueError("issued_at must be timezone-aware")
     if not privileges:
-        raise ValidationError("au moins un privilège est requis", code="no_privilege")
+        raise ApplicationError("au moins un privilège est requis", code="no_privilege", field="privileges")
     origin = origin or validity.default_origin(issued_at)
     if origin not in Origin.values:
-        raise ValidationError(f"origine inconnue : {origin}", code="unknown_origin")
+        raise ApplicationError(f"origine inconnue : {origin}", code="unknown_origin", field="origin")
     secret = secret or credentials.generate_secret()
     token = Token.objects.create(
         client=client,
@@ -160,10 +175,10 @@ def token_supersede(*, old: Token, new: Token, by=None) -> None:
 def token_revoke(*, token: Token, by, reason: str) -> Token:
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationError("un motif de révocation est requis", code="reason_required")
+        raise ApplicationError("un motif de révocation est requis", code="reason_required", field="reason")
     token = Token.objects.select_for_update().get(pk=token.pk)
     if token.revoked_at is not None:
-        raise ValidationError("ce jeton est déjà révoqué", code="already_revoked")
+        raise AlreadyRevoked("ce jeton est déjà révoqué", code="already_revoked")
     token.revoked_at = timezone.now()
     token.revoked_by = by
     token.revocation_reason = reason
@@ -239,17 +254,8 @@ def contact_delete(*, contact: Contact, by) -> int:
 # ==============================================================================
 
 
-class AccessRequestError(Exception):
-    """A domain rule refused the operation; `message` is French and fit to show to the user."""
-
-    def __init__(self, message: str, code: str = "invalid"):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
-class TransitionNotAllowed(AccessRequestError):
-    pass
+class TransitionNotAllowed(ApplicationError):
+    """The request's state does not allow this action."""
 
 
 @dataclass(frozen=True)
@@ -300,21 +306,19 @@ def _lock_for(access_request: AccessRequest, action: str) -> AccessRequest:
 def _require_reason(reason: str) -> str:
     reason = (reason or "").strip()
     if not reason:
-        raise AccessRequestError("Un motif est obligatoire.", code="reason_required")
+        raise ApplicationError("Un motif est obligatoire.", code="reason_required")
     return reason
 
 
 def _require_instructor(user) -> None:
     if not is_instructor(user=user):
-        raise AccessRequestError(
-            "Seuls les instructeurs peuvent décider d'une demande.", code="not_instructor"
-        )
+        raise ApplicationError("Seuls les instructeurs peuvent décider d'une demande.", code="not_instructor")
 
 
 def _require_no_conflict(user, access_request: AccessRequest) -> None:
     conflict = instructor_conflict(user=user, access_request=access_request)
     if conflict:
-        raise AccessRequestError(conflict, code="conflict_of_interest")
+        raise ApplicationError(conflict, code="conflict_of_interest")
 
 
 def _event(access_request, kind, *, by, from_state="", reason="", data=None) -> AccessRequestEvent:
@@ -402,23 +406,23 @@ def access_request_create(
 ) -> AccessRequest:
     """A draft request. Renewal/extension need a live token of the client; one open request per token."""
     if kind not in AccessRequest.Kind.values:
-        raise AccessRequestError(f"Type de demande inconnu : {kind}.", code="unknown_kind")
+        raise ApplicationError(f"Type de demande inconnu : {kind}.", code="unknown_kind")
     if kind != AccessRequest.Kind.NEW and token is None:
-        raise AccessRequestError(
+        raise ApplicationError(
             "Un renouvellement ou une extension porte sur un jeton.", code="token_required"
         )
     if token is not None:
         token = Token.objects.select_for_update().get(pk=token.pk)
         if token.client_id != client.pk:
-            raise AccessRequestError("Ce jeton n'appartient pas à cette organisation.", code="wrong_client")
+            raise ApplicationError("Ce jeton n'appartient pas à cette organisation.", code="wrong_client")
         if token.revoked_at is not None:
-            raise AccessRequestError("Ce jeton est révoqué.", code="token_revoked")
+            raise ApplicationError("Ce jeton est révoqué.", code="token_revoked")
         if token.renewed_by_id is not None:
-            raise AccessRequestError(
+            raise ApplicationError(
                 "Ce jeton a déjà été remplacé par un nouveau jeton.", code="token_superseded"
             )
         if AccessRequest.objects.open().filter(token=token).exists():
-            raise AccessRequestError("Une demande est déjà en cours pour ce jeton.", code="already_open")
+            raise ApplicationError("Une demande est déjà en cours pour ce jeton.", code="already_open")
     access_request = AccessRequest(
         client=client, kind=kind, applicant=applicant, token=token, prefilled_from=prefilled_from
     )
@@ -463,7 +467,7 @@ def access_request_submit(*, access_request: AccessRequest, by) -> AccessRequest
     locked = _lock_for(access_request, "submit")
     missing = access_request_missing(access_request=locked)
     if missing:
-        raise AccessRequestError("La demande est incomplète : " + ", ".join(missing) + ".", code="incomplete")
+        raise ApplicationError("La demande est incomplète : " + ", ".join(missing) + ".", code="incomplete")
     from_state = locked.state
     locked.state = AccessRequest.State.SUBMITTED
     locked.submitted_at = locked.updated_at = timezone.now()
@@ -562,15 +566,15 @@ def access_request_validate(
     if revoke_previous:
         revoke_reason = _require_reason(revoke_reason)
         if locked.token is None:
-            raise AccessRequestError("Cette demande ne remplace aucun jeton.", code="nothing_to_revoke")
+            raise ApplicationError("Cette demande ne remplace aucun jeton.", code="nothing_to_revoke")
     previous = locked.token
     if previous is not None:
         previous = Token.objects.select_for_update().get(pk=previous.pk)
         if previous.renewed_by_id is not None:
-            raise AccessRequestError("Le jeton concerné a déjà été remplacé.", code="token_superseded")
+            raise ApplicationError("Le jeton concerné a déjà été remplacé.", code="token_superseded")
     privileges = list(locked.privileges.all())
     if not privileges:
-        raise AccessRequestError("La demande ne comporte aucun privilège.", code="no_privilege")
+        raise ApplicationError("La demande ne comporte aucun privilège.", code="no_privilege")
     now = timezone.now()
     issued = token_issue(
         client=locked.client,
@@ -629,7 +633,7 @@ def access_request_message_post(
 ) -> AccessRequestMessage:
     body = (body or "").strip()
     if not body:
-        raise AccessRequestError("Le message est vide.", code="empty_message")
+        raise ApplicationError("Le message est vide.", code="empty_message")
     if from_instructor:
         _require_instructor(by)
     locked = AccessRequest.objects.select_for_update().get(pk=access_request.pk)
@@ -654,12 +658,12 @@ def token_secret_reveal(*, token: Token, by) -> str:
     """First and only display of a validated token's secret: a fresh secret replaces the throw-away one."""
     token = Token.objects.select_for_update().get(pk=token.pk)
     if token.pickup_pending_since is None:
-        raise AccessRequestError(
+        raise ApplicationError(
             "Le secret de ce jeton a déjà été récupéré ; en cas de perte, régénérez-le.",
             code="already_revealed",
         )
     if not token.is_usable():
-        raise AccessRequestError("Ce jeton n'est plus utilisable.", code="token_unusable")
+        raise ApplicationError("Ce jeton n'est plus utilisable.", code="token_unusable")
     secret = credentials.generate_secret()
     token.secret_prefix = credentials.display_prefix(secret)
     token.secret_digest = credentials.digest(secret)
@@ -676,9 +680,9 @@ def token_secret_regenerate(*, token: Token, by, reason: str = "") -> str:
     """A lost secret: a new one, same validity; the old secret stops working at once."""
     token = Token.objects.select_for_update().get(pk=token.pk)
     if token.pickup_pending_since is not None:
-        raise AccessRequestError("Le secret de ce jeton n'a pas encore été récupéré.", code="pickup_pending")
+        raise ApplicationError("Le secret de ce jeton n'a pas encore été récupéré.", code="pickup_pending")
     if not token.is_usable():
-        raise AccessRequestError("Ce jeton n'est plus utilisable.", code="token_unusable")
+        raise ApplicationError("Ce jeton n'est plus utilisable.", code="token_unusable")
     old_prefix = token.secret_prefix
     secret = credentials.generate_secret()
     token.secret_prefix = credentials.display_prefix(secret)
@@ -790,9 +794,9 @@ def user_signup(*, email: str, password: str, first_name: str = "", last_name: s
     try:
         email = normalize_email(email)
     except InvalidEmail as error:
-        raise AccessRequestError(str(error), code="invalid_email") from None
+        raise ApplicationError(str(error), code="invalid_email") from None
     if User.objects.filter(email=email).exists():
-        raise AccessRequestError(
+        raise ApplicationError(
             "Un compte existe déjà pour cette adresse ; connectez-vous.", code="user_exists"
         )
     user = User.objects.create_user(

@@ -2,11 +2,11 @@
 
 import sys
 
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from tokenmgr.errors import ApplicationError
 from tokens import services
 from tokens.importing import (
     IMPORT_CONTACT_ROLE,
@@ -111,8 +111,8 @@ class Command(BaseCommand):
                     label=label,
                     contacts=contacts,
                 )
-        except ValidationError as exc:
-            raise CommandError(one_line(" ".join(exc.messages))) from None
+        except ApplicationError as exc:
+            raise CommandError(one_line(exc.message)) from None
         token = issued.token
         self.stdout.write(
             f"Jeton {token.public_id} émis pour {client.name} ({client.siret}), origine {token.origin}, "
