@@ -347,25 +347,6 @@ def dashboard_counts(
     )
 
 
-def countdown_level(days_left: int) -> str:
-    if days_left <= 15:
-        return "red"
-    if days_left <= 30:
-        return "orange"
-    if days_left <= 90:
-        return "yellow"
-    return ""
-
-
-STATUS_BADGES = {
-    TokenStatus.ACTIVE: "success",
-    TokenStatus.EXPIRING: "warning",
-    TokenStatus.EXPIRED: "error",
-    TokenStatus.REVOKED: "error",
-    TokenStatus.SUPERSEDED: "info",
-}
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Token page
 # ---------------------------------------------------------------------------------------------------------------

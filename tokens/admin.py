@@ -1,4 +1,3 @@
-# Admin of the token registry (issue 2). Access-request admin lives in admin_requests.py (issue 4).
 """The admins' whole working surface for clients, contacts, privileges and tokens.
 
 Every write that matters goes through tokens.services: issuing (token_issue, on a page of its own: the POST issues

@@ -1,4 +1,4 @@
-# Admin of access requests (issue 4): the instructors' queue and decision pages.
+# Admin of access requests: the instructors' queue and decision pages.
 """Access requests in the admin.
 
 The request's content belongs to the applicant: the admin never edits it. Staff who may view requests read them;

@@ -340,7 +340,6 @@ class TokenEvent(models.Model):
 
     class Kind(models.TextChoices):
         ISSUED = "issued", _("émis")
-        IMPORTED = "imported", _("importé")
         REVOKED = "revoked", _("révoqué")
         REVEALED = "revealed", _("secret affiché")
         REGENERATED = "regenerated", _("secret régénéré")
@@ -456,7 +455,7 @@ class ClientMembershipEvent(models.Model):
 
 
 # ------------------------------------------------------------------------------
-# Access requests (issue 4): a mutable request, immutable grants (after DataPass)
+# Access requests: a mutable request, immutable grants (after DataPass)
 # ------------------------------------------------------------------------------
 
 LEGAL_DOCUMENT_MAX_BYTES = 10 * 1024 * 1024

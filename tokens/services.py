@@ -249,7 +249,7 @@ def contact_delete(*, contact: Contact, by) -> int:
 
 
 # ==============================================================================
-# Access requests (issue 4): one transition = one service = one transaction with its audit event;
+# Access requests: one transition = one service = one transaction with its audit event;
 # notification emails are sent after commit.
 # ==============================================================================
 
