@@ -302,7 +302,7 @@ def _may_ingest(token_id: int) -> bool:
 )
 @ratelimit.limited("ingest-ip", "RATELIMIT_INGEST_PER_IP")
 def calls(request):
-    check = token_check(secret=request_token(request), now=timezone.now(), touch=False)
+    check = token_check(secret=request_token(request), now=timezone.now())
     if check.outcome is not TokenCheck.OK:
         return unauthorized(check.outcome.value)
     if not _may_ingest(check.token_id):

@@ -294,7 +294,7 @@ def verify(request):
             return response
         if form.is_valid():
             secret = form.cleaned_data["secret"]
-            result = token_check(secret=secret, now=timezone.now(), touch=False)
+            result = token_check(secret=secret, now=timezone.now())
             token = token_by_secret(secret=secret) if result.outcome is not TokenCheck.INVALID else None
             superseded = token is not None and token.status == TokenStatus.SUPERSEDED
             successor = token.renewed_by if superseded else None

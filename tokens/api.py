@@ -11,6 +11,7 @@ from tokenmgr.errors import ErrorOut
 
 from .credentials import digest
 from .selectors import TokenCheck, token_check
+from .services import token_use_record
 
 router = Router(tags=["jetons"])
 
@@ -40,7 +41,9 @@ def privileges(request):
     quota = ratelimit.tightest(*quotas)
     if quota.exceeded:
         return ratelimit.too_many(quota)
-    result = token_check(secret=secret, now=timezone.now(), max_age=settings.TOKEN_CHECK_CACHE_SECONDS)
+    now = timezone.now()
+    result = token_check(secret=secret, now=now, max_age=settings.TOKEN_CHECK_CACHE_SECONDS)
     if result.outcome is not TokenCheck.OK:
         return unauthorized(result.outcome.value, query=True, headers=quota.headers())
+    token_use_record(check=result, now=now)
     return JsonResponse({"privileges": result.privileges}, headers=quota.headers())

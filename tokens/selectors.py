@@ -10,8 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import connection
 from django.db.models import Count
 
 from accounts.identity import normalize_email_or_none
@@ -36,6 +35,10 @@ class TokenCheckResult:
     outcome: TokenCheck
     token_id: int | None = None
     privileges: list[str] = field(default_factory=list)
+    last_used_at: dt.datetime | None = (
+        None  # as last read (OK outcomes): services.token_use_record decides on it
+    )
+    digest: str = ""
 
 
 @functools.cache
@@ -58,26 +61,10 @@ def _token_check_sql() -> str:
 
 
 def _token_check_rows(candidate: str) -> list[tuple]:
-    """Run the query; on a reused connection it doubles as the connection's health check.
-
-    CONN_HEALTH_CHECKS would ping (SELECT 1) before the first query of every request: one more round trip than the
-    request needs. Here the query itself is the probe: a connection broken by a database restart is closed and the
-    query retried once on a new one, which is what the ping would have achieved.
-    """
-    reused = connection.connection is not None and not connection.in_atomic_block
-    if reused:
-        connection.health_check_done = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(_token_check_sql(), [candidate])
-            return cursor.fetchall()
-    except (OperationalError, InterfaceError):
-        if not reused:
-            raise
-        connection.close()
-        with connection.cursor() as cursor:
-            cursor.execute(_token_check_sql(), [candidate])
-            return cursor.fetchall()
+    """Run the query (a connection broken by a database restart is replaced first: CONN_HEALTH_CHECKS)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_token_check_sql(), [candidate])
+        return cursor.fetchall()
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -127,6 +114,12 @@ class _CheckCache:
             self._entries.pop(digest, None)
             self._entries[digest] = entry
 
+    def note_used(self, digest: str, at: dt.datetime) -> None:
+        """The token of `digest` was just marked used (services.token_use_record): later checks see it."""
+        entry = self._entries.get(digest)
+        if entry is not None:
+            entry.last_used_at = at
+
     def clear(self, **kwargs) -> None:
         with self._lock:
             self._entries = {}
@@ -150,8 +143,8 @@ def _load(candidate: str) -> _Checked:
     )
 
 
-def token_check(*, secret: str, now: dt.datetime, touch: bool = True, max_age: float = 0) -> TokenCheckResult:
-    """What /v2/privileges answers for `secret`, in one query (plus a rare last_used_at update).
+def token_check(*, secret: str, now: dt.datetime, max_age: float = 0) -> TokenCheckResult:
+    """What /v2/privileges answers for `secret`, in one query; it writes nothing (services.token_use_record does).
 
     With max_age > 0, the answer of the query may be reused for that many seconds in this process (no query at all):
     expiry is still decided on `now`, but a revocation made by another process is seen up to max_age late.
@@ -174,14 +167,13 @@ def token_check(*, secret: str, now: dt.datetime, touch: bool = True, max_age: f
         return TokenCheckResult(TokenCheck.REVOKED, checked.token_id)
     if checked.expires_at <= now:
         return TokenCheckResult(TokenCheck.EXPIRED, checked.token_id)
-    if touch:
-        resolution = settings.TOKEN_LAST_USED_RESOLUTION
-        if checked.last_used_at is None or (now - checked.last_used_at).total_seconds() >= resolution:
-            Token.objects.filter(pk=checked.token_id).update(last_used_at=now)
-            checked.last_used_at = now
     return TokenCheckResult(
-        TokenCheck.OK, checked.token_id, list(checked.privileges)
-    )  # a copy: the cache's own stays
+        TokenCheck.OK,
+        checked.token_id,
+        list(checked.privileges),  # a copy: the cache's own stays
+        last_used_at=checked.last_used_at,
+        digest=candidate,
+    )
 
 
 def token_by_secret(*, secret: str) -> Token | None:

@@ -34,6 +34,8 @@ from .models import (
 from .selectors import (
     SIGNUP_MAX_AGE,
     SIGNUP_SALT,
+    TokenCheck,
+    TokenCheckResult,
     access_request_diff,
     access_request_missing,
     access_request_snapshot,
@@ -157,6 +159,18 @@ def token_issue(
     if replaces is not None:
         token_supersede(old=replaces, new=token, by=by)
     return IssuedToken(token=token, secret=secret)
+
+
+def token_use_record(*, check: TokenCheckResult, now: dt.datetime) -> None:
+    """Record that a checked token was used: last_used_at, written at most once per TOKEN_LAST_USED_RESOLUTION
+    seconds per token (the API's hot path reads far more often than this writes)."""
+    if check.outcome is not TokenCheck.OK:
+        return
+    last = check.last_used_at
+    if last is not None and (now - last).total_seconds() < settings.TOKEN_LAST_USED_RESOLUTION:
+        return
+    Token.objects.filter(pk=check.token_id).update(last_used_at=now)
+    check_cache.note_used(check.digest, now)
 
 
 @transaction.atomic

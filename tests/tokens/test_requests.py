@@ -502,7 +502,7 @@ def test_reveal_once_then_regenerate(client_, applicant, instructor):
     secret = services.token_secret_reveal(token=token, by=applicant)
     token.refresh_from_db()
     assert token.pickup_pending_since is None and secret.startswith(token.secret_prefix)
-    assert selectors.token_check(secret=secret, now=now, touch=False).outcome.value == "ok"
+    assert selectors.token_check(secret=secret, now=now).outcome.value == "ok"
     assert token.events.filter(kind=TokenEvent.Kind.REVEALED, actor=applicant).count() == 1
     with pytest.raises(ApplicationError, match="déjà été récupéré"):
         services.token_secret_reveal(token=token, by=applicant)
@@ -510,8 +510,8 @@ def test_reveal_once_then_regenerate(client_, applicant, instructor):
     regenerated = services.token_secret_regenerate(token=token, by=applicant, reason="perdu")
     token.refresh_from_db()
     assert regenerated != secret and token.expires_at == expires_at
-    assert selectors.token_check(secret=secret, now=now, touch=False).outcome.value == "invalid"
-    assert selectors.token_check(secret=regenerated, now=now, touch=False).outcome.value == "ok"
+    assert selectors.token_check(secret=secret, now=now).outcome.value == "invalid"
+    assert selectors.token_check(secret=regenerated, now=now).outcome.value == "ok"
     event = token.events.get(kind=TokenEvent.Kind.REGENERATED)
     assert event.reason == "perdu" and event.actor == applicant
 
