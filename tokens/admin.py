@@ -52,11 +52,10 @@ from .models import (
     TokenStatus,
     status_expression,
 )
-from .services import (
+from .services.memberships import client_membership_grant, client_membership_remove
+from .services.registry import (
     AlreadyRevoked,
     ContactData,
-    client_membership_grant,
-    client_membership_remove,
     contact_delete,
     contacts_get_or_create,
     privilege_delete,

@@ -11,7 +11,7 @@ from tokenmgr.errors import ErrorOut
 
 from .credentials import digest
 from .selectors import TokenCheck, token_check
-from .services import token_use_record
+from .services.registry import token_use_record
 
 router = Router(tags=["jetons"])
 

@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.forms import EmailAddressField
 
 from .models import AccessRequest, Privilege, validate_pdf
-from .services import AccessRequestData
+from .services.requests import AccessRequestData
 
 PHONE_RE = re.compile(r"^\+?[0-9 .()-]{6,24}$")
 ROLE_LABELS = {

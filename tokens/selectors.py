@@ -14,6 +14,7 @@ from django.db import connection
 from django.db.models import Count
 
 from accounts.identity import normalize_email_or_none
+from tokenmgr.errors import ApplicationError
 
 from . import credentials
 from .models import AccessRequest, Privilege, Token, TokenStatus
@@ -184,6 +185,20 @@ def token_by_secret(*, secret: str) -> Token | None:
     if token is None or not credentials.matches(secret, token.secret_digest):
         return None
     return token
+
+
+def privileges_resolve(*, codes: Iterable[str]) -> list[Privilege]:
+    """The catalogue's privileges for `codes`; ApplicationError naming any unknown code (a read: no write)."""
+    wanted = list(dict.fromkeys(c.strip() for c in codes if c and c.strip()))
+    if not wanted:
+        raise ApplicationError("au moins un privilège est requis", code="no_privilege", field="privileges")
+    found = {p.code: p for p in Privilege.objects.filter(code__in=wanted)}
+    unknown = [c for c in wanted if c not in found]
+    if unknown:
+        raise ApplicationError(
+            f"privilège inconnu : {', '.join(unknown)}", code="unknown_privilege", field="privileges"
+        )
+    return [found[c] for c in wanted]
 
 
 # ==============================================================================

@@ -7,7 +7,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from tokenmgr.errors import ApplicationError
-from tokens import services
 from tokens.importing import (
     IMPORT_CONTACT_ROLE,
     LABEL_MAX,
@@ -23,6 +22,7 @@ from tokens.importing import (
     split_list,
 )
 from tokens.models import Privilege
+from tokens.services import registry as services
 
 
 def one_line_parser(parser):
