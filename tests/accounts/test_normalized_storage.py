@@ -112,7 +112,7 @@ def test_admin_contact_form_normalizes_and_refuses_invalid(admin_client):
 
 
 def test_admin_issue_form_new_contacts_are_normalized(admin_client):
-    from tokens.admin import TokenIssueForm
+    from tokens.admin.tokens import TokenIssueForm
 
     client = ClientFactory()
     form = TokenIssueForm(

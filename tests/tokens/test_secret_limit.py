@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal.forms import VerifyForm
-from tokens import admin as token_admin
+from tokens.admin import tokens as token_admin
 from tokens.credentials import SECRET_MAX_LENGTH
 from tokens.selectors import TokenCheck, token_by_secret, token_check
 

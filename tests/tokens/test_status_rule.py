@@ -9,7 +9,7 @@ import pytest
 
 from portal import selectors as portal_selectors
 from tests.factories import ClientFactory, UserFactory
-from tokens import admin as token_admin
+from tokens.admin import tokens as token_admin
 from tokens.models import ClientMembership, MembershipSource, Token, TokenStatus, status_expression
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,3 @@
-# Admin of access requests: the instructors' queue and decision pages.
 """Access requests in the admin.
 
 The request's content belongs to the applicant: the admin never edits it. Staff who may view requests read them;
@@ -18,9 +17,9 @@ from django.utils.translation import gettext_lazy as _
 from tokenmgr.errors import ApplicationError
 from tokenmgr.pages import report_error
 
-from . import selectors, services
-from .forms import MessageForm, ReasonForm, ValidateForm
-from .models import AccessRequest, AccessRequestEvent
+from .. import selectors, services
+from ..forms import MessageForm, ReasonForm, ValidateForm
+from ..models import AccessRequest, AccessRequestEvent
 
 STATE_COLOURS = {
     AccessRequest.State.DRAFT: "#666",
