@@ -202,7 +202,7 @@ def privileges_resolve(*, codes: Iterable[str]) -> list[Privilege]:
 
 
 # ==============================================================================
-# Access requests: reads used by the workflow (tokens/services.py), the request pages and the admin —
+# Access requests: reads used by the workflow (tokens/services/requests.py), the request pages and the admin —
 # instructors, pre-fill, completeness, diff, signup links. Nothing below writes or sends mail.
 # ==============================================================================
 

@@ -22,6 +22,7 @@ from ..services.registry import (
     contact_delete,
     privilege_delete,
 )
+from .base import ReadOnlyAdminMixin
 
 
 # ------------------------------------------------------------------------------
@@ -190,20 +191,11 @@ class ClientMembershipAdmin(admin.ModelAdmin):
 
 
 @admin.register(ClientMembershipEvent)
-class ClientMembershipEventAdmin(admin.ModelAdmin):
+class ClientMembershipEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["at", "kind", "email", "client", "source", "actor", "reason"]
     list_filter = ["kind", "source"]
     search_fields = ["email", "client__name", "client__siret"]
     list_select_related = ["client", "actor"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Client)

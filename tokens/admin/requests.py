@@ -20,6 +20,7 @@ from tokenmgr.pages import report_error
 from .. import selectors, services
 from ..forms import MessageForm, ReasonForm, ValidateForm
 from ..models import AccessRequest, AccessRequestEvent
+from .base import ReadOnlyAdminMixin
 
 STATE_COLOURS = {
     AccessRequest.State.DRAFT: "#666",
@@ -64,7 +65,7 @@ def _audit_text(value) -> str:
 
 
 @admin.register(AccessRequest)
-class AccessRequestAdmin(admin.ModelAdmin):
+class AccessRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("short_id", "client", "kind", "state_badge", "applicant", "submitted_at", "token_link")
     list_filter = ("state", "kind", "submitted_at")
     search_fields = ("client__name", "client__siret", "applicant__email", "label")
@@ -93,14 +94,6 @@ class AccessRequestAdmin(admin.ModelAdmin):
     )
 
     # -- permissions: never edited here; instructors see everything, other staff need the view permission.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_view_permission(self, request, obj=None):
         return super().has_view_permission(request, obj) or selectors.is_instructor(user=request.user)
@@ -304,19 +297,10 @@ class AccessRequestAdmin(admin.ModelAdmin):
 
 
 @admin.register(AccessRequestEvent)
-class AccessRequestEventAdmin(admin.ModelAdmin):
+class AccessRequestEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("at", "access_request", "kind", "actor", "from_state", "to_state", "reason")
     list_filter = ("kind",)
     list_select_related = ("access_request__client", "actor")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 __all__ = ["AccessRequestAdmin", "AccessRequestEventAdmin"]

@@ -53,6 +53,7 @@ from ..services.registry import (
     token_issue,
     token_revoke,
 )
+from .base import ReadOnlyAdminMixin
 
 STATUS_FIELD = "current_status"
 
@@ -286,23 +287,9 @@ class TokenAdmin(admin.ModelAdmin):
             },
         ),
     ]
+    # Everything shown on the change page is read-only but the label and the contacts (TokenChangeForm).
     change_readonly_fields = [
-        "public_id",
-        "client",
-        "issued_at",
-        "expires_at",
-        "days_left_display",
-        "status_display",
-        "origin",
-        "secret_prefix",
-        "last_used_at",
-        "imported_by_run",
-        "privilege_list",
-        "revoked_at",
-        "revoked_by_display",
-        "revocation_reason",
-        "renewed_by",
-        "renews_display",
+        name for _, options in fieldsets for name in options["fields"] if name not in ("label", "contacts")
     ]
 
     # --- queryset -------------------------------------------------------------
@@ -627,21 +614,12 @@ class TokenAdmin(admin.ModelAdmin):
 # Audit log (read-only)
 # ------------------------------------------------------------------------------
 @admin.register(TokenEvent)
-class TokenEventAdmin(admin.ModelAdmin):
+class TokenEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["at", "kind", "token_link", "actor", "reason"]
     list_filter = ["kind", "at"]
     search_fields = ["token__label", "token__secret_prefix", "token__client__siret", "token__client__name"]
     list_select_related = ["token__client", "actor"]
     date_hierarchy = "at"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description=_("jeton"), ordering="token")
     def token_link(self, obj):
@@ -650,18 +628,9 @@ class TokenEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(TokenImport)
-class TokenImportAdmin(admin.ModelAdmin):
+class TokenImportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Audit of import_tokens runs (read-only): which run created a token is shown on the token."""
 
     list_display = ["started_at", "file_name", "run_by", "rows", "imported", "duplicates", "finished_at"]
     search_fields = ["file_name", "run_by"]
     readonly_fields = list_display
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

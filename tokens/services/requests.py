@@ -97,6 +97,18 @@ def _require_instructor(user) -> None:
         raise ApplicationError("Seuls les instructeurs peuvent décider d'une demande.", code="not_instructor")
 
 
+def _decision_lock(
+    access_request: AccessRequest, action: str, *, by, reason: str | None = None
+) -> tuple[AccessRequest, str]:
+    """An instructor's decision starts here: who may decide, its reason when it needs one, the request locked in a
+    state that allows `action`, and no conflict of interest on it. Returns the locked request and the reason."""
+    _require_instructor(by)
+    reason = "" if reason is None else _require_reason(reason)
+    locked = _lock_for(access_request, action)
+    _require_no_conflict(by, locked)
+    return locked, reason
+
+
 def _require_no_conflict(user, access_request: AccessRequest) -> None:
     conflict = instructor_conflict(user=user, access_request=access_request)
     if conflict:
@@ -228,10 +240,7 @@ def access_request_submit(*, access_request: AccessRequest, by) -> AccessRequest
 
 @transaction.atomic
 def access_request_request_changes(*, access_request: AccessRequest, by, reason: str) -> AccessRequest:
-    _require_instructor(by)
-    reason = _require_reason(reason)
-    locked = _lock_for(access_request, "request_changes")
-    _require_no_conflict(by, locked)
+    locked, reason = _decision_lock(access_request, "request_changes", by=by, reason=reason)
     locked.state = AccessRequest.State.CHANGES_REQUESTED
     locked.updated_at = timezone.now()
     locked.save(update_fields=["state", "updated_at"])
@@ -243,10 +252,7 @@ def access_request_request_changes(*, access_request: AccessRequest, by, reason:
 @transaction.atomic
 def access_request_refuse(*, access_request: AccessRequest, by, reason: str) -> AccessRequest:
     """Refusal never touches the token the request was about."""
-    _require_instructor(by)
-    reason = _require_reason(reason)
-    locked = _lock_for(access_request, "refuse")
-    _require_no_conflict(by, locked)
+    locked, reason = _decision_lock(access_request, "refuse", by=by, reason=reason)
     locked.decision_diff = access_request_diff(access_request=locked, live=True).as_data()
     locked.state = AccessRequest.State.REFUSED
     locked.decided_at = locked.updated_at = timezone.now()
@@ -299,9 +305,7 @@ def access_request_validate(
     The token the request renews/extends/replaces is superseded (its reminders stop) and keeps working until its own
     expiry, unless `revoke_previous` (with a reason). The new token's secret is generated at pick-up, never here.
     """
-    _require_instructor(by)
-    locked = _lock_for(access_request, "validate")
-    _require_no_conflict(by, locked)
+    locked, _ = _decision_lock(access_request, "validate", by=by)
     # The evidence, before the grant touches the baseline (the contacts it updates, the token it supersedes).
     decision_diff = access_request_diff(access_request=locked, live=True).as_data()
     if revoke_previous:
