@@ -13,11 +13,10 @@ from django.contrib.auth.models import Permission
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from ninja import Field, Router, Schema
-from ninja.security import HttpBearer
 
 from tokenmgr import ratelimit
-from tokenmgr.errors import error_response
-from tokens.api import UNAUTHORIZED, ErrorOut
+from tokenmgr.api_auth import DeclaredBearer, request_token, unauthorized
+from tokenmgr.errors import ErrorOut, error_response
 from tokens.catalogue import ENDPOINT_PATHS
 from tokens.models import ClientMembership, Token
 from tokens.selectors import TokenCheck, token_check
@@ -101,16 +100,6 @@ class IngestOut(Schema):
     errors: list[LineErrorOut]
     errors_truncated: bool
     replayed: bool
-
-
-class DeferredBearer(HttpBearer):
-    """Declares Bearer auth in OpenAPI; the view itself checks the token (401 / 403 in the contract's shape)."""
-
-    def __call__(self, request):
-        return True
-
-    def authenticate(self, request, token):  # pragma: no cover - never called
-        return token
 
 
 def _json(data, *, status: int = 200) -> JsonResponse:
@@ -283,7 +272,7 @@ def _may_ingest(token_id: int) -> bool:
         429: ErrorOut,
         503: ErrorOut,
     },
-    auth=DeferredBearer(),
+    auth=DeclaredBearer(),
     summary="Envoi d'appels par lot (expéditeurs de journaux)",
     description=(
         'Corps : JSON Lines, un appel par ligne `{"timestamp": "2026-11-27T10:15:03+01:00", "endpoint": '
@@ -313,15 +302,9 @@ def _may_ingest(token_id: int) -> bool:
 )
 @ratelimit.limited("ingest-ip", "RATELIMIT_INGEST_PER_IP")
 def calls(request):
-    header = request.META.get("HTTP_AUTHORIZATION", "")
-    scheme, _, secret = header.partition(" ")
-    secret = secret.strip() if scheme.lower() == "bearer" else ""
-    check = token_check(secret=secret, now=timezone.now(), touch=False)
+    check = token_check(secret=request_token(request), now=timezone.now())
     if check.outcome is not TokenCheck.OK:
-        code, title, detail = UNAUTHORIZED[check.outcome]
-        if check.outcome is TokenCheck.MISSING:
-            detail = "Passez le jeton en en-tête `Authorization: Bearer`."
-        return error_response(401, code=code, title=title, detail=detail)
+        return unauthorized(check.outcome.value)
     if not _may_ingest(check.token_id):
         return error_response(
             403, detail="Ce jeton ne permet pas d'envoyer des appels (permission availability.ingest_calls)."

@@ -8,15 +8,6 @@ from tokens import validity
 # N >= 1 in ASCII digits without sign or leading zero; units are case-sensitive (M months, m minutes).
 # Nine digits at most: anything longer is beyond the maximum period for every unit, and never overflows.
 PERIOD_RE = re.compile(r"([1-9][0-9]{0,8})([yMwdhms])")
-UNITS = {
-    "y": "an(s)",
-    "M": "mois",
-    "w": "semaine(s)",
-    "d": "jour(s)",
-    "h": "heure(s)",
-    "m": "minute(s)",
-    "s": "seconde(s)",
-}
 DEFAULT_PERIOD = "6M"
 MAX_PERIOD = "10y"
 

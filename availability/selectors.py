@@ -84,7 +84,7 @@ def _plan_partial(a: int, b: int, day_lo: int, day_hi: int, minute_from, hour_fr
 # One row shape for every part of the answer: (tag, day, total, unavailable, 404, 502, 503, 504).
 _SUMS = 'CAST(SUM("count") AS bigint), ' + ", ".join(
     f'CAST(SUM("count") FILTER (WHERE status {cond}) AS bigint)'
-    for cond in ("IN (500, 502, 503, 504)", *(f"= {s}" for s in REPORTED_STATUSES))
+    for cond in (f"IN ({', '.join(map(str, UNAVAILABLE))})", *(f"= {s}" for s in REPORTED_STATUSES))
 )
 _ENDPOINT = "(SELECT id FROM tokens_endpoint WHERE path = %s)"
 _TAG_DAY, _TAG_WEEK, _TAG_MINUTE_MARK, _TAG_HOUR_MARK = -4, -1, -2, -3  # candidate ranges: 0, 1, ...

@@ -22,8 +22,6 @@ from tokens.models import Endpoint
 from .models import DayCounter, EndpointActivity, HourCounter, MinuteCounter, RetentionMark
 from .selectors import endpoint_ids
 
-UNAVAILABLE_STATUSES = frozenset({500, 502, 503, 504})
-
 # (endpoint_id, epoch minute, status) -> count
 MinuteKey = tuple[int, int, int]
 

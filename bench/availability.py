@@ -1,4 +1,4 @@
-"""Availability statistics (issue 6): provider_availabilities latency on a year of counters, ingest_calls throughput.
+"""Availability statistics: provider_availabilities latency on a year of counters, ingest_calls throughput.
 
     .venv/bin/python scripts/with_services.py -- .venv/bin/python bench/availability.py
     BENCH_INGEST_LINES=2000000 python bench/run_all.py availability

@@ -1,4 +1,4 @@
-"""/v2/privileges under gunicorn (2 workers) with wrk on loopback, against a bare Django JsonResponse view (issue 7).
+"""/v2/privileges under gunicorn (2 workers) with wrk on loopback, against a bare Django JsonResponse view.
 
     python bench/run_all.py privileges       (DATABASE_URL on PostgreSQL, REDIS_URL: scripts/with_services.py)
 

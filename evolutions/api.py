@@ -7,8 +7,7 @@ from django.utils import timezone
 from ninja import Router, Schema
 
 from tokenmgr import ratelimit
-from tokenmgr.errors import error_response
-from tokens.api import ErrorOut
+from tokenmgr.errors import ErrorOut, error_response
 
 from . import selectors
 from .models import Evolution

@@ -6,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.forms import EmailAddressField
 from accounts.identity import normalize_email_or_none
 from notifications.webhooks import validate_webhook_url
+from tokens.credentials import SECRET_MAX_LENGTH
 from tokens.models import Origin, Privilege, TokenStatus
 from tokens.privilege_display import privilege_text
 
@@ -86,7 +87,7 @@ class SecretSearchForm(forms.Form):
 class VerifyForm(forms.Form):
     secret = forms.CharField(
         label=_("Jeton à vérifier"),
-        max_length=4096,
+        max_length=SECRET_MAX_LENGTH,
         strip=True,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off", "spellcheck": "false"}),
         help_text=_("Collez le jeton complet. Il n'est ni conservé ni journalisé."),

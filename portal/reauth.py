@@ -18,6 +18,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_http_methods
 
 from tokenmgr import ratelimit
+from tokenmgr.mail import build_email
 from tokenmgr.pages import private, safe_next
 from tokenmgr.reauth import mark
 
@@ -114,23 +115,13 @@ def link_url(*, user, next_url: str = "") -> str:
 def link_send(*, user, next_url: str = "") -> None:
     """Email `user` a one-time link that confirms their identity in their current session. Neither logged nor
     stored: only the email carries it."""
-    from django.core.mail import EmailMultiAlternatives
-    from django.template.loader import render_to_string
-
     address = user.email
     context = {
         "email": address,
         "link": link_url(user=user, next_url=next_url),
         "max_age_minutes": LINK_MAX_AGE // 60,
-        "site_url": settings.SITE_URL,
-        "SERVICE_NAME": settings.SERVICE_NAME,
     }
-    subject = " ".join(render_to_string("registration/reauth_link_subject.txt", context).split())
-    message = EmailMultiAlternatives(
-        subject=subject, body=render_to_string("registration/reauth_link_body.txt", context), to=[address]
-    )
-    message.attach_alternative(render_to_string("registration/reauth_link_body.html", context), "text/html")
-    message.send()
+    build_email("registration/reauth_link", context, to=[address]).send()
 
 
 def link_user(*, token: str, consume: bool):

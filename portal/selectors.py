@@ -21,7 +21,7 @@ from notifications.rules import (
 )
 from tokenmgr import search
 from tokens import validity
-from tokens.models import AccessRequest, Client, ClientMembership, Token, TokenStatus
+from tokens.models import AccessRequest, Client, ClientMembership, Token, TokenStatus, status_expression
 
 __all__ = [
     "ReminderStep",
@@ -86,14 +86,6 @@ def user_clients(user, *, only_client: int | None = None) -> QuerySet:
     if only_client is not None:
         qs = qs.filter(pk=only_client)
     return qs.order_by("name", "id")
-
-
-def status_expression(now: dt.datetime):
-    """Token.objects.with_status()'s expression, to annotate under another name: with_status() annotates
-    `status`, which collides with the Token.status property when model instances are fetched (AttributeError), so
-    the portal annotates `state`.
-    """
-    return Token.objects.with_status(now).query.annotations["status"]
 
 
 def user_tokens(user, *, now: dt.datetime | None = None, only_client: int | None = None) -> QuerySet:
@@ -212,25 +204,6 @@ def dashboard_counts(
             for key, params in DASHBOARD_CARDS.items()
         }
     )
-
-
-def countdown_level(days_left: int) -> str:
-    if days_left <= 15:
-        return "red"
-    if days_left <= 30:
-        return "orange"
-    if days_left <= 90:
-        return "yellow"
-    return ""
-
-
-STATUS_BADGES = {
-    TokenStatus.ACTIVE: "success",
-    TokenStatus.EXPIRING: "warning",
-    TokenStatus.EXPIRED: "error",
-    TokenStatus.REVOKED: "error",
-    TokenStatus.SUPERSEDED: "info",
-}
 
 
 # ---------------------------------------------------------------------------------------------------------------

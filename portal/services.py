@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from accounts.identity import normalize_email_or_none
 from tokenmgr import ratelimit
+from tokenmgr.mail import build_email
 from tokens.models import Token
 from tokens.services import token_revoke
 
@@ -94,10 +95,6 @@ def login_link_url(*, user, next_url: str = "") -> str:
 def login_link_send(*, email: str, next_url: str = "") -> int:
     """Email a login link to each account of `email`; returns how many were sent (never shown: no enumeration).
     The link is neither logged nor stored: only the email carries it."""
-    from django.conf import settings
-    from django.core.mail import EmailMultiAlternatives
-    from django.template.loader import render_to_string
-
     sent = 0
     for user in login_link_users(email=email):
         address = user.email
@@ -106,17 +103,8 @@ def login_link_send(*, email: str, next_url: str = "") -> int:
             "email": address,
             "link": login_link_url(user=user, next_url=next_url),
             "max_age_minutes": LOGIN_LINK_MAX_AGE // 60,
-            "site_url": settings.SITE_URL,
-            "SERVICE_NAME": settings.SERVICE_NAME,
         }
-        subject = " ".join(render_to_string("registration/login_link_subject.txt", context).split())
-        message = EmailMultiAlternatives(
-            subject=subject, body=render_to_string("registration/login_link_body.txt", context), to=[address]
-        )
-        message.attach_alternative(
-            render_to_string("registration/login_link_body.html", context), "text/html"
-        )
-        message.send()
+        build_email("registration/login_link", context, to=[address]).send()
         sent += 1
     return sent
 

@@ -21,6 +21,8 @@ from evolutions import selectors as evolution_selectors
 from notifications import opt_outs, webhooks
 from notifications.models import WebhookDelivery, WebhookEndpoint
 from tokenmgr import ratelimit
+from tokenmgr.errors import ApplicationError
+from tokenmgr.pages import report_error
 from tokenmgr.reauth import recent_auth_required
 from tokens import credentials, exports, validity
 from tokens.models import Client, Privilege, Token, TokenStatus
@@ -273,8 +275,8 @@ def token_decline(request, public_id):
     token = _token_or_404(request, public_id)
     try:
         opt_outs.token_reminders_decline(token=token, by=request.user)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+    except ApplicationError as error:
+        report_error(request, error)
     else:
         messages.success(
             request,
@@ -291,8 +293,8 @@ def token_resume(request, public_id):
     token = _token_or_404(request, public_id)
     try:
         opt_outs.token_reminders_resume(token=token, by=request.user)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
+    except ApplicationError as error:
+        report_error(request, error)
     else:
         messages.success(request, _("Les rappels de renouvellement reprennent pour ce jeton."))
     return redirect("portal_token", public_id=token.public_id)
@@ -310,8 +312,8 @@ def token_revoke(request, public_id):
     if request.method == "POST" and form.is_valid():
         try:
             services.token_revoke_by_holder(token=token, by=request.user, reason=form.cleaned_data["reason"])
-        except ValidationError as exc:
-            form.add_error(None, exc)
+        except ApplicationError as error:
+            report_error(request, error, form)
         else:
             messages.success(request, _("Le jeton a été révoqué."))
             return redirect("portal_token", public_id=token.public_id)
@@ -358,7 +360,7 @@ def verify(request):
             return response
         if form.is_valid():
             secret = form.cleaned_data["secret"]
-            result = token_check(secret=secret, now=timezone.now(), touch=False)
+            result = token_check(secret=secret, now=timezone.now())
             token = token_by_secret(secret=secret) if result.outcome is not TokenCheck.INVALID else None
             superseded = token is not None and token.status == TokenStatus.SUPERSEDED
             successor = token.renewed_by if superseded else None

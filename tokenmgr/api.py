@@ -5,7 +5,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
-from .errors import error_response
+from .errors import ApplicationError, error_response
 
 
 class SiteRootAPI(NinjaAPI):
@@ -37,6 +37,11 @@ def _invalid(request, exc):
 @api.exception_handler(DjangoValidationError)
 def _django_invalid(request, exc):
     return error_response(422, detail=" ".join(exc.messages))
+
+
+@api.exception_handler(ApplicationError)
+def _refused(request, exc):
+    return error_response(422, code=exc.code, detail=exc.message)
 
 
 @api.exception_handler(AuthenticationError)

@@ -24,7 +24,7 @@ def setup_periodic_tasks(sender: Celery, **kwargs) -> None:
     """Beat schedule, in code. crontab() hours are read in CELERY_TIMEZONE, which is TIME_ZONE."""
     from django.conf import settings
 
-    # Reminders (issue 3): the daily sweep, and a frequent pass that picks up retries whose backoff elapsed.
+    # Reminders: the daily sweep, and a frequent pass that picks up retries whose backoff elapsed.
     sweep_every = settings.REMINDER_SWEEP_INTERVAL_SECONDS or crontab(
         hour=settings.REMINDER_SWEEP_HOUR, minute=0
     )
@@ -48,7 +48,7 @@ def setup_periodic_tasks(sender: Celery, **kwargs) -> None:
         sender.signature("notifications.deliver_exposure_alerts"),
         name="exposure alerts: deliver due retries",
     )
-    # Availability (issue 6): prune fine-grained counters beyond their retention.
+    # Availability: prune fine-grained counters beyond their retention.
     sender.add_periodic_task(
         crontab(hour=3, minute=30),
         sender.signature("availability.rollup_counters"),

@@ -1,8 +1,43 @@
-"""The one JSON error renderer of every API route (docs/http-api.md)."""
+"""The application's error type, and the one JSON error renderer and schema of every API route (docs/http-api.md).
+
+Services raise ApplicationError; each surface maps it once: the JSON API (tokenmgr.api: 422 in the error shape),
+HTML pages (tokenmgr.pages.report_error: a form error or a message), the admin (same, through the admin's messages),
+the management commands (CommandError).
+"""
 
 from http import HTTPStatus
 
 from django.http import JsonResponse
+from ninja import Schema
+
+
+class ApplicationError(Exception):
+    """A request the domain refuses: `code` for programs and tests, `message` (French) for people, `field` when
+    one input is at fault. Subclasses name the cases a caller handles differently."""
+
+    def __init__(self, message: str, *, code: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = str(message)
+        self.code = code
+        self.field = field
+
+    @property
+    def messages(self) -> list[str]:
+        return [self.message]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ErrorItem(Schema):
+    code: str
+    title: str
+    detail: str
+
+
+class ErrorOut(Schema):
+    errors: list[ErrorItem]
+
 
 DEFAULT_TITLES = {
     400: "Mauvaise requête",

@@ -1,4 +1,4 @@
-"""API paths never answer HTML: any error becomes the contract's JSON error shape."""
+"""API paths never answer HTML: any error becomes the JSON error shape (docs/http-api.md)."""
 
 import logging
 

@@ -1,6 +1,18 @@
-"""Small rules shared by every HTML view that signs people in or carries a one-time link."""
+"""Small rules shared by the HTML views: where to go next, one-time-link pages, how a refused request is shown."""
 
+from django.contrib import messages
 from django.utils.http import url_has_allowed_host_and_scheme
+
+from .errors import ApplicationError
+
+
+def report_error(request, error: ApplicationError, form=None) -> None:
+    """The HTML pages' (admin included) mapping of an ApplicationError: an error of `form` when given (on the field
+    at fault when the form has it), else a message shown on the next page."""
+    if form is not None:
+        form.add_error(error.field if error.field in form.fields else None, error.message)
+    else:
+        messages.error(request, error.message)
 
 
 def safe_next(request, candidate: str | None) -> str:

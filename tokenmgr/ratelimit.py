@@ -4,10 +4,13 @@ Every per-IP limit keys on tokenmgr.client_ip.client_ip (re-exported here): the 
 Every hit over a limit is counted in /metrics (tokenmgr_ratelimit_exceeded_total, labelled by the limit's scope).
 """
 
+import functools
+import re
 import threading
 import time
 from dataclasses import dataclass
 
+import redis
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
@@ -133,13 +136,16 @@ return counts
 """
 
 
-def _redis_script(backend: RedisCache):
-    """The registered script on the backend's write client, made once per cache backend (not once per request)."""
-    script = backend.__dict__.get("_ratelimit_script")
-    if script is None:
-        client = backend._cache.get_client(None, write=True)
-        script = backend.__dict__["_ratelimit_script"] = client.register_script(INCREMENT_LUA)
-    return script
+def _write_server(location: str | list[str]) -> str:
+    """The URL Django's RedisCache writes to: the first server of its LOCATION (a list, or split on ";" or ",")."""
+    servers = re.split("[;,]", location) if isinstance(location, str) else location
+    return servers[0].strip()
+
+
+@functools.cache
+def _redis_script(url: str):
+    """The counting script, registered on a redis-py client of `url`: made once per process, not per request."""
+    return redis.Redis.from_url(url).register_script(INCREMENT_LUA)
 
 
 def _increment(keys: list[str], deltas: list[int], ttl: int = WINDOW_SECONDS + 1) -> list[int]:
@@ -147,7 +153,8 @@ def _increment(keys: list[str], deltas: list[int], ttl: int = WINDOW_SECONDS + 1
     backend = caches["default"]
     if isinstance(backend, RedisCache):
         full = [backend.make_and_validate_key(key) for key in keys]
-        return _redis_script(backend)(keys=full, args=[ttl, *deltas])
+        script = _redis_script(_write_server(settings.CACHES["default"]["LOCATION"]))
+        return script(keys=full, args=[ttl, *deltas])
     counts = []
     for key, delta in zip(keys, deltas, strict=True):
         if cache.add(key, delta, timeout=ttl):

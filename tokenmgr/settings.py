@@ -251,7 +251,7 @@ TOKEN_LAST_USED_RESOLUTION = env.int("TOKEN_LAST_USED_RESOLUTION", default=300)
 TOKEN_CHECK_CACHE_SECONDS = env.float("TOKEN_CHECK_CACHE_SECONDS", default=5)
 
 # ------------------------------------------------------------------------------
-# Notifications (issue 3)
+# Notifications
 # ------------------------------------------------------------------------------
 # Thresholds: REMINDER_DAYS (Domain). Sweep: daily at REMINDER_SWEEP_HOUR in TIME_ZONE (beat entry in tokenmgr/celery.py).
 # Due tokens per sweep batch: each batch's keyset query scans the rest of the 90-day window, so a day's reminders
@@ -289,13 +289,13 @@ DEPRECATED_ROUTES = env.json("DEPRECATED_ROUTES", default={})
 RATELIMIT_EVOLUTIONS_PER_IP = env.int("RATELIMIT_EVOLUTIONS_PER_IP", default=1000)
 
 # ------------------------------------------------------------------------------
-# Access requests (issue 4)
+# Access requests
 # ------------------------------------------------------------------------------
 # Legal-basis PDFs of access requests (stored under MEDIA_ROOT, served only through authorised views).
 ACCESS_REQUEST_DOCUMENT_MAX_BYTES = env.int("ACCESS_REQUEST_DOCUMENT_MAX_BYTES", default=10 * 1024 * 1024)
 
 # ------------------------------------------------------------------------------
-# Availability (issue 6)
+# Availability
 # ------------------------------------------------------------------------------
 # Counters are written at minute, hour and day resolution; `rollup_counters` drops minute rows older than
 # AVAILABILITY_MINUTE_RETENTION_DAYS and hour rows older than AVAILABILITY_HOUR_RETENTION_DAYS (day rows are kept).
@@ -336,7 +336,7 @@ except ValueError as _error:
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 
 # ------------------------------------------------------------------------------
-# Portal (issue 5)
+# Portal
 # ------------------------------------------------------------------------------
 PORTAL_PAGE_SIZE = env.int("PORTAL_PAGE_SIZE", default=50)
 RATELIMIT_VERIFY_PER_IP = env.int("RATELIMIT_VERIFY_PER_IP", default=30)

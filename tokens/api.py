@@ -6,43 +6,18 @@ from django.utils import timezone
 from ninja import Router, Schema
 
 from tokenmgr import ratelimit
-from tokenmgr.errors import error_response
-from tokenmgr.security import bearer_token
+from tokenmgr.api_auth import request_token, unauthorized
+from tokenmgr.errors import ErrorOut
 
 from .credentials import digest
 from .selectors import TokenCheck, token_check
+from .services.registry import token_use_record
 
 router = Router(tags=["jetons"])
 
 
 class PrivilegesOut(Schema):
     privileges: list[str]
-
-
-class ErrorItem(Schema):
-    code: str
-    title: str
-    detail: str
-
-
-class ErrorOut(Schema):
-    errors: list[ErrorItem]
-
-
-UNAUTHORIZED = {
-    TokenCheck.MISSING: (
-        "missing_token",
-        "Jeton manquant",
-        "Passez le jeton en paramètre `token` ou en en-tête `Authorization: Bearer`.",
-    ),
-    TokenCheck.INVALID: ("invalid_token", "Jeton invalide", "Ce jeton n'est pas reconnu."),
-    TokenCheck.EXPIRED: ("expired_token", "Jeton expiré", "Ce jeton a expiré ; demandez son renouvellement."),
-    TokenCheck.REVOKED: ("revoked_token", "Jeton révoqué", "Ce jeton a été révoqué."),
-}
-
-
-def bearer_or_query_token(request) -> str:
-    return bearer_token(request) or request.GET.get("token", "").strip()
 
 
 @router.get(
@@ -58,7 +33,7 @@ def bearer_or_query_token(request) -> str:
 )
 def privileges(request):
     counters = [("privileges-ip", ratelimit.client_ip(request), settings.RATELIMIT_PRIVILEGES_PER_IP)]
-    secret = bearer_or_query_token(request)
+    secret = request_token(request, query=True)
     if secret:
         # Per-token counter keyed by a digest, never by the secret itself.
         counters.append(("privileges-token", digest(secret)[:32], settings.RATELIMIT_PRIVILEGES_PER_TOKEN))
@@ -66,8 +41,9 @@ def privileges(request):
     quota = ratelimit.tightest(*quotas)
     if quota.exceeded:
         return ratelimit.too_many(quota)
-    result = token_check(secret=secret, now=timezone.now(), max_age=settings.TOKEN_CHECK_CACHE_SECONDS)
+    now = timezone.now()
+    result = token_check(secret=secret, now=now, max_age=settings.TOKEN_CHECK_CACHE_SECONDS)
     if result.outcome is not TokenCheck.OK:
-        code, title, detail = UNAUTHORIZED[result.outcome]
-        return error_response(401, code=code, title=title, detail=detail, headers=quota.headers())
+        return unauthorized(result.outcome.value, query=True, headers=quota.headers())
+    token_use_record(check=result, now=now)
     return JsonResponse({"privileges": result.privileges}, headers=quota.headers())

@@ -15,10 +15,9 @@ from django.http import JsonResponse
 from ninja import Router
 
 from tokenmgr import ratelimit
-from tokenmgr.errors import error_response
+from tokenmgr.errors import ErrorOut, error_response
 from tokenmgr.metrics import count_exposure_report
 
-from .api import ErrorOut
 from .exposure import Outcome, exposure_report
 from .models import ExposureReporter
 

@@ -14,6 +14,8 @@ import zlib
 
 from django.conf import settings
 
+# The longest secret any surface accepts (API, admin and portal look-ups, imports): longer input is refused unread.
+SECRET_MAX_LENGTH = 4096
 DISPLAY_PREFIX_LENGTH = 12  # "tkm_" + 8 characters: enough to tell tokens apart, useless to an attacker.
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

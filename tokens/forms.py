@@ -10,7 +10,7 @@ from accounts.forms import EmailAddressField
 
 from .models import AccessRequest, Privilege, validate_pdf
 from .privilege_display import privilege_html
-from .services import AccessRequestData
+from .services.requests import AccessRequestData
 
 PHONE_RE = re.compile(r"^\+?[0-9 .()-]{6,24}$")
 ROLE_LABELS = {

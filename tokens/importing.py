@@ -34,6 +34,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.identity import InvalidEmail, ascii_lower, normalize_email
+from tokenmgr.errors import ApplicationError
 
 from . import credentials, validity
 from .models import Client, Contact, Origin, Privilege, Token, TokenImport
@@ -41,7 +42,7 @@ from .siret import siret_error
 
 COLUMNS = ("siret", "name", "label", "privileges", "issued_at", "origin", "contacts", "secret")
 IMPORT_CONTACT_ROLE = Contact.Role.REQUESTER  # imported contacts: the people who asked for the token
-MAX_SECRET_LENGTH = 4096  # what /v2/privileges accepts
+MAX_SECRET_LENGTH = credentials.SECRET_MAX_LENGTH  # what /v2/privileges accepts
 MIN_ISSUED_AT = dt.date(1970, 1, 1)
 NAME_MAX = Client._meta.get_field("name").max_length
 LABEL_MAX = Token._meta.get_field("label").max_length
@@ -52,8 +53,11 @@ CACHE_SIZE = 65_536  # entries per cache of repeated values (SIRETs, dates, priv
 logger = logging.getLogger(__name__)
 
 
-class InvalidValue(ValueError):
+class InvalidValue(ApplicationError):
     """One clear, single-line reason why a value is refused (French, shown to the operator)."""
+
+    def __init__(self, message: str, *, code: str = "invalid_value", field: str | None = None) -> None:
+        super().__init__(message, code=code, field=field)
 
 
 def one_line(text: str) -> str:

@@ -140,6 +140,27 @@ class Origin(models.TextChoices):
 EXPIRING_WITHIN_DAYS = 90
 
 
+def expiring_horizon(now: dt.datetime) -> dt.datetime:
+    """The first instant after the expiring window: a token expiring before it, on a day at most
+    EXPIRING_WITHIN_DAYS calendar days (TIME_ZONE) after `now`'s, is "expiring"."""
+    return validity.start_of_day(validity.local_date(now) + dt.timedelta(days=EXPIRING_WITHIN_DAYS + 1))
+
+
+def status_expression(now: dt.datetime) -> Case:
+    """A token's status as SQL, the one rule (Token.status_at is its Python twin, kept equal by a test).
+
+    Annotate it under any name: `Token.objects.with_status()` uses `status`, the admin and the portal their own.
+    """
+    return Case(
+        When(revoked_at__isnull=False, then=Value(TokenStatus.REVOKED.value)),
+        When(expires_at__lte=now, then=Value(TokenStatus.EXPIRED.value)),
+        When(renewed_by__isnull=False, then=Value(TokenStatus.SUPERSEDED.value)),
+        When(expires_at__lt=expiring_horizon(now), then=Value(TokenStatus.EXPIRING.value)),
+        default=Value(TokenStatus.ACTIVE.value),
+        output_field=models.CharField(),
+    )
+
+
 class TokenQuerySet(models.QuerySet):
     def revoked(self):
         return self.filter(revoked_at__isnull=False)
@@ -168,23 +189,7 @@ class TokenQuerySet(models.QuerySet):
         return self.active().filter(expires_at__lt=validity.start_of_day(today + dt.timedelta(days=days + 1)))
 
     def with_status(self, now: dt.datetime | None = None):
-        now = now or timezone.now()
-        horizon = validity.start_of_day(
-            validity.local_date(now) + dt.timedelta(days=EXPIRING_WITHIN_DAYS + 1)
-        )
-        return self.annotate(
-            status=Case(
-                When(revoked_at__isnull=False, then=Value(TokenStatus.REVOKED.value)),
-                When(expires_at__lte=now, then=Value(TokenStatus.EXPIRED.value)),
-                When(renewed_by__isnull=False, then=Value(TokenStatus.SUPERSEDED.value)),
-                When(expires_at__lt=horizon, then=Value(TokenStatus.EXPIRING.value)),
-                default=Value(TokenStatus.ACTIVE.value),
-                output_field=models.CharField(),
-            )
-        )
-
-    def with_status_filter(self, status: str, now: dt.datetime | None = None):
-        return self.with_status(now).filter(status=status)
+        return self.annotate(status=status_expression(now or timezone.now()))
 
     def for_user(self, user):
         return self.filter(client_id__in=accessible_client_ids(user))
@@ -301,6 +306,7 @@ class Token(models.Model):
         return f"{self.label or self.secret_prefix} — {self.client.name}"
 
     def status_at(self, now: dt.datetime | None = None) -> str:
+        """status_expression() in Python, for a token read without it."""
         now = now or timezone.now()
         if self.revoked_at is not None:
             return TokenStatus.REVOKED
@@ -308,7 +314,7 @@ class Token(models.Model):
             return TokenStatus.EXPIRED
         if self.renewed_by_id is not None:
             return TokenStatus.SUPERSEDED
-        if validity.days_left(self.expires_at, validity.local_date(now)) <= EXPIRING_WITHIN_DAYS:
+        if self.expires_at < expiring_horizon(now):
             return TokenStatus.EXPIRING
         return TokenStatus.ACTIVE
 
@@ -334,7 +340,6 @@ class TokenEvent(models.Model):
 
     class Kind(models.TextChoices):
         ISSUED = "issued", _("émis")
-        IMPORTED = "imported", _("importé")
         REVOKED = "revoked", _("révoqué")
         REVEALED = "revealed", _("secret affiché")
         REGENERATED = "regenerated", _("secret régénéré")
@@ -451,7 +456,7 @@ class ClientMembershipEvent(models.Model):
 
 
 # ------------------------------------------------------------------------------
-# Access requests (issue 4): a mutable request, immutable grants (after DataPass)
+# Access requests: a mutable request, immutable grants (after DataPass)
 # ------------------------------------------------------------------------------
 
 LEGAL_DOCUMENT_MAX_BYTES = 10 * 1024 * 1024

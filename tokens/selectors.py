@@ -10,12 +10,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import connection
 from django.db.models import Count
 from django.utils.translation import gettext_lazy as _lazy
 
 from accounts.identity import normalize_email_or_none
+from tokenmgr.errors import ApplicationError
 
 from . import credentials
 from .models import AccessRequest, Privilege, Token, TokenStatus
@@ -37,6 +37,10 @@ class TokenCheckResult:
     outcome: TokenCheck
     token_id: int | None = None
     privileges: list[str] = field(default_factory=list)
+    last_used_at: dt.datetime | None = (
+        None  # as last read (OK outcomes): services.token_use_record decides on it
+    )
+    digest: str = ""
 
 
 @functools.cache
@@ -59,26 +63,10 @@ def _token_check_sql() -> str:
 
 
 def _token_check_rows(candidate: str) -> list[tuple]:
-    """Run the query; on a reused connection it doubles as the connection's health check.
-
-    CONN_HEALTH_CHECKS would ping (SELECT 1) before the first query of every request: one more round trip than the
-    request needs. Here the query itself is the probe: a connection broken by a database restart is closed and the
-    query retried once on a new one, which is what the ping would have achieved.
-    """
-    reused = connection.connection is not None and not connection.in_atomic_block
-    if reused:
-        connection.health_check_done = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(_token_check_sql(), [candidate])
-            return cursor.fetchall()
-    except (OperationalError, InterfaceError):
-        if not reused:
-            raise
-        connection.close()
-        with connection.cursor() as cursor:
-            cursor.execute(_token_check_sql(), [candidate])
-            return cursor.fetchall()
+    """Run the query (a connection broken by a database restart is replaced first: CONN_HEALTH_CHECKS)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_token_check_sql(), [candidate])
+        return cursor.fetchall()
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -128,6 +116,12 @@ class _CheckCache:
             self._entries.pop(digest, None)
             self._entries[digest] = entry
 
+    def note_used(self, digest: str, at: dt.datetime) -> None:
+        """The token of `digest` was just marked used (services.token_use_record): later checks see it."""
+        entry = self._entries.get(digest)
+        if entry is not None:
+            entry.last_used_at = at
+
     def clear(self, **kwargs) -> None:
         with self._lock:
             self._entries = {}
@@ -151,15 +145,15 @@ def _load(candidate: str) -> _Checked:
     )
 
 
-def token_check(*, secret: str, now: dt.datetime, touch: bool = True, max_age: float = 0) -> TokenCheckResult:
-    """What /v2/privileges answers for `secret`, in one query (plus a rare last_used_at update).
+def token_check(*, secret: str, now: dt.datetime, max_age: float = 0) -> TokenCheckResult:
+    """What /v2/privileges answers for `secret`, in one query; it writes nothing (services.token_use_record does).
 
     With max_age > 0, the answer of the query may be reused for that many seconds in this process (no query at all):
     expiry is still decided on `now`, but a revocation made by another process is seen up to max_age late.
     """
     if not secret:
         return TokenCheckResult(TokenCheck.MISSING)
-    if len(secret) > 4096:
+    if len(secret) > credentials.SECRET_MAX_LENGTH:
         return TokenCheckResult(TokenCheck.INVALID)
     candidate = credentials.digest(secret)
     checked = check_cache.get(candidate, max_age) if max_age > 0 else None
@@ -175,19 +169,18 @@ def token_check(*, secret: str, now: dt.datetime, touch: bool = True, max_age: f
         return TokenCheckResult(TokenCheck.REVOKED, checked.token_id)
     if checked.expires_at <= now:
         return TokenCheckResult(TokenCheck.EXPIRED, checked.token_id)
-    if touch:
-        resolution = settings.TOKEN_LAST_USED_RESOLUTION
-        if checked.last_used_at is None or (now - checked.last_used_at).total_seconds() >= resolution:
-            Token.objects.filter(pk=checked.token_id).update(last_used_at=now)
-            checked.last_used_at = now
     return TokenCheckResult(
-        TokenCheck.OK, checked.token_id, list(checked.privileges)
-    )  # a copy: the cache's own stays
+        TokenCheck.OK,
+        checked.token_id,
+        list(checked.privileges),  # a copy: the cache's own stays
+        last_used_at=checked.last_used_at,
+        digest=candidate,
+    )
 
 
 def token_by_secret(*, secret: str) -> Token | None:
     """The token whose secret this is (usable or not), by its digest in one indexed query; None if unknown."""
-    if not secret or len(secret) > 4096:
+    if not secret or len(secret) > credentials.SECRET_MAX_LENGTH:
         return None
     token = Token.objects.filter(secret_digest=credentials.digest(secret)).select_related("client").first()
     if token is None or not credentials.matches(secret, token.secret_digest):
@@ -195,8 +188,22 @@ def token_by_secret(*, secret: str) -> Token | None:
     return token
 
 
+def privileges_resolve(*, codes: Iterable[str]) -> list[Privilege]:
+    """The catalogue's privileges for `codes`; ApplicationError naming any unknown code (a read: no write)."""
+    wanted = list(dict.fromkeys(c.strip() for c in codes if c and c.strip()))
+    if not wanted:
+        raise ApplicationError("au moins un privilège est requis", code="no_privilege", field="privileges")
+    found = {p.code: p for p in Privilege.objects.filter(code__in=wanted)}
+    unknown = [c for c in wanted if c not in found]
+    if unknown:
+        raise ApplicationError(
+            f"privilège inconnu : {', '.join(unknown)}", code="unknown_privilege", field="privileges"
+        )
+    return [found[c] for c in wanted]
+
+
 # ==============================================================================
-# Access requests: reads used by the workflow (tokens/services.py), the request pages and the admin —
+# Access requests: reads used by the workflow (tokens/services/requests.py), the request pages and the admin —
 # instructors, pre-fill, completeness, diff, signup links. Nothing below writes or sends mail.
 # ==============================================================================
 

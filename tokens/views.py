@@ -17,13 +17,13 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from tokenmgr.pages import safe_next
+from tokenmgr.errors import ApplicationError
+from tokenmgr.pages import report_error, safe_next
 from tokenmgr.reauth import recent_auth_required
 
 from . import prefill, request_actions, selectors, services, uploads
 from .forms import AccessRequestForm, AccountForm, MessageForm, RegenerateForm
 from .models import AccessRequest, Client, Origin, Token, TokenStatus
-from .services import AccessRequestError
 
 
 def _member_token(request, public_id) -> Token:
@@ -97,8 +97,8 @@ def _save_new_request(request, *, form, client, kind, token=None, prefilled_from
             token=token,
             prefilled_from=prefilled_from,
         )
-    except AccessRequestError as error:
-        messages.error(request, error.message)
+    except ApplicationError as error:
+        report_error(request, error)
         return None
     _kept_upload_used(request, form)
     return _after_save(request, access_request)
@@ -108,8 +108,8 @@ def _after_save(request, access_request):
     if _submitting(request):
         try:
             services.access_request_submit(access_request=access_request, by=request.user)
-        except AccessRequestError as error:
-            messages.error(request, error.message)
+        except ApplicationError as error:
+            report_error(request, error)
             return redirect("request_edit", request_id=access_request.public_id)
         messages.success(request, _("Votre demande a été transmise à l'instruction."))
     else:
@@ -256,8 +256,8 @@ def request_edit(request, request_id):
                 services.access_request_update(
                     access_request=access_request, by=request.user, data=_form_data(form)
                 )
-            except AccessRequestError as error:
-                messages.error(request, error.message)
+            except ApplicationError as error:
+                report_error(request, error)
                 return redirect("request_detail", request_id=request_id)
             _kept_upload_used(request, form)
             return _after_save(request, access_request)
@@ -286,8 +286,8 @@ def request_abandon(request, request_id):
     try:
         services.access_request_abandon(access_request=access_request, by=request.user)
         messages.success(request, _("La demande a été abandonnée."))
-    except AccessRequestError as error:
-        messages.error(request, error.message)
+    except ApplicationError as error:
+        report_error(request, error)
     return redirect("request_detail", request_id=request_id)
 
 
@@ -307,8 +307,8 @@ def request_message(request, request_id):
                 from_instructor=False,
             )
             messages.success(request, _("Message envoyé à l'instructeur."))
-        except AccessRequestError as error:
-            messages.error(request, error.message)
+        except ApplicationError as error:
+            report_error(request, error)
     return redirect("request_detail", request_id=request_id)
 
 
@@ -527,8 +527,8 @@ def token_reveal(request, public_id):
     token = _member_token(request, public_id)
     try:
         secret = services.token_secret_reveal(token=token, by=request.user)
-    except AccessRequestError as error:
-        messages.error(request, error.message)
+    except ApplicationError as error:
+        report_error(request, error)
         return redirect("token_pickup", public_id=public_id)
     token.refresh_from_db()
     return _secret_page(request, token, secret, regenerated=False)
@@ -548,8 +548,8 @@ def token_regenerate(request, public_id):
         secret = services.token_secret_regenerate(
             token=token, by=request.user, reason=form.cleaned_data["reason"]
         )
-    except AccessRequestError as error:
-        messages.error(request, error.message)
+    except ApplicationError as error:
+        report_error(request, error)
         return redirect("token_pickup", public_id=public_id)
     token.refresh_from_db()
     return _secret_page(request, token, secret, regenerated=True)
@@ -580,8 +580,8 @@ def signup_confirm(request, signed):
                     first_name=c["first_name"],
                     last_name=c["last_name"],
                 )
-            except AccessRequestError as error:
-                messages.error(request, error.message)
+            except ApplicationError as error:
+                report_error(request, error)
                 return redirect(f"{reverse('login')}?{urlencode({'next': next_url})}")
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, _("Votre compte est créé."))

@@ -145,7 +145,7 @@ def test_reminder_link_to_renewal_to_validation_to_pickup(live_server, catalogue
     integrator.locator("#copy-secret").click()
     screenshot(integrator, "renewal_6_secret_shown_once")
     now = dt.datetime.now(dt.UTC)
-    check = selectors.token_check(secret=secret, now=now, touch=False)
+    check = selectors.token_check(secret=secret, now=now)
     assert check.outcome == selectors.TokenCheck.OK
     assert sorted(check.privileges) == ["associations", "entreprises", "etablissements"]
     integrator.goto(live_server.url + reverse("token_pickup", args=[renewal.issued_token.public_id]))

@@ -36,7 +36,7 @@ def test_verify_own_token_shows_details_and_never_echoes_secret(logged, own, cap
     assert own.secret not in body
     assert own.secret not in caplog.text
     own.token.refresh_from_db()
-    assert own.token.last_used_at is None  # touch=False
+    assert own.token.last_used_at is None  # a check alone records no use
 
 
 def test_verify_foreign_token_shows_validity_only(logged, foreign):

@@ -163,3 +163,30 @@ def test_exact_counters_over_long_windows():
     assert 0 < quotas[0].reset <= 3600
     assert not ratelimit.hit_exact("mail", "x", 3, window=3600, now=NOW + 3600).exceeded  # next window
     assert not ratelimit.hit_exact("mail", "y", 3, window=3600, now=NOW).exceeded  # another ident
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Redis: one round trip per request through a redis-py client of the cache's own server
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("location", "server"),
+    [
+        ("redis://a:6379/0", "redis://a:6379/0"),
+        ("redis://a:6379/1;redis://b:6379/1", "redis://a:6379/1"),
+        ("redis://a/2,redis://b/2", "redis://a/2"),
+        (["redis://a/3", "redis://b/3"], "redis://a/3"),
+    ],
+)
+def test_counts_are_written_to_the_caches_write_server(location, server):
+    assert ratelimit._write_server(location) == server
+
+
+def test_counts_on_redis_are_shared_with_the_cache(settings):
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    if not isinstance(caches["default"], RedisCache):
+        pytest.skip("the suite runs on Redis under scripts/with_services.py")
+    assert ratelimit._increment(["rl:test:redis"], [3]) == [3]
+    assert ratelimit._increment(["rl:test:redis"], [2]) == [5]
+    assert caches["default"].get("rl:test:redis") == 5  # the same key, read through Django's own client

@@ -6,9 +6,9 @@ from django.urls import reverse
 
 from tests.factories import ClientFactory, ClientMembershipFactory, UserFactory
 from tests.tokens.test_requests import submitted_request
+from tokenmgr.errors import ApplicationError
 from tokens import services
 from tokens.models import AccessRequest
-from tokens.services import AccessRequestError
 
 DECISIONS = {
     "validate": {},
@@ -52,7 +52,7 @@ def test_an_instructor_cannot_decide_their_own_request(organisation, action):
     ClientMembershipFactory(client=organisation, user=instructor)
     ar = submitted_request(client=organisation, applicant=instructor)
     organisation.members.remove(instructor)  # even once no longer a member: they submitted it
-    with pytest.raises(AccessRequestError) as exc:
+    with pytest.raises(ApplicationError) as exc:
         _decide(action, ar, instructor)
     assert exc.value.code == "conflict_of_interest" and "vous-même" in exc.value.message
     ar.refresh_from_db()
@@ -63,7 +63,7 @@ def test_an_instructor_cannot_decide_their_own_request(organisation, action):
 def test_an_instructor_member_of_the_client_cannot_decide(organisation, applicant, instructor, action):
     ar = submitted_request(client=organisation, applicant=applicant)
     ClientMembershipFactory(client=organisation, user=instructor)
-    with pytest.raises(AccessRequestError) as exc:
+    with pytest.raises(ApplicationError) as exc:
         _decide(action, ar, instructor)
     assert exc.value.code == "conflict_of_interest" and "membre" in exc.value.message
     ar.refresh_from_db()

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from tests.factories import ClientFactory, ClientMembershipFactory, ContactFactory, UserFactory, issue_token
 from tests.tokens.test_requests import contacts, full_data, new_request, submitted_request
-from tokens import services
+from tokens import selectors, services
 from tokens.models import AccessRequest, Token, TokenEvent
 
 PASSWORD = "correct horse battery staple"
@@ -377,7 +377,7 @@ def test_admin_queue_and_diff(client, member, member_client, instructor):
         kind="renewal",
         token=token,
         prefilled_from=first,
-        data=full_data(privileges=services.privileges_resolve(codes=["entreprises", "associations"])),
+        data=full_data(privileges=selectors.privileges_resolve(codes=["entreprises", "associations"])),
     )
     client.force_login(instructor)
     changelist = reverse("admin:tokens_accessrequest_changelist")

@@ -10,11 +10,12 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from tests.factories import ClientFactory, ClientMembershipFactory, ContactFactory, UserFactory, issue_token
+from tokenmgr.errors import ApplicationError
 from tokens import prefill as prefill_
 from tokens import selectors, services, validity
 from tokens.forms import AccessRequestForm
 from tokens.models import AccessRequest, AccessRequestEvent, Contact, Privilege, Token, TokenEvent
-from tokens.services import AccessRequestData, AccessRequestError, TransitionNotAllowed
+from tokens.services import AccessRequestData, TransitionNotAllowed
 
 PARIS = validity.local_tz()
 NOW = dt.datetime(2026, 3, 10, 10, 0, tzinfo=PARIS)
@@ -125,7 +126,7 @@ def test_submit_incomplete_is_refused_with_the_missing_fields(client_, applicant
     ar = new_request(
         client=client_, applicant=applicant, data=full_data(legal_basis_url="", expected_volume=None)
     )
-    with pytest.raises(AccessRequestError) as excinfo:
+    with pytest.raises(ApplicationError) as excinfo:
         services.access_request_submit(access_request=ar, by=applicant)
     assert "lien vers le texte" in excinfo.value.message and "volumétrie" in excinfo.value.message
     ar.refresh_from_db()
@@ -165,7 +166,7 @@ def test_request_changes_then_resubmit(client_, applicant, instructor, django_ca
 def test_reason_is_required(client_, applicant, instructor, action):
     ar = submitted_request(client=client_, applicant=applicant)
     fn = getattr(services, f"access_request_{action}")
-    with pytest.raises(AccessRequestError, match="motif est obligatoire"):
+    with pytest.raises(ApplicationError, match="motif est obligatoire"):
         fn(access_request=ar, by=instructor, reason="   ")
     ar.refresh_from_db()
     assert ar.state == AccessRequest.State.SUBMITTED
@@ -176,7 +177,7 @@ def test_instructor_actions_need_the_permission(client_, applicant, action):
     ar = submitted_request(client=client_, applicant=applicant)
     staff = UserFactory(is_staff=True)
     kwargs = {} if action == "validate" else {"reason": "non"}
-    with pytest.raises(AccessRequestError, match="instructeurs"):
+    with pytest.raises(ApplicationError, match="instructeurs"):
         getattr(services, f"access_request_{action}")(access_request=ar, by=staff, **kwargs)
 
 
@@ -243,15 +244,15 @@ def test_update_not_allowed_from(client_, applicant, state):
 def test_one_open_request_per_token(client_, applicant):
     token = issue_token(client=client_).token
     new_request(client=client_, applicant=applicant, kind="renewal", token=token)
-    with pytest.raises(AccessRequestError, match="déjà en cours"):
+    with pytest.raises(ApplicationError, match="déjà en cours"):
         new_request(client=client_, applicant=applicant, kind="extension", token=token, data=full_data())
 
 
 def test_renewal_needs_a_token_of_the_same_client(client_, applicant):
-    with pytest.raises(AccessRequestError):
+    with pytest.raises(ApplicationError):
         new_request(client=client_, applicant=applicant, kind="renewal")
     other = issue_token().token
-    with pytest.raises(AccessRequestError, match="n'appartient pas"):
+    with pytest.raises(ApplicationError, match="n'appartient pas"):
         new_request(client=client_, applicant=applicant, kind="renewal", token=other)
 
 
@@ -297,7 +298,7 @@ def test_validate_issues_a_successor_token(
 def test_validate_can_revoke_the_old_token_with_a_reason(client_, applicant, instructor):
     old = issue_token(client=client_).token
     ar = submitted_request(client=client_, applicant=applicant, kind="renewal", token=old)
-    with pytest.raises(AccessRequestError, match="motif"):
+    with pytest.raises(ApplicationError, match="motif"):
         services.access_request_validate(
             access_request=ar, by=instructor, revoke_previous=True, revoke_reason=""
         )
@@ -482,9 +483,9 @@ def test_messages_are_emailed_to_the_other_side(
         )
     assert mail.outbox[-1].to == [applicant.email] and "Une réponse" in mail.outbox[-1].body
     assert ar.messages.count() == 2 and ar.events.filter(kind="message").count() == 2
-    with pytest.raises(AccessRequestError):
+    with pytest.raises(ApplicationError):
         services.access_request_message_post(access_request=ar, by=applicant, body="x", from_instructor=True)
-    with pytest.raises(AccessRequestError, match="vide"):
+    with pytest.raises(ApplicationError, match="vide"):
         services.access_request_message_post(
             access_request=ar, by=applicant, body="  ", from_instructor=False
         )
@@ -502,27 +503,27 @@ def test_reveal_once_then_regenerate(client_, applicant, instructor):
     secret = services.token_secret_reveal(token=token, by=applicant)
     token.refresh_from_db()
     assert token.pickup_pending_since is None and secret.startswith(token.secret_prefix)
-    assert selectors.token_check(secret=secret, now=now, touch=False).outcome.value == "ok"
+    assert selectors.token_check(secret=secret, now=now).outcome.value == "ok"
     assert token.events.filter(kind=TokenEvent.Kind.REVEALED, actor=applicant).count() == 1
-    with pytest.raises(AccessRequestError, match="déjà été récupéré"):
+    with pytest.raises(ApplicationError, match="déjà été récupéré"):
         services.token_secret_reveal(token=token, by=applicant)
     expires_at = token.expires_at
     regenerated = services.token_secret_regenerate(token=token, by=applicant, reason="perdu")
     token.refresh_from_db()
     assert regenerated != secret and token.expires_at == expires_at
-    assert selectors.token_check(secret=secret, now=now, touch=False).outcome.value == "invalid"
-    assert selectors.token_check(secret=regenerated, now=now, touch=False).outcome.value == "ok"
+    assert selectors.token_check(secret=secret, now=now).outcome.value == "invalid"
+    assert selectors.token_check(secret=regenerated, now=now).outcome.value == "ok"
     event = token.events.get(kind=TokenEvent.Kind.REGENERATED)
     assert event.reason == "perdu" and event.actor == applicant
 
 
 def test_regenerate_refused_before_pickup_and_on_revoked_tokens(client_, applicant, instructor):
     token = validated_request(instructor=instructor, client=client_, applicant=applicant).issued_token
-    with pytest.raises(AccessRequestError, match="pas encore été récupéré"):
+    with pytest.raises(ApplicationError, match="pas encore été récupéré"):
         services.token_secret_regenerate(token=token, by=applicant)
     services.token_secret_reveal(token=token, by=applicant)
     services.token_revoke(token=token, by=instructor, reason="fin")
-    with pytest.raises(AccessRequestError, match="plus utilisable"):
+    with pytest.raises(ApplicationError, match="plus utilisable"):
         services.token_secret_regenerate(token=token, by=applicant)
 
 

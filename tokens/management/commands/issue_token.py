@@ -2,12 +2,11 @@
 
 import sys
 
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
-from tokens import services
+from tokenmgr.errors import ApplicationError
 from tokens.importing import (
     IMPORT_CONTACT_ROLE,
     LABEL_MAX,
@@ -23,6 +22,7 @@ from tokens.importing import (
     split_list,
 )
 from tokens.models import Privilege
+from tokens.services import registry as services
 
 
 def one_line_parser(parser):
@@ -111,8 +111,8 @@ class Command(BaseCommand):
                     label=label,
                     contacts=contacts,
                 )
-        except ValidationError as exc:
-            raise CommandError(one_line(" ".join(exc.messages))) from None
+        except ApplicationError as exc:
+            raise CommandError(one_line(exc.message)) from None
         token = issued.token
         self.stdout.write(
             f"Jeton {token.public_id} émis pour {client.name} ({client.siret}), origine {token.origin}, "

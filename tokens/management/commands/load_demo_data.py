@@ -17,12 +17,12 @@ from django.utils import timezone
 
 from tokens import validity
 from tokens.models import Client, Contact, Origin, Token
-from tokens.services import (
+from tokens.selectors import privileges_resolve
+from tokens.services.memberships import client_membership_grant
+from tokens.services.registry import (
     ContactData,
     client_get_or_create,
-    client_membership_grant,
     contacts_get_or_create,
-    privileges_resolve,
     token_issue,
     token_revoke,
 )

@@ -1,4 +1,3 @@
-# Admin of access requests (issue 4): the instructors' queue and decision pages.
 """Access requests in the admin.
 
 The request's content belongs to the applicant: the admin never edits it. Staff who may view requests read them;
@@ -16,10 +15,14 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from . import request_queue, selectors, services, words
-from .forms import MessageForm, ReasonForm, ValidateForm
-from .models import AccessRequest, AccessRequestEvent
-from .privilege_display import privileges_html
+from tokenmgr.errors import ApplicationError
+from tokenmgr.pages import report_error
+
+from .. import request_queue, selectors, services, words
+from ..forms import MessageForm, ReasonForm, ValidateForm
+from ..models import AccessRequest, AccessRequestEvent
+from ..privilege_display import privileges_html
+from .base import ReadOnlyAdminMixin
 
 STATE_COLOURS = {
     AccessRequest.State.DRAFT: "#666",
@@ -68,7 +71,7 @@ def _audit_text(value) -> str:
 
 
 @admin.register(AccessRequest)
-class AccessRequestAdmin(admin.ModelAdmin):
+class AccessRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("short_id", "client", "kind", "state_badge", "requester", "submitted_at", "token_link")
     list_filter = ("state", "kind", "submitted_at")  # + "échéance proche", added by notifications.admin
     search_fields = (
@@ -103,14 +106,6 @@ class AccessRequestAdmin(admin.ModelAdmin):
     )
 
     # -- permissions: never edited here; instructors see everything, other staff need the view permission.
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_view_permission(self, request, obj=None):
         return super().has_view_permission(request, obj) or selectors.is_instructor(user=request.user)
@@ -280,8 +275,8 @@ class AccessRequestAdmin(admin.ModelAdmin):
                     )
                     messages.success(request, _("Modifications demandées au demandeur."))
                 return redirect(change_url)
-            except services.AccessRequestError as error:
-                messages.error(request, error.message)
+            except ApplicationError as error:
+                report_error(request, error)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -306,8 +301,8 @@ class AccessRequestAdmin(admin.ModelAdmin):
                     access_request=obj, by=request.user, body=form.cleaned_data["body"], from_instructor=True
                 )
                 messages.success(request, _("Message envoyé au demandeur."))
-            except services.AccessRequestError as error:
-                messages.error(request, error.message)
+            except ApplicationError as error:
+                report_error(request, error)
         else:
             messages.error(request, _("Le message est vide."))
         return redirect(reverse("admin:tokens_accessrequest_change", args=[obj.pk]))
@@ -320,19 +315,10 @@ class AccessRequestAdmin(admin.ModelAdmin):
 
 
 @admin.register(AccessRequestEvent)
-class AccessRequestEventAdmin(admin.ModelAdmin):
+class AccessRequestEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("at", "access_request", "kind", "actor", "from_state", "to_state", "reason")
     list_filter = ("kind",)
     list_select_related = ("access_request__client", "actor")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 __all__ = ["AccessRequestAdmin", "AccessRequestEventAdmin"]

@@ -1,0 +1,65 @@
+"""Every write on tokens, as typed keyword-only functions (one transaction each, with its audit event), by domain:
+registry (clients, contacts, tokens), requests (the access-request workflow), emails (its notifications),
+memberships (access to clients), signup (legacy accounts). The names are re-exported here for the other apps."""
+
+from .memberships import client_membership_grant, client_membership_remove, memberships_sync_from_proof
+from .registry import (
+    AlreadyRevoked,
+    ContactData,
+    IssuedToken,
+    client_get_or_create,
+    contact_delete,
+    contacts_get_or_create,
+    privilege_delete,
+    token_issue,
+    token_revoke,
+    token_secret_regenerate,
+    token_secret_reveal,
+    token_supersede,
+    token_use_record,
+)
+from .requests import (
+    AccessRequestData,
+    TransitionNotAllowed,
+    access_request_abandon,
+    access_request_create,
+    access_request_message_post,
+    access_request_refuse,
+    access_request_request_changes,
+    access_request_submit,
+    access_request_update,
+    access_request_validate,
+)
+from .signup import signup_link_send, user_account_complete, user_signup
+
+__all__ = [
+    "AccessRequestData",
+    "AlreadyRevoked",
+    "ContactData",
+    "IssuedToken",
+    "TransitionNotAllowed",
+    "access_request_abandon",
+    "access_request_create",
+    "access_request_message_post",
+    "access_request_refuse",
+    "access_request_request_changes",
+    "access_request_submit",
+    "access_request_update",
+    "access_request_validate",
+    "client_get_or_create",
+    "client_membership_grant",
+    "client_membership_remove",
+    "contact_delete",
+    "contacts_get_or_create",
+    "memberships_sync_from_proof",
+    "privilege_delete",
+    "signup_link_send",
+    "token_issue",
+    "token_revoke",
+    "token_secret_regenerate",
+    "token_secret_reveal",
+    "token_supersede",
+    "token_use_record",
+    "user_account_complete",
+    "user_signup",
+]
