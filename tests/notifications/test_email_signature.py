@@ -15,6 +15,7 @@ from portal import services as portal_services
 from tests.factories import ClientFactory, ClientMembershipFactory, UserFactory
 from tokens import services as token_services
 from tokens.models import AccessRequest, Privilege
+from tokens.services import emails as token_emails
 
 REQUEST_KINDS = (
     "submitted",
@@ -78,7 +79,7 @@ def _every_email(django_capture_on_commit_callbacks) -> dict[str, tuple[str, str
         }
         senders = {
             f"request_{name}": (
-                lambda name=name: token_services._request_mail(
+                lambda name=name: token_emails._request_mail(
                     name, to=["a@example.org"], access_request=ar, **extras.get(name, {})
                 )
             )
