@@ -22,17 +22,17 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models import F
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 
 from accounts.identity import normalize_email_or_none
-from notifications.emails import ReminderMessage as OutboxMessage
 from notifications.emails import message_id
 from notifications.mailer import Mailer, lease_margin, retry_delay, send
 from tokenmgr import outbox
+from tokenmgr.mail import build_email
 from tokens import validity
 from tokens.models import Contact, Endpoint, Privilege, Token
 
@@ -361,7 +361,7 @@ def _plan(notices: list[EvolutionNotice], now: dt.datetime) -> dict[int, list[En
     return plan
 
 
-def build_message(notice: EvolutionNotice, lines: list[EntryLine], connection=None) -> OutboxMessage:
+def build_message(notice: EvolutionNotice, lines: list[EntryLine], connection=None) -> EmailMultiAlternatives:
     """One person's digest: the day's entries and, under each, which of their tokens it affects."""
     tokens = list({t.public_id: t for line in lines for t in line.tokens}.values())
     context = {
@@ -370,28 +370,20 @@ def build_message(notice: EvolutionNotice, lines: list[EntryLine], connection=No
         "tokens": tokens,
         "recipient": notice.email,
         "page_url": settings.SITE_URL + reverse("evolutions"),
-        "site_url": settings.SITE_URL,
-        "SERVICE_NAME": settings.SERVICE_NAME,
     }
     with translation.override("fr"):
-        subject = " ".join(render_to_string("emails/evolution_digest_subject.txt", context).split())
-        text = render_to_string("emails/evolution_digest_body.txt", context).strip() + "\n"
-        html = render_to_string("emails/evolution_digest_body.html", context)
-    # The reminders' message class: Django's message() for every backend, its direct MIME writer over SMTP.
-    message = OutboxMessage(
-        subject=subject,
-        body=text,
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[notice.email],
-        connection=connection,
-        headers={
-            "Message-ID": message_id(f"evolution.{notice.pk}"),
-            "X-Evolution-Digest": notice.digest_on.isoformat(),
-            "X-Evolution-Ids": ",".join(line.public_id for line in lines),
-            "Auto-Submitted": "auto-generated",
-        },
-    )
-    message.attach_alternative(html, "text/html")
+        message = build_email(
+            "emails/evolution_digest",
+            context,
+            to=[notice.email],
+            headers={
+                "Message-ID": message_id(f"evolution.{notice.pk}"),
+                "X-Evolution-Digest": notice.digest_on.isoformat(),
+                "X-Evolution-Ids": ",".join(line.public_id for line in lines),
+                "Auto-Submitted": "auto-generated",
+            },
+        )
+    message.connection = connection
     return message
 
 

@@ -19,11 +19,11 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
 from django.dispatch import receiver
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from tokenmgr import outbox
+from tokenmgr.mail import build_email
 from tokens.models import Token, TokenExposure
 from tokens.signals import token_exposed
 
@@ -121,20 +121,17 @@ def _email_data(alert: ExposureAlert) -> ExposureEmail:
 
 
 def build_message(data: ExposureEmail, *, connection=None, msgid: str) -> EmailMultiAlternatives:
-    context = {"a": data, "site_url": settings.SITE_URL, "SERVICE_NAME": settings.SERVICE_NAME}
-    subject = " ".join(render_to_string(f"{TEMPLATE_PREFIX}_subject.txt", context).split())
-    message = EmailMultiAlternatives(
-        subject=subject,
-        body=render_to_string(f"{TEMPLATE_PREFIX}_body.txt", context),
+    message = build_email(
+        TEMPLATE_PREFIX,
+        {"a": data},
         to=[data.recipient],
-        connection=connection,
         headers={
             "Message-ID": msgid,
             "X-Token-Id": data.token_public_id,
             "X-Token-Exposed": "revoked" if data.revoked else "flagged",
         },
     )
-    message.attach_alternative(render_to_string(f"{TEMPLATE_PREFIX}_body.html", context), "text/html")
+    message.connection = connection
     return message
 
 

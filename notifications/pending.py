@@ -15,13 +15,12 @@ import logging
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from tokenmgr.mail import build_email
 from tokens import validity
 from tokens.models import AccessRequest, Token
 from tokens.selectors import instructor_emails
@@ -81,7 +80,7 @@ def deadline_alerts_queue(*, today: dt.date | None = None) -> int:
     return DeadlineAlert.objects.count() - before
 
 
-def _alert_message(alert: DeadlineAlert, to: list[str]) -> EmailMultiAlternatives:
+def _alert_message(alert: DeadlineAlert, to: str):
     request, token = alert.access_request, alert.token
     context = {
         "access_request": request,
@@ -90,16 +89,10 @@ def _alert_message(alert: DeadlineAlert, to: list[str]) -> EmailMultiAlternative
         "expires_on": validity.local_date(token.expires_at),
         "request_date": request_date(request),
         "admin_url": settings.SITE_URL + reverse("admin:tokens_accessrequest_change", args=[request.pk]),
-        "SERVICE_NAME": settings.SERVICE_NAME,
-        "site_url": settings.SITE_URL,
     }
-    subject = " ".join(render_to_string("emails/deadline_alert_subject.txt", context).split())
-    message = EmailMultiAlternatives(
-        subject=subject, body=render_to_string("emails/deadline_alert_body.txt", context), to=to
+    return build_email(
+        "emails/deadline_alert", context, to=[to], headers={"X-Access-Request-Id": str(request.public_id)}
     )
-    message.attach_alternative(render_to_string("emails/deadline_alert_body.html", context), "text/html")
-    message.extra_headers["X-Access-Request-Id"] = str(request.public_id)
-    return message
 
 
 def deadline_alerts_send() -> int:
@@ -117,8 +110,9 @@ def deadline_alerts_send() -> int:
             .order_by("id")
         )
         for alert in alerts:
-            try:
-                _alert_message(alert, to).send()
+            try:  # one message per instructor: no one sees the others' addresses
+                for address in to:
+                    _alert_message(alert, address).send()
             except Exception as exc:
                 logger.warning("deadline alert %s not sent: %s", alert.pk, exc)
                 DeadlineAlert.objects.filter(pk=alert.pk).update(

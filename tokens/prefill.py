@@ -84,7 +84,7 @@ def token_prefill(*, token: Token, kind: str = AccessRequest.Kind.RENEWAL) -> Pr
     request = token_last_validated_request(token=token)
     if request is not None:
         values = access_request_snapshot(access_request=request)
-        day = validity.local_date(request.decided_at or request.updated_at)
+        day = validity.local_date(request.decided_at or request.submitted_at or request.created_at)
     else:
         values = _token_values(token)
         day = validity.local_date(token.issued_at)

@@ -16,7 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from portal.models import WebhookEndpoint
+from notifications.models import WebhookEndpoint
 from tests.browser.a11y import axe_violations, blocking, describe
 from tests.browser.conftest import save_screenshot
 from tests.factories import ClientFactory, ClientMembershipFactory, ContactFactory, UserFactory, issue_token

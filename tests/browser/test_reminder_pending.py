@@ -53,6 +53,9 @@ def test_reminder_link_with_a_pending_request_leads_to_it(
     page.set_default_timeout(60_000)
     page.goto(personal)
     page.get_by_role("button", name="Continuer").click()
+    # The renewal link lands on the pending request, never on a second form.
+    page.wait_for_selector("#pending-request[data-state=submitted]")
+    page.click("#pending-request-link")
     page.wait_for_selector("#request-state[data-state=submitted]")
     assert page.url.split("?")[0] == request_url
     screenshot(page, "reminder_pending_request")

@@ -41,7 +41,7 @@ def test_both_outboxes_claim_settle_and_back_off_through_tokenmgr_outbox(
     def refused(conn, message):
         raise OSError("refused")
 
-    monkeypatch.setattr(delivery, "_send", refused)
+    monkeypatch.setattr(delivery, "send", refused)
     assert delivery.reminders_deliver().failed == 1
 
     WebhookEndpoint.objects.create(

@@ -125,7 +125,7 @@ def test_prefill_from_the_original_request_names_it_and_its_date(token_factory, 
     )
     source = renewal_prefill_source(token=issued.token)
     assert source.date == dt.date(2024, 9, 3) and source.request is not None
-    assert {"project_description", "legal_basis", "expected_volume"} <= set(source.fields)
+    assert {"project_description", "legal_basis_text", "expected_volume"} <= set(source.fields)
     (message,) = deliver(today)
     assert "pré-rempli à partir de votre demande d'origine du 3 septembre 2024" in message.body
     assert "la description du projet" in message.body
@@ -135,9 +135,9 @@ def test_prefill_from_the_original_request_names_it_and_its_date(token_factory, 
 def test_prefill_without_an_earlier_request_says_what_must_be_filled(token_factory, today):
     issued = token_factory(30)
     source = renewal_prefill_source(token=issued.token)
-    assert source.request is None and source.date is None
-    assert source.fields == ["client", "privileges", "label", "contacts"]
-    assert source.missing == ["project_description", "expected_volume", "legal_basis"]
+    assert source.request is None and not source.from_request
+    assert {"label", "privileges"} <= set(source.fields)
+    assert source.missing == ["project_description", "expected_volume", "legal_basis_nature", "legal_basis_text"]
     (message,) = deliver(today)
     body = " ".join(message.body.split())
     assert "demande d'origine" not in body

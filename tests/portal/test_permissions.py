@@ -29,6 +29,7 @@ PUBLIC = {
     "set_language",
     "portal_calendar_feed",  # authenticated by the unguessable key in its URL
     "accessibility",
+    "signup",
 }
 # URL name -> methods it answers (the others are 405)
 SIGNED_IN = {
@@ -39,6 +40,7 @@ SIGNED_IN = {
     "portal_token_decline": ["post"],
     "portal_token_resume": ["post"],
     "portal_token_revoke": ["get", "post"],
+    "portal_token_exposed": ["get", "post"],
     "portal_verify": ["get", "post"],
     "portal_calendar": ["get", "post"],
     "portal_webhooks": ["get", "post"],

@@ -36,7 +36,7 @@ def test_build_email_has_text_html_and_headers():
     "path",
     sorted(
         p
-        for d in ("tokens", "portal", "accounts", "tokenmgr", "notifications", "availability")
+        for d in ("tokens", "portal", "accounts", "tokenmgr", "notifications", "availability", "evolutions")
         for p in (ROOT / d).rglob("*.py")
     ),
     ids=str,

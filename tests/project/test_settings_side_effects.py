@@ -48,7 +48,7 @@ def _bench_route(**env: str) -> str:
     return result.stdout.strip()
 
 
-def test_benchmark_views_are_not_routed_in_production(client):
+def test_benchmark_views_are_not_routed_in_production(client, db):
     assert client.get("/bench/bare").status_code == 404
     assert _bench_route() == "not found"
     assert _bench_route(BENCH_VIEWS="1") == "routed"  # bench/privileges.py asks for them explicitly

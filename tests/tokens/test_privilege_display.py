@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from tests.factories import ClientFactory, ClientMembershipFactory, UserFactory, issue_token
 from tests.tokens.test_requests import full_data, submitted_request
-from tokens import services
+from tokens import selectors, services
 from tokens.models import Privilege
 from tokens.privilege_display import privilege_html, privileges_html
 
@@ -51,7 +51,7 @@ def test_request_pages_show_labels(client):
     member = UserFactory()
     organisation = ClientFactory()
     ClientMembershipFactory(client=organisation, user=member)
-    data = full_data(privileges=services.privileges_resolve(codes=["attestations_sociales_acoss"]))
+    data = full_data(privileges=selectors.privileges_resolve(codes=["attestations_sociales_acoss"]))
     ar = submitted_request(client=organisation, applicant=member, data=data)
     client.force_login(member)
     body = client.get(reverse("request_detail", args=[ar.public_id])).content.decode()
@@ -64,7 +64,7 @@ def test_admin_request_page_shows_labels(admin_client):
     member = UserFactory()
     organisation = ClientFactory()
     ClientMembershipFactory(client=organisation, user=member)
-    data = full_data(privileges=services.privileges_resolve(codes=["attestations_sociales_acoss"]))
+    data = full_data(privileges=selectors.privileges_resolve(codes=["attestations_sociales_acoss"]))
     ar = submitted_request(client=organisation, applicant=member, data=data)
     body = admin_client.get(reverse("admin:tokens_accessrequest_change", args=[ar.pk])).content.decode()
     assert URSSAF_HTML in body
