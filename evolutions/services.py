@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMessage
 from django.db import transaction
 from django.db.models import F
 from django.urls import reverse
@@ -361,7 +361,7 @@ def _plan(notices: list[EvolutionNotice], now: dt.datetime) -> dict[int, list[En
     return plan
 
 
-def build_message(notice: EvolutionNotice, lines: list[EntryLine], connection=None) -> EmailMultiAlternatives:
+def build_message(notice: EvolutionNotice, lines: list[EntryLine], connection=None) -> EmailMessage:
     """One person's digest: the day's entries and, under each, which of their tokens it affects."""
     tokens = list({t.public_id: t for line in lines for t in line.tokens}.values())
     context = {

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from celery import shared_task
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.dispatch import receiver
 from django.urls import reverse
@@ -120,7 +120,7 @@ def _email_data(alert: ExposureAlert) -> ExposureEmail:
     )
 
 
-def build_message(data: ExposureEmail, *, connection=None, msgid: str) -> EmailMultiAlternatives:
+def build_message(data: ExposureEmail, *, connection=None, msgid: str) -> EmailMessage:
     message = build_email(
         TEMPLATE_PREFIX,
         {"a": data},

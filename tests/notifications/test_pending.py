@@ -137,7 +137,12 @@ def test_prefill_without_an_earlier_request_says_what_must_be_filled(token_facto
     source = renewal_prefill_source(token=issued.token)
     assert source.request is None and not source.from_request
     assert {"label", "privileges"} <= set(source.fields)
-    assert source.missing == ["project_description", "expected_volume", "legal_basis_nature", "legal_basis_text"]
+    assert source.missing == [
+        "project_description",
+        "expected_volume",
+        "legal_basis_nature",
+        "legal_basis_text",
+    ]
     (message,) = deliver(today)
     body = " ".join(message.body.split())
     assert "demande d'origine" not in body

@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from tests.factories import ClientFactory, ClientMembershipFactory, UserFactory, issue_token
 from tests.tokens.test_requests import full_data, submitted_request
-from tokens import selectors, services
+from tokens import selectors
 from tokens.models import Privilege
 from tokens.privilege_display import privilege_html, privileges_html
 
