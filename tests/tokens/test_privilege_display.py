@@ -82,3 +82,16 @@ def test_privilege_text_for_selects_and_calendars():
     text = ics.calendar_for_tokens(Token.objects.filter(pk=issued.token.pk), host="h")
     unfolded = text.replace("\r\n ", "")
     assert f"Privilèges : {URSSAF} — attestations_sociales_acoss" in unfolded
+
+
+def test_admin_issue_picker_and_request_diff_show_labels(admin_client):
+    page = admin_client.get(reverse("admin:tokens_token_add")).content.decode()
+    assert f"{URSSAF} — attestations_sociales_acoss" in page  # the issue form's privilege picker
+    from django.template import Context, Template
+
+    rendered = Template(
+        "{% load token_display %}{{ 'attestations_sociales_acoss'|privilege_code }}|{{ 'gone'|privilege_code }}"
+    )
+    assert (
+        rendered.render(Context()) == f"{URSSAF_HTML}|gone"
+    )  # a code no longer in the catalogue stays as it is

@@ -47,7 +47,7 @@ from ..models import (
     TokenStatus,
     status_expression,
 )
-from ..privilege_display import privileges_html
+from ..privilege_display import privilege_text, privileges_html
 from ..services.registry import (
     AlreadyRevoked,
     ContactData,
@@ -145,6 +145,10 @@ class TokenIssueForm(forms.ModelForm):
     class Meta:
         model = Token
         fields = ["client", "label", "privileges", "issued_at", "origin", "contacts"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["privileges"].label_from_instance = privilege_text  # the label first, then the code
 
     def clean_new_contacts(self):
         emails = [line.strip() for line in self.cleaned_data["new_contacts"].splitlines() if line.strip()]
