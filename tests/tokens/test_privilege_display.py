@@ -85,7 +85,7 @@ def test_privilege_text_for_selects_and_calendars():
 
 
 def test_admin_issue_picker_and_request_diff_show_labels(admin_client):
-    page = admin_client.get(reverse("admin:tokens_token_add")).content.decode()
+    page = admin_client.get(reverse("admin:tokens_token_add"), follow=True).content.decode()
     assert f"{URSSAF} — attestations_sociales_acoss" in page  # the issue form's privilege picker
     from django.template import Context, Template
 
