@@ -255,7 +255,7 @@ class Topology:
         last = b""
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError):
-                status, _, last = self.get("/readyz", timeout=2)
+                status, _, last = self.get("/readyz", timeout=10)
                 if status == 200:
                     return
             if self.procs["web"].poll() is not None:
