@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from . import validity
@@ -70,7 +71,9 @@ FIELD_ORDER = (
 def _token_values(token: Token) -> dict:
     values = {"label": token.label}
     contacts = {}
-    for contact in token.contacts.order_by("id"):
+    for contact in sorted(
+        token.contacts.all(), key=lambda c: c.pk
+    ):  # prefetched contacts are used as they are
         contacts.setdefault(contact.role, contact)
     for role in AccessRequest.CONTACT_ROLES:
         contact = contacts.get(role)
@@ -81,7 +84,30 @@ def _token_values(token: Token) -> dict:
 
 def token_prefill(*, token: Token, kind: str = AccessRequest.Kind.RENEWAL) -> Prefill:
     """Initial values of a renewal (or extension) form of `token`, with their source."""
-    request = token_last_validated_request(token=token)
+    return _prefill(token, token_last_validated_request(token=token), kind)
+
+
+def _last_validated_requests(tokens: list[Token]) -> dict[int, AccessRequest | None]:
+    """token_last_validated_request of each token, in two queries whatever their number: the request that issued
+    it, else the last one validated about it."""
+    ids = {t.pk for t in tokens}
+    issuing: dict[int, AccessRequest] = {}
+    latest: dict[int, AccessRequest] = {}
+    validated = (
+        AccessRequest.objects.filter(Q(issued_token_id__in=ids) | Q(token_id__in=ids))
+        .filter(state=AccessRequest.State.VALIDATED)
+        .prefetch_related("privileges")
+        .order_by("-decided_at", "-id")
+    )
+    for request in validated:
+        if request.issued_token_id in ids:
+            issuing.setdefault(request.issued_token_id, request)
+        if request.token_id in ids:
+            latest.setdefault(request.token_id, request)
+    return {pk: issuing.get(pk) or latest.get(pk) for pk in ids}
+
+
+def _prefill(token: Token, request: AccessRequest | None, kind: str) -> Prefill:
     if request is not None:
         values = access_request_snapshot(access_request=request)
         day = validity.local_date(request.decided_at or request.submitted_at or request.created_at)
@@ -110,8 +136,17 @@ def renewal_prefill_source(*, token: Token) -> PrefillSource:
 
 
 def renewal_prefill_sources(*, tokens: Iterable[Token]) -> dict[int, PrefillSource]:
-    """renewal_prefill_source of each token (a batch of reminder emails): the same rule, token by token."""
-    return {token.pk: renewal_prefill_source(token=token) for token in tokens}
+    """renewal_prefill_source of each token (a batch of reminder emails): the same rule, with the requests read in
+    two queries for the whole batch (contacts and privileges: prefetch them)."""
+    tokens = list(tokens)
+    renewable = [t for t in tokens if t.origin != Origin.DEMARCHES_SIMPLIFIEES]
+    requests = _last_validated_requests(renewable) if renewable else {}
+    return {
+        t.pk: _prefill(t, requests[t.pk], AccessRequest.Kind.RENEWAL).source
+        if t.pk in requests
+        else renewal_prefill_source(token=t)
+        for t in tokens
+    }
 
 
 def field_groups(fields: list[str]) -> list[str]:

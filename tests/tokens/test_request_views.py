@@ -386,7 +386,9 @@ def test_admin_queue_and_diff(client, member, member_client, instructor):
     page = client.get(reverse("admin:tokens_accessrequest_change", args=[renewal.pk])).content.decode()
     # Privileges by their labels, the code beside in small monospace (never the bare code).
     assert 'data-diff="added">+ <span class="tkm-privilege">' in page and "<code>associations</code>" in page
-    assert 'data-diff="removed">− <span class="tkm-privilege">' in page and "<code>etablissements</code>" in page
+    assert (
+        'data-diff="removed">− <span class="tkm-privilege">' in page and "<code>etablissements</code>" in page
+    )
     assert 'class="ar-added"' in page and 'class="ar-removed"' in page
     assert 'data-action="validate"' in page and 'data-action="refuse"' in page
     assert "Historique" in page
