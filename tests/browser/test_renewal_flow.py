@@ -113,7 +113,10 @@ def test_reminder_link_to_renewal_to_validation_to_pickup(live_server, catalogue
     admin.locator("input[type=submit]").click()
     admin.goto(live_server.url + reverse("admin:tokens_accessrequest_changelist") + "?state__exact=submitted")
     admin.locator("#result_list tbody tr a").first.click()
-    assert admin.locator("[data-diff=added]").inner_text() == "+ associations"
+    added = admin.locator("[data-diff=added]")
+    # the privilege by its label, its code beside in monospace
+    assert added.inner_text() == "+ Informations déclaratives d'une association associations"
+    assert added.locator("code").inner_text() == "associations"
     expect(admin.locator("tr[data-field=business_email][data-changed='1']")).to_have_count(1)
     screenshot(admin, "renewal_3_admin_diff")
     admin.locator("a[data-action=validate]").click()
