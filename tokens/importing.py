@@ -469,6 +469,9 @@ class PostgresWriter:
                 ON CONFLICT (client_id, email, role) DO NOTHING
                 """
             )
+            # The links below join the contact table on its unique key: fresh statistics keep that a hash or index
+            # join (stale ones, e.g. an empty table just filled, let the planner scan it once per link: quadratic).
+            cursor.execute(f"ANALYZE {contact}")
         with phase("tokens"):
             cursor.execute(
                 f"""
