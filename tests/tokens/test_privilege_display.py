@@ -90,8 +90,35 @@ def test_admin_issue_picker_and_request_diff_show_labels(admin_client):
     from django.template import Context, Template
 
     rendered = Template(
-        "{% load token_display %}{{ 'attestations_sociales_acoss'|privilege_code }}|{{ 'gone'|privilege_code }}"
+        "{% load token_display %}{% privilege_code 'attestations_sociales_acoss' %}|{% privilege_code 'gone' %}"
     )
     assert (
         rendered.render(Context()) == f"{URSSAF_HTML}|gone"
     )  # a code no longer in the catalogue stays as it is
+
+
+def _request_with_codes(count: int):
+    member = UserFactory()
+    organisation = ClientFactory()
+    ClientMembershipFactory(client=organisation, user=member)
+    codes = [f"diff_{count}_{n:02}" for n in range(count)]
+    Privilege.objects.bulk_create([Privilege(code=code, label=f"Privilège {code}") for code in codes])
+    data = full_data(privileges=selectors.privileges_resolve(codes=codes))
+    return submitted_request(client=organisation, applicant=member, data=data), codes
+
+
+@pytest.mark.parametrize("page", ["admin:tokens_accessrequest_change", "admin:tokens_accessrequest_action"])
+def test_admin_request_diff_reads_the_catalogue_once_whatever_the_number_of_codes(admin_client, page):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    counts = {}
+    for count in (2, 10):
+        ar, codes = _request_with_codes(count)
+        args = [ar.pk] if page.endswith("change") else [ar.pk, "validate"]
+        with CaptureQueriesContext(connection) as queries:
+            body = admin_client.get(reverse(page, args=args)).content.decode()
+        counts[count] = len(queries)
+        for code in codes:  # each added code named by its label, code beside
+            assert f"Privilège {code} <small" in body and f"<code>{code}</code>" in body
+    assert counts[10] == counts[2], counts

@@ -1,4 +1,4 @@
-"""Template side of tokens.privilege_display: `{{ privilege|privilege }}`."""
+"""Template side of tokens.privilege_display: `{{ privilege|privilege }}`, `{% privilege_code code %}`."""
 
 from django import template
 
@@ -6,17 +6,27 @@ from tokens.privilege_display import privilege_html
 
 register = template.Library()
 
+_CATALOGUE = object()  # the render context's key for the catalogue read once per page
+
 
 @register.filter(name="privilege")
 def privilege_filter(privilege):
     return privilege_html(privilege)
 
 
-@register.filter(name="privilege_code")
-def privilege_code_filter(code: str):
+@register.simple_tag(name="privilege_code", takes_context=True)
+def privilege_code_tag(context, code: str):
     """A privilege known by its code only (a request's diff): shown like the others, label first; an unknown code
-    (removed from the catalogue since) as it is."""
-    from tokens.models import Privilege
+    (removed from the catalogue since) as it is.
 
-    privilege = Privilege.objects.filter(code=code).only("code", "label").first()
+    The catalogue (a few dozen rows) is read once per rendered page and kept in its render context, so a diff of
+    any number of codes costs one query.
+    """
+    catalogue = context.render_context.get(_CATALOGUE)
+    if catalogue is None:
+        from tokens.models import Privilege
+
+        catalogue = {p.code: p for p in Privilege.objects.only("code", "label")}
+        context.render_context[_CATALOGUE] = catalogue
+    privilege = catalogue.get(code)
     return privilege_html(privilege) if privilege is not None else code
