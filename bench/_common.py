@@ -15,11 +15,14 @@ measure, value, baseline (measured in the same run), ratio (value / baseline), t
 It exits 1 when a target is missed. `make bench` runs it against throw-away PostgreSQL and Redis.
 """
 
+import contextlib
 import importlib.util
 import os
+import socket
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +109,109 @@ def django_setup(migrate: bool = True) -> None:
 
         call_command("migrate", verbosity=0, interactive=False)
     _django_ready = True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# The SMTP sink of the delivery benchmarks: an aiosmtpd server in its own process that counts what it receives and
+# prints the count when stopped.
+SINK = r"""
+import asyncio, signal, sys
+from aiosmtpd.controller import Controller
+class Count:
+    n = 0
+    async def handle_DATA(self, server, session, envelope):
+        Count.n += 1
+        return "250 OK"
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+c = Controller(Count(), hostname="127.0.0.1", port=int(sys.argv[1]))
+c.start()
+print("ready", flush=True)
+signal.sigwait({signal.SIGTERM, signal.SIGINT})
+c.stop()
+print(Count.n, flush=True)
+"""
+
+
+@dataclass
+class SmtpSink:
+    process: subprocess.Popen
+    received: int | None = None  # known once the sink is stopped
+
+
+@contextlib.contextmanager
+def smtp_sink() -> Iterator[SmtpSink]:
+    """The SMTP sink started on a free port, Django's mail settings pointed at it; stopped on exit, its count of
+    received messages then in `received`."""
+    from django.conf import settings
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", SINK, str(port)], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert process.stdout.readline().strip() == "ready"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    sink = SmtpSink(process)
+    try:
+        yield sink
+    finally:
+        process.terminate()
+        sink.received = int(process.communicate(timeout=30)[0].strip().splitlines()[-1])
+
+
+def in_processes(func: Callable, args: list) -> list:
+    """func(arg) for each arg, each in its own forked process, all at once (as several Celery workers would);
+    the database connections are closed before the fork and in each child after its call."""
+    import multiprocessing
+
+    from django.db import connections
+
+    connections.close_all()
+    with multiprocessing.get_context("fork").Pool(len(args)) as pool:
+        return pool.map(_closing_connections, [(func, arg) for arg in args])
+
+
+def _closing_connections(call: tuple[Callable, object]):
+    from django.db import connections
+
+    func, arg = call
+    try:
+        return func(arg)
+    finally:
+        connections.close_all()
+
+
+def bench_id_offsets(cursor) -> tuple[int, int, int]:
+    """The highest ids of tokens_client, tokens_token and tokens_contact: a bench's rows are numbered after them."""
+    offsets = []
+    for table in ("tokens_client", "tokens_token", "tokens_contact"):
+        cursor.execute(f"SELECT coalesce(max(id), 0) FROM {table}")
+        offsets.append(cursor.fetchone()[0])
+    return offsets[0], offsets[1], offsets[2]
+
+
+def bench_rows_settle(cursor, *more_tables: str) -> None:
+    """After rows inserted with explicit ids: the id sequences moved past them, then the tables analyzed."""
+    for table in ("tokens_client", "tokens_contact", "tokens_token"):
+        cursor.execute(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+        )
+    for table in (
+        "tokens_client",
+        "tokens_contact",
+        "tokens_token",
+        "tokens_token_contacts",
+        "tokens_token_privileges",
+        *more_tables,
+    ):
+        cursor.execute(f"VACUUM ANALYZE {table}")
 
 
 def load_all() -> None:

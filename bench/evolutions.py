@@ -16,15 +16,14 @@ bench day D (2033-03-01), the others much later. Then it times:
 
 import datetime as dt
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _common  # noqa: E402
 from _common import Row, django_setup, log, register, report  # noqa: E402
-from reminders import SINK, free_port  # noqa: E402
 
 DAY = dt.date(2033, 3, 1)
 TARGET_PUBLISH_S = 10.0
@@ -46,12 +45,7 @@ def build(people: int, each: int) -> tuple[int, int]:
     soon = validity.start_of_day(DAY + dt.timedelta(days=15)) + dt.timedelta(hours=12)
     later = soon + dt.timedelta(days=400)
     with connection.cursor() as c:
-        c.execute("SELECT coalesce(max(id), 0) FROM tokens_client")
-        c0 = c.fetchone()[0]
-        c.execute("SELECT coalesce(max(id), 0) FROM tokens_token")
-        t0 = c.fetchone()[0]
-        c.execute("SELECT coalesce(max(id), 0) FROM tokens_contact")
-        k0 = c.fetchone()[0]
+        c0, t0, k0 = _common.bench_id_offsets(c)
         log(f"building {people:,} clients and people, {people * each:,} tokens")
         c.execute(
             "INSERT INTO tokens_client (id, name, siret, created_at) "
@@ -85,60 +79,32 @@ def build(people: int, each: int) -> tuple[int, int]:
             "WHERE t.id > %s",
             [privilege.pk, t0],
         )
-        for table in ("tokens_client", "tokens_contact", "tokens_token"):
-            c.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
-            )
-        for table in (
-            "tokens_client",
-            "tokens_contact",
-            "tokens_token",
-            "tokens_token_contacts",
-            "tokens_token_privileges",
-        ):
-            c.execute(f"VACUUM ANALYZE {table}")
+        _common.bench_rows_settle(c)
     return privilege.pk, endpoint.pk
 
 
-def _evolutions_child(now):
-    from django.db import connections
-
+def _evolutions_delivered(now) -> int:
     from evolutions import services
 
-    try:
-        return services.evolution_notices_deliver(now=now).sent
-    finally:
-        connections.close_all()
+    return services.evolution_notices_deliver(now=now).sent
 
 
-def _reminders_child(_):
-    from django.db import connections
-
+def _reminders_delivered(_) -> int:
     from notifications import delivery
 
-    try:
-        return delivery.reminders_deliver(today=DAY).sent
-    finally:
-        connections.close_all()
+    return delivery.reminders_deliver(today=DAY).sent
 
 
 def _in_processes(func, arg, workers: int) -> tuple[int, float]:
-    """Run func(arg) in `workers` forked processes at once; returns (messages sent, seconds)."""
-    import multiprocessing
-
-    from django.db import connections
-
-    connections.close_all()
+    """func(arg) in `workers` forked processes at once; returns (messages sent, seconds)."""
     t = time.perf_counter()
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        sent = sum(pool.map(func, [arg] * workers))
+    sent = sum(_common.in_processes(func, [arg] * workers))
     return sent, time.perf_counter() - t
 
 
 @register("evolutions")
 def run() -> list[Row]:
     django_setup()
-    from django.conf import settings
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
@@ -168,19 +134,10 @@ def run() -> list[Row]:
     assert published.notices == people, published.notices
     assert Evolution.objects.get(pk=entry.pk).status == EvolutionStatus.PUBLISHED
 
-    port = free_port()
-    sink = subprocess.Popen(
-        [sys.executable, "-c", SINK, str(port)], stdout=subprocess.PIPE, text=True, start_new_session=True
-    )
-    assert sink.stdout.readline().strip() == "ready"
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    try:
+    with _common.smtp_sink() as sink:
         due = services.digest_due(services.digest_day(now)) + dt.timedelta(minutes=1)
         log(f"evolution delivery: {workers} process(es); load average {os.getloadavg()[0]:.1f}")
-        evo_sent, evo_s = _in_processes(_evolutions_child, due, workers)
+        evo_sent, evo_s = _in_processes(_evolutions_delivered, due, workers)
         log(f"evolution delivery: {evo_sent:,} messages in {evo_s:.2f}s")
         assert evo_sent == people and EvolutionNotice.objects.filter(status="sent").count() >= people
 
@@ -189,12 +146,9 @@ def run() -> list[Row]:
         sweep = reminders.reminders_sweep(today=DAY)
         sweep_s = time.perf_counter() - t
         log(f"reminders: {sweep.messages:,} messages queued in {sweep_s:.2f}s; load {os.getloadavg()[0]:.1f}")
-        rem_sent, rem_s = _in_processes(_reminders_child, None, workers)
+        rem_sent, rem_s = _in_processes(_reminders_delivered, None, workers)
         log(f"reminders delivery: {rem_sent:,} messages in {rem_s:.2f}s")
-    finally:
-        sink.terminate()
-        received = int(sink.communicate(timeout=30)[0].strip().splitlines()[-1])
-    assert received == evo_sent + rem_sent, (received, evo_sent, rem_sent)
+    assert sink.received == evo_sent + rem_sent, (sink.received, evo_sent, rem_sent)
     evo_rate, rem_rate = evo_sent / evo_s, rem_sent / rem_s
     return [
         Row(

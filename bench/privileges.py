@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, Row, django_setup, log, register, report  # noqa: E402
+from _common import ROOT, Row, django_setup, free_port, log, register, report  # noqa: E402
 
 SECONDS = int(os.environ.get("BENCH_PRIVILEGES_SECONDS", "10"))
 CONNECTIONS = int(os.environ.get("BENCH_PRIVILEGES_CONNECTIONS", "8"))
@@ -42,14 +42,6 @@ BENCH_ENV = {
     "RATELIMIT_PRIVILEGES_PER_TOKEN": str(10**9),
     "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
 }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_token() -> str:

@@ -19,42 +19,19 @@ state). Then it times, on the same warm database:
 
 import datetime as dt
 import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _common  # noqa: E402
 from _common import Row, django_setup, log, register, report  # noqa: E402
 
 DAY = dt.date(2031, 6, 2)
 TARGET_SWEEP_S = 5.0
 TARGET_RATIO = 3.0
 TARGET_MESSAGES_PER_S = 300
-SINK = r"""
-import asyncio, signal, sys
-from aiosmtpd.controller import Controller
-class Count:
-    n = 0
-    async def handle_DATA(self, server, session, envelope):
-        Count.n += 1
-        return "250 OK"
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-c = Controller(Count(), hostname="127.0.0.1", port=int(sys.argv[1]))
-c.start()
-print("ready", flush=True)
-signal.sigwait({signal.SIGTERM, signal.SIGINT})
-c.stop()
-print(Count.n, flush=True)
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build(n_tokens: int) -> None:
@@ -67,12 +44,7 @@ def build(n_tokens: int) -> None:
     start = validity.start_of_day(DAY)
     span_s = int((validity.start_of_day(DAY.replace(year=DAY.year + 1, month=12)) - start).total_seconds())
     with connection.cursor() as c:
-        c.execute("SELECT coalesce(max(id), 0) FROM tokens_client")
-        c0 = c.fetchone()[0]
-        c.execute("SELECT coalesce(max(id), 0) FROM tokens_token")
-        t0 = c.fetchone()[0]
-        c.execute("SELECT coalesce(max(id), 0) FROM tokens_contact")
-        k0 = c.fetchone()[0]
+        c0, t0, k0 = _common.bench_id_offsets(c)
         log(f"building {n_clients:,} clients, {n_tokens:,} tokens")
         c.execute(
             "INSERT INTO tokens_client (id, name, siret, created_at) "
@@ -138,19 +110,7 @@ def build(n_tokens: int) -> None:
             ],
         )
         log(f"ledger: {c.rowcount:,} reminders already sent before {DAY}")
-        for table in ("tokens_client", "tokens_contact", "tokens_token"):
-            c.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
-            )
-        for table in (
-            "tokens_client",
-            "tokens_contact",
-            "tokens_token",
-            "tokens_token_contacts",
-            "tokens_token_privileges",
-            "notifications_reminder",
-        ):
-            c.execute(f"VACUUM ANALYZE {table}")
+        _common.bench_rows_settle(c, "notifications_reminder")
 
 
 def _days() -> list[int]:
@@ -183,15 +143,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _deliver_in_child(_):
-    from django.db import connections
-
+def deliver(_=None):
+    """One delivery run of the messages due on DAY (one worker)."""
     from notifications import delivery
 
-    try:
-        return delivery.reminders_deliver(today=DAY)
-    finally:
-        connections.close_all()
+    return delivery.reminders_deliver(today=DAY)
 
 
 @register("reminders")
@@ -232,15 +188,6 @@ def run() -> list[Row]:
     assert again == 0, again
 
     # Delivery to a real SMTP server in another process.
-    port = free_port()
-    sink = subprocess.Popen(
-        [sys.executable, "-c", SINK, str(port)], stdout=subprocess.PIPE, text=True, start_new_session=True
-    )
-    assert sink.stdout.readline().strip() == "ready"
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
     profiler = None
     if os.environ.get("BENCH_PROFILE"):  # one process, pyinstrument's tree on stderr
         from pyinstrument import Profiler
@@ -254,28 +201,23 @@ def run() -> list[Row]:
     )
     import resource
 
-    sink_cpu = _cpu_seconds(sink.pid)
-    own_cpu = sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime for who in (0, -1))
-    t = time.perf_counter()
-    if workers > 1 and not profiler:
-        # Several delivery workers at once, as several Celery workers would (SKIP LOCKED shares the rows).
-        import multiprocessing
-
-        from django.db import connections
-
-        connections.close_all()
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            parts = pool.map(_deliver_in_child, range(workers))
-        delivery = reminder_delivery.DeliveryResult()
-        for part in parts:
-            delivery += part
-    else:
-        delivery = reminder_delivery.reminders_deliver(today=DAY)
-    deliver_s = time.perf_counter() - t
-    sink_cpu = _cpu_seconds(sink.pid) - sink_cpu
-    own_cpu = (
-        sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime for who in (0, -1)) - own_cpu
-    )
+    with _common.smtp_sink() as sink:
+        sink_cpu = _cpu_seconds(sink.process.pid)
+        own_cpu = sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime for who in (0, -1))
+        t = time.perf_counter()
+        if workers > 1 and not profiler:
+            # Several delivery workers at once (SKIP LOCKED shares the rows).
+            delivery = reminder_delivery.DeliveryResult()
+            for part in _common.in_processes(deliver, [None] * workers):
+                delivery += part
+        else:
+            delivery = deliver()
+        deliver_s = time.perf_counter() - t
+        sink_cpu = _cpu_seconds(sink.process.pid) - sink_cpu
+        own_cpu = (
+            sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime for who in (0, -1))
+            - own_cpu
+        )
     log(
         f"delivery CPU: {own_cpu:.2f}s in the delivering processes, {sink_cpu:.2f}s in the SMTP sink "
         f"(PostgreSQL not counted); load average {os.getloadavg()[0]:.1f}"
@@ -283,8 +225,7 @@ def run() -> list[Row]:
     if profiler:
         profiler.stop()
         sys.stderr.write(profiler.output_text(unicode=True, show_all=False))
-    sink.terminate()
-    received = int(sink.communicate(timeout=30)[0].strip().splitlines()[-1])
+    received = sink.received
     log(
         f"delivery: {delivery.sent:,} messages sent ({received:,} received) in {deliver_s:.2f}s, "
         f"{delivery.failed} failed"
