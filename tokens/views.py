@@ -85,8 +85,16 @@ def _kept_upload_used(request, form) -> None:
         uploads.pending_upload_used(request=request, pending=kept)
 
 
-def _save_new_request(request, *, form, client, kind, token=None, prefilled_from=None, existing_document=""):
-    """Create the draft, then submit it if asked: one service per step."""
+def _new_request_form(
+    request, *, client, kind, initial, token=None, prefilled_from=None, existing_document="", **form_kwargs
+):
+    """The form of a new request and, when posted valid, the page to go to once saved: the draft is created, then
+    submitted if asked (one service per step). Not posted: a blank form with `initial`. Returns (form, response)."""
+    if request.method != "POST":
+        return AccessRequestForm(initial=initial, existing_document=existing_document, **form_kwargs), None
+    form = _bind_form(request, existing_document=existing_document, **form_kwargs)
+    if not form.is_valid():
+        return form, None
     data = _form_data(form, existing_document=existing_document)
     try:
         access_request = services.access_request_create(
@@ -99,9 +107,9 @@ def _save_new_request(request, *, form, client, kind, token=None, prefilled_from
         )
     except ApplicationError as error:
         report_error(request, error)
-        return None
+        return form, None
     _kept_upload_used(request, form)
-    return _after_save(request, access_request)
+    return form, _after_save(request, access_request)
 
 
 def _after_save(request, access_request):
@@ -209,16 +217,13 @@ def request_new(request):
         messages.error(request, _("Votre compte n'est rattaché à aucune organisation."))
         return render(request, "tokens/request_form.html", {"form": None, "clients": []})
     client = clients[0]
-    if request.method == "POST":
-        if len(clients) > 1:
-            client = get_object_or_404(accessible, siret=request.POST.get("client", ""))
-        form = _bind_form(request)
-        if form.is_valid():
-            response = _save_new_request(request, form=form, client=client, kind=AccessRequest.Kind.NEW)
-            if response is not None:
-                return response
-    else:
-        form = AccessRequestForm(initial={"requester_email": request.user.email})
+    if request.method == "POST" and len(clients) > 1:
+        client = get_object_or_404(accessible, siret=request.POST.get("client", ""))
+    form, saved = _new_request_form(
+        request, client=client, kind=AccessRequest.Kind.NEW, initial={"requester_email": request.user.email}
+    )
+    if saved is not None:
+        return saved
     return _render_form(request, form, title=_("Nouvelle demande d'accès"), clients=clients, client=client)
 
 
@@ -336,25 +341,20 @@ def _token_request_view(request, token, kind, title):
     initial = dict(values.initial)
     existing = initial.pop("legal_basis_document", "")
     base = list(token.privileges.all()) if kind == AccessRequest.Kind.EXTENSION else []
-    kwargs = {"kind": kind, "base_privileges": base}
-    if request.method == "POST":
-        form = _bind_form(request, existing_document=existing, **kwargs)
-        if form.is_valid():
-            response = _save_new_request(
-                request,
-                form=form,
-                client=token.client,
-                kind=kind,
-                token=token,
-                prefilled_from=values.prefilled_from,
-                existing_document=existing,
-            )
-            if response is not None:
-                return response
-    else:
-        if kind == AccessRequest.Kind.EXTENSION:
-            initial["privileges"] = []
-        form = AccessRequestForm(initial=initial, existing_document=existing, **kwargs)
+    if kind == AccessRequest.Kind.EXTENSION:
+        initial["privileges"] = []
+    form, saved = _new_request_form(
+        request,
+        client=token.client,
+        kind=kind,
+        initial=initial,
+        token=token,
+        prefilled_from=values.prefilled_from,
+        existing_document=existing,
+        base_privileges=base,
+    )
+    if saved is not None:
+        return saved
     return _render_form(
         request,
         form,
@@ -432,17 +432,12 @@ def token_legacy_renew(request, public_id):
     if not selectors.token_replaceable(token=token):
         messages.error(request, _("Ce jeton est révoqué ou déjà remplacé."))
         return redirect("token_pickup", public_id=public_id)
-    if request.method == "POST":
-        form = _bind_form(request)
-        if form.is_valid():
-            response = _save_new_request(
-                request, form=form, client=token.client, kind=AccessRequest.Kind.NEW, token=token
-            )
-            if response is not None:
-                return response
-    else:
-        name = request.user.get_full_name()
-        form = AccessRequestForm(initial={"requester_email": request.user.email, "requester_name": name})
+    initial = {"requester_email": request.user.email, "requester_name": request.user.get_full_name()}
+    form, saved = _new_request_form(
+        request, client=token.client, kind=AccessRequest.Kind.NEW, initial=initial, token=token
+    )
+    if saved is not None:
+        return saved
     return _render_form(request, form, title=_("Nouvelle demande d'accès"), token=token, legacy=True)
 
 
@@ -464,19 +459,14 @@ def token_request_new(request, public_id):
         return redirect("token_renew", public_id=public_id)
     # An expired token is linked to the request (the new token will replace it); a revoked one cannot be.
     linked = token if token.revoked_at is None else None
-    if request.method == "POST":
-        form = _bind_form(request)
-        if form.is_valid():
-            response = _save_new_request(
-                request, form=form, client=token.client, kind=AccessRequest.Kind.NEW, token=linked
-            )
-            if response is not None:
-                return response
-    else:
-        initial = {"requester_email": request.user.email, "requester_name": request.user.get_full_name()}
-        if token.origin != Origin.DEMARCHES_SIMPLIFIEES:
-            initial["privileges"] = sorted(p.code for p in token.privileges.all())
-        form = AccessRequestForm(initial=initial)
+    initial = {"requester_email": request.user.email, "requester_name": request.user.get_full_name()}
+    if request.method != "POST" and token.origin != Origin.DEMARCHES_SIMPLIFIEES:
+        initial["privileges"] = sorted(p.code for p in token.privileges.all())
+    form, saved = _new_request_form(
+        request, client=token.client, kind=AccessRequest.Kind.NEW, initial=initial, token=linked
+    )
+    if saved is not None:
+        return saved
     return _render_form(
         request,
         form,
