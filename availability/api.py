@@ -16,7 +16,7 @@ from ninja import Field, Router, Schema
 
 from tokenmgr import ratelimit
 from tokenmgr.api_auth import DeclaredBearer, request_token, unauthorized
-from tokenmgr.errors import ErrorOut, error_response
+from tokenmgr.errors import ErrorOut, body_size_error, error_response
 from tokens.catalogue import ENDPOINT_PATHS
 from tokens.models import ClientMembership, Token
 from tokens.selectors import TokenCheck, token_check
@@ -312,27 +312,11 @@ def calls(request):
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > 128:
         return error_response(422, detail="`Idempotency-Key` : 128 caractères au plus.")
-    limit = settings.AVAILABILITY_INGEST_MAX_BODY_BYTES
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = -1
-    if length < 0:
-        return error_response(400, detail="En-tête `Content-Length` invalide.")
-    if not length and request.META.get("HTTP_TRANSFER_ENCODING"):
-        return error_response(
-            411,
-            code="length_required",
-            title="Longueur requise",
-            detail="Envoyez le lot avec `Content-Length`.",
-        )
-    if length > limit:
-        return error_response(
-            413,
-            code="payload_too_large",
-            title="Corps trop volumineux",
-            detail=f"Le corps fait {length} octets, {limit} au plus : envoyez les appels en plusieurs lots.",
-        )
+    refused = body_size_error(
+        request, limit=settings.AVAILABILITY_INGEST_MAX_BODY_BYTES, items="les appels", require_length=True
+    )
+    if refused is not None:
+        return refused
     # Read line by line from the stream (Django stops at Content-Length), never the whole body at once.
     lines = services.LineReader(request.readline, max_line_bytes=settings.AVAILABILITY_INGEST_MAX_LINE_BYTES)
     result, replayed = services.calls_batch_ingest(lines=lines, token_id=check.token_id, idempotency_key=key)

@@ -269,35 +269,40 @@ def token_detail(request, public_id):
     )
 
 
-@login_required
-@require_POST
-def token_decline(request, public_id):
+def _token_reminders_choice(request, public_id, *, service, done: str):
+    """A holder's choice about a token's reminders (decline or resume): the service, then back to the token."""
     token = _token_or_404(request, public_id)
     try:
-        opt_outs.token_reminders_decline(token=token, by=request.user)
+        service(token=token, by=request.user)
     except ApplicationError as error:
         report_error(request, error)
     else:
-        messages.success(
-            request,
-            _(
-                "C'est noté : plus aucun rappel pour ce jeton. Vous pouvez annuler ce choix jusqu'à son expiration."
-            ),
-        )
+        messages.success(request, done)
     return redirect("portal_token", public_id=token.public_id)
+
+
+@login_required
+@require_POST
+def token_decline(request, public_id):
+    return _token_reminders_choice(
+        request,
+        public_id,
+        service=opt_outs.token_reminders_decline,
+        done=_(
+            "C'est noté : plus aucun rappel pour ce jeton. Vous pouvez annuler ce choix jusqu'à son expiration."
+        ),
+    )
 
 
 @login_required
 @require_POST
 def token_resume(request, public_id):
-    token = _token_or_404(request, public_id)
-    try:
-        opt_outs.token_reminders_resume(token=token, by=request.user)
-    except ApplicationError as error:
-        report_error(request, error)
-    else:
-        messages.success(request, _("Les rappels de renouvellement reprennent pour ce jeton."))
-    return redirect("portal_token", public_id=token.public_id)
+    return _token_reminders_choice(
+        request,
+        public_id,
+        service=opt_outs.token_reminders_resume,
+        done=_("Les rappels de renouvellement reprennent pour ce jeton."),
+    )
 
 
 @login_required

@@ -90,3 +90,34 @@ def error_response(
         headers=headers,
         json_dumps_params={"ensure_ascii": False},
     )
+
+
+def body_size_error(
+    request, *, limit: int, items: str, require_length: bool = False, headers: dict[str, str] | None = None
+) -> JsonResponse | None:
+    """The error answer for a request body that may not be read: an invalid `Content-Length` (400), none with a
+    chunked body when `require_length` (411), or more than `limit` bytes (413, asking to send `items` in several
+    batches). None when the body may be read."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = -1
+    if length < 0:
+        return error_response(400, detail="En-tête `Content-Length` invalide.", headers=headers)
+    if require_length and not length and request.META.get("HTTP_TRANSFER_ENCODING"):
+        return error_response(
+            411,
+            code="length_required",
+            title="Longueur requise",
+            detail="Envoyez le lot avec `Content-Length`.",
+            headers=headers,
+        )
+    if length > limit:
+        return error_response(
+            413,
+            code="payload_too_large",
+            title="Corps trop volumineux",
+            detail=f"Le corps fait {length} octets, {limit} au plus : envoyez {items} en plusieurs lots.",
+            headers=headers,
+        )
+    return None

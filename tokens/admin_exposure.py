@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext_lazy as _
 
+from .admin.base import ReadOnlyAdminMixin
 from .models import ExposureReporter, TokenExposure
 
 EXPOSURE_FIELDS = ["url", "source", "reporter", "reported_by", "first_seen", "last_seen", "count"]
@@ -30,7 +31,7 @@ class ExposedFilter(admin.SimpleListFilter):
         return queryset
 
 
-class TokenExposureInline(admin.TabularInline):
+class TokenExposureInline(ReadOnlyAdminMixin, admin.TabularInline):
     """Where the token's secret was seen (read-only; the audit trail has the matching `exposed` events)."""
 
     model = TokenExposure
@@ -40,22 +41,13 @@ class TokenExposureInline(admin.TabularInline):
     can_delete = False
     verbose_name_plural = _("expositions du secret")
 
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     def has_view_permission(self, request, obj=None):
         """Shown, never submitted: a POST of the token's form carries no formset of exposures (nor needs one)."""
         return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
 
 
 @admin.register(TokenExposure)
-class TokenExposureAdmin(admin.ModelAdmin):
+class TokenExposureAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["first_seen", "token", "url", "source", "reporter", "count", "last_seen"]
     list_filter = ["source", "reporter"]
     search_fields = [
@@ -67,15 +59,6 @@ class TokenExposureAdmin(admin.ModelAdmin):
     ]
     list_select_related = ["token__client", "reporter"]
     readonly_fields = ["token", *EXPOSURE_FIELDS]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ExposureReporter)

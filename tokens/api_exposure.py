@@ -15,7 +15,7 @@ from django.http import JsonResponse
 from ninja import Router
 
 from tokenmgr import ratelimit
-from tokenmgr.errors import ErrorOut, error_response
+from tokenmgr.errors import ErrorOut, body_size_error, error_response
 from tokenmgr.metrics import count_exposure_report
 
 from .exposure import Outcome, exposure_report
@@ -101,21 +101,11 @@ def exposed_tokens(request):
     if quota.exceeded:
         return ratelimit.too_many(quota)
     headers = quota.headers()
-    limit = settings.EXPOSED_TOKENS_MAX_BODY_BYTES
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = -1
-    if length < 0:
-        return error_response(400, detail="En-tête `Content-Length` invalide.", headers=headers)
-    if length > limit:
-        return error_response(
-            413,
-            code="payload_too_large",
-            title="Corps trop volumineux",
-            detail=f"Le corps fait {length} octets, {limit} au plus : envoyez les signalements en plusieurs lots.",
-            headers=headers,
-        )
+    refused = body_size_error(
+        request, limit=settings.EXPOSED_TOKENS_MAX_BODY_BYTES, items="les signalements", headers=headers
+    )
+    if refused is not None:
+        return refused
     body = request.body
     reporter, signed = _reporter(request, body)
     if signed and reporter is None:
