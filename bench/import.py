@@ -10,8 +10,8 @@ YYYY-MM-DD, naive ISO 8601 and ISO 8601 with offset, ~1 % repeated rows (duplica
 - `one contact per token`: 3 clients, each row with an address of its own.
 
 Each shape starts from an empty registry and runs `manage.py import_tokens FILE --secrets-out FILE -v 2` in a
-process of its own, connected as `tokenmgr_app`, a NOSUPERUSER role with the table privileges only (created here if
-missing): the figures include the command's start-up, and its peak RSS is that process's own. The baseline is
+process of its own, connected as `tokenmgr_app`, a NOSUPERUSER role that owns the application's tables as the
+role running a deployment's migrations does (created here if missing): the figures include the command's start-up, and its peak RSS is that process's own. The baseline is
 PostgreSQL COPY of the same file into a bare 8-text-column table. The per-phase seconds that the command prints
 at verbosity 2 are logged. `make bench` runs it against scripts/with_services.py's throw-away PostgreSQL, whose
 settings (shared_buffers 2GB, max_wal_size 4GB, wal_buffers 64MB) hold what a 1M-row import writes: figures
@@ -129,14 +129,17 @@ def copy_baseline(path: str) -> float:
 
 
 def app_role_url() -> str:
-    """DATABASE_URL for APP_ROLE: NOSUPERUSER, with the privileges the application needs on its tables only."""
+    """DATABASE_URL for APP_ROLE: NOSUPERUSER, owner of the application's tables, as the role that runs the
+    migrations of a deployment is (cookiecutter-django's POSTGRES_USER)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [APP_ROLE])
         if not cursor.fetchone():
             cursor.execute(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
-        cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}")
+        cursor.execute("SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'")
+        for (table,) in cursor.fetchall():
+            cursor.execute(f"ALTER TABLE {table} OWNER TO {APP_ROLE}")
         cursor.execute(f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
     url = urlsplit(os.environ["DATABASE_URL"])
     host = url.netloc.rpartition("@")[2]

@@ -26,13 +26,16 @@ SECRET_PATTERN = r"tkm_[0-9A-Za-z]{43}[0-9A-Za-z]{6}"
 _SHAPE = re.compile(SECRET_PATTERN)
 
 
+_PAIRS = [a + b for a in BASE62 for b in BASE62]  # two digits per division: half the big-number divisions
+
+
 def base62(number: int, width: int) -> str:
     """`number` in base62 (BASE62's digits), left-padded with "0" to `width` characters."""
-    digits = []
+    pairs = []
     while number:
-        number, rest = divmod(number, 62)
-        digits.append(BASE62[rest])
-    return "".join(reversed(digits)).rjust(width, "0")
+        number, rest = divmod(number, 3844)  # 62²
+        pairs.append(_PAIRS[rest])
+    return "".join(reversed(pairs)).lstrip("0").rjust(width, "0")
 
 
 def checksum(text: str) -> str:

@@ -368,6 +368,24 @@ class PostgresWriter:
         self.phase = _Phases()
         self.role = IMPORT_CONTACT_ROLE.value
         self.cursor.execute("SET LOCAL work_mem = '256MB'")  # the sorts and hashes below, in memory
+        # The joins and the foreign-key checks below are planned from the tables' statistics. An (auto)ANALYZE by
+        # another session cannot see this transaction's rows: run in the middle of the import, it would record
+        # thousands of pages holding no row, and the planner would then check each new link's token by scanning
+        # a whole index (hours instead of seconds). This lock mode keeps (auto)VACUUM and ANALYZE off these
+        # tables until the commit, and nothing else: reads and writes of the application go on.
+        self.written = [
+            _table(m) for m in (Client, Contact, Token, Token.privileges.through, Token.contacts.through)
+        ]
+        self.cursor.execute(f"LOCK TABLE {', '.join(self.written)} IN SHARE UPDATE EXCLUSIVE MODE")
+        # This transaction's own ANALYZE does count its rows; it needs the tables' owner (the role that ran the
+        # migrations, as the application's own role does). Another role gets a warning and the old statistics.
+        self.cursor.execute(
+            "SELECT bool_and(pg_has_role(current_user, c.relowner, 'USAGE')) FROM pg_class c WHERE c.oid = ANY(%s::regclass[])",
+            [[m._meta.db_table for m in (Client, Contact, Token)]],
+        )
+        self.can_analyze = bool(self.cursor.fetchone()[0])
+        if not self.can_analyze:
+            logger.warning("import_tokens: not the owner of the tables, their statistics are not refreshed")
         self.cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [Token._meta.db_table])
         self.token_ids = self.cursor.fetchone()[0]  # the sequence of the token table's ids
         # ON COMMIT DROP, and dropped first in case an enclosing transaction (tests) has not committed yet.
@@ -394,6 +412,10 @@ class PostgresWriter:
                 write_row(values)
 
             yield put
+
+    def _analyze(self, table: str) -> None:
+        if self.can_analyze:
+            self.cursor.execute(f"ANALYZE {table}")
 
     def write(self) -> int:
         """Writes the staged rows less their duplicates; returns how many tokens it created."""
@@ -445,6 +467,7 @@ class PostgresWriter:
                 f"UPDATE {client} c SET name = i.name FROM imp_client i "
                 "WHERE c.siret = i.siret AND c.name = c.siret AND i.name <> ''"
             )
+            self._analyze(client)
             cursor.execute(
                 f"UPDATE imp_client i SET client_id = c.id FROM {client} c WHERE c.siret = i.siret"
             )
@@ -471,7 +494,7 @@ class PostgresWriter:
             )
             # The links below join the contact table on its unique key: fresh statistics keep that a hash or index
             # join (stale ones, e.g. an empty table just filled, let the planner scan it once per link: quadratic).
-            cursor.execute(f"ANALYZE {contact}")
+            self._analyze(contact)
         with phase("tokens"):
             cursor.execute(
                 f"""
@@ -484,6 +507,7 @@ class PostgresWriter:
                 [self.now, self.run_id],
             )
             imported = cursor.rowcount
+            self._analyze(token)  # the links' foreign keys are checked against it
         with phase("token privileges"):
             cursor.execute(
                 f"""

@@ -1,9 +1,9 @@
 """Calendar rules of a token's life (docs/domain.md), computed in one place."""
 
+import calendar
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.utils import timezone
 
@@ -24,9 +24,12 @@ def add_months(moment: dt.datetime, months: int) -> dt.datetime:
     if timezone.is_naive(moment):
         raise ValueError("aware datetime required")
     tz = local_tz()
-    local = moment.astimezone(tz).replace(tzinfo=None)
-    shifted = local + relativedelta(months=months)
-    return shifted.replace(tzinfo=tz).astimezone(dt.UTC)
+    local = moment.astimezone(tz)
+    year, month = divmod(local.month - 1 + months, 12)
+    year += local.year
+    month += 1
+    day = min(local.day, calendar.monthrange(year, month)[1])
+    return local.replace(year=year, month=month, day=day, fold=0).astimezone(dt.UTC)
 
 
 def expiry_for(issued_at: dt.datetime) -> dt.datetime:

@@ -598,10 +598,6 @@ def _seconds_per_row(tmp_path, **shape) -> float:
 
 
 def test_time_per_row_does_not_grow_with_the_tokens_per_client(tmp_path, writer):
-    if writer.__name__ == "PostgresWriter":
-        # Known open problem (issue 15): under the parallel suite the crowded shape is up to 9x slower per row on
-        # PostgreSQL; the cause is not yet found. Reported as xfail until fixed, never hidden as a pass.
-        pytest.xfail("crowded client still slower per row on PostgreSQL under load")
     """3,000 rows held by one client sharing 500 contacts cost about as much per row as 3,000 rows spread over
     1,500 clients: no phase compares a token with the other tokens or contacts of its client (a quadratic phase
     would make the first one tens of times slower). Best of two runs each, and a generous bound: the machine may
