@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.identity import InvalidEmail, normalize_email
 
-from . import fields, validity
+from . import validity
 from .siret import validate_siret
 
 
@@ -222,17 +222,12 @@ class Token(models.Model):
         Client, on_delete=models.PROTECT, related_name="tokens", verbose_name=_("client"), db_index=False
     )
     label = models.CharField(_("libellé"), max_length=255, blank=True)
-    # Link tables indexed by their unique (token, privilege|contact) pair; a contact's tokens by contact too
-    # (deleting a contact), a privilege's tokens by no index: a few dozen privileges share millions of links.
-    privileges = fields.ManyToManyField(
-        Privilege,
-        related_name="tokens",
-        verbose_name=_("privilèges"),
-        source_index=False,
-        target_index=False,
+    # Link tables of their own (TokenPrivilege, TokenContact): they choose their indexes.
+    privileges = models.ManyToManyField(
+        Privilege, through="TokenPrivilege", related_name="tokens", verbose_name=_("privilèges")
     )
-    contacts = fields.ManyToManyField(
-        Contact, related_name="tokens", blank=True, verbose_name=_("contacts"), source_index=False
+    contacts = models.ManyToManyField(
+        Contact, through="TokenContact", related_name="tokens", blank=True, verbose_name=_("contacts")
     )
     issued_at = models.DateTimeField(_("émis le"))
     expires_at = models.DateTimeField(_("expire le"))
@@ -333,6 +328,48 @@ class Token(models.Model):
 
     def is_usable(self, now: dt.datetime | None = None) -> bool:
         return self.revoked_at is None and self.expires_at > (now or timezone.now())
+
+
+# Token link tables: indexed by their unique (token, privilege|contact) pair, whose leading column serves a
+# token's links; a contact's links by contact too (deleting a contact), a privilege's by no index (a few dozen
+# privileges share millions of links). Every index left out is one entry fewer to write per imported link. The
+# tables and constraint names are the ones Django gave the links when it created them itself; like those, neither
+# side has a reverse accessor ("+").
+class TokenPrivilege(models.Model):
+    token = models.ForeignKey(Token, on_delete=models.CASCADE, related_name="+", db_index=False)
+    privilege = models.ForeignKey(Privilege, on_delete=models.CASCADE, related_name="+", db_index=False)
+
+    class Meta:
+        db_table = "tokens_token_privileges"
+        verbose_name = _("privilège d'un jeton")
+        verbose_name_plural = _("privilèges des jetons")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["token", "privilege"],
+                name="tokens_token_privileges_token_id_privilege_id_fdf877d5_uniq",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.token_id} — {self.privilege_id}"
+
+
+class TokenContact(models.Model):
+    token = models.ForeignKey(Token, on_delete=models.CASCADE, related_name="+", db_index=False)
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        db_table = "tokens_token_contacts"
+        verbose_name = _("contact d'un jeton")
+        verbose_name_plural = _("contacts des jetons")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["token", "contact"], name="tokens_token_contacts_token_id_contact_id_14309766_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.token_id} — {self.contact_id}"
 
 
 class TokenEvent(models.Model):
