@@ -330,13 +330,26 @@ class Token(models.Model):
         return self.revoked_at is None and self.expires_at > (now or timezone.now())
 
 
-# Token link tables: indexed by their unique (token, privilege|contact) pair, whose leading column serves a
-# token's links; a contact's links by contact too (deleting a contact), a privilege's by no index (a few dozen
-# privileges share millions of links). Every index left out is one entry fewer to write per imported link. The
-# tables and constraint names are the ones Django gave the links when it created them itself; like those, neither
-# side has a reverse accessor ("+").
-class TokenPrivilege(models.Model):
+class TokenLink(models.Model):
+    """A token's link to a privilege (TokenPrivilege) or a contact (TokenContact), one row per pair.
+
+    Indexed by the unique (token, privilege|contact) pair, whose leading column serves a token's links; a contact's
+    links by contact too (deleting a contact), a privilege's by no index (a few dozen privileges share millions of
+    links). Every index left out is one entry fewer to write per imported link. The tables and constraint names are
+    the ones Django gave the links when it created them itself; like those, neither side has a reverse accessor.
+    """
+
     token = models.ForeignKey(Token, on_delete=models.CASCADE, related_name="+", db_index=False)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        linked = next(f for f in self._meta.concrete_fields if f.is_relation and f.name != "token")
+        return f"{self.token_id} — {getattr(self, linked.attname)}"
+
+
+class TokenPrivilege(TokenLink):
     privilege = models.ForeignKey(Privilege, on_delete=models.CASCADE, related_name="+", db_index=False)
 
     class Meta:
@@ -350,12 +363,8 @@ class TokenPrivilege(models.Model):
             )
         ]
 
-    def __str__(self) -> str:
-        return f"{self.token_id} — {self.privilege_id}"
 
-
-class TokenContact(models.Model):
-    token = models.ForeignKey(Token, on_delete=models.CASCADE, related_name="+", db_index=False)
+class TokenContact(TokenLink):
     contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
 
     class Meta:
@@ -367,9 +376,6 @@ class TokenContact(models.Model):
                 fields=["token", "contact"], name="tokens_token_contacts_token_id_contact_id_14309766_uniq"
             )
         ]
-
-    def __str__(self) -> str:
-        return f"{self.token_id} — {self.contact_id}"
 
 
 class TokenEvent(models.Model):
