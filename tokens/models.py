@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.identity import InvalidEmail, normalize_email
 
-from . import fields, validity
+from . import validity
 from .siret import validate_siret
 
 
@@ -222,17 +222,12 @@ class Token(models.Model):
         Client, on_delete=models.PROTECT, related_name="tokens", verbose_name=_("client"), db_index=False
     )
     label = models.CharField(_("libellé"), max_length=255, blank=True)
-    # Link tables indexed by their unique (token, privilege|contact) pair; a contact's tokens by contact too
-    # (deleting a contact), a privilege's tokens by no index: a few dozen privileges share millions of links.
-    privileges = fields.ManyToManyField(
-        Privilege,
-        related_name="tokens",
-        verbose_name=_("privilèges"),
-        source_index=False,
-        target_index=False,
+    # Link tables of their own (TokenPrivilege, TokenContact): they choose their indexes.
+    privileges = models.ManyToManyField(
+        Privilege, through="TokenPrivilege", related_name="tokens", verbose_name=_("privilèges")
     )
-    contacts = fields.ManyToManyField(
-        Contact, related_name="tokens", blank=True, verbose_name=_("contacts"), source_index=False
+    contacts = models.ManyToManyField(
+        Contact, through="TokenContact", related_name="tokens", blank=True, verbose_name=_("contacts")
     )
     issued_at = models.DateTimeField(_("émis le"))
     expires_at = models.DateTimeField(_("expire le"))
@@ -333,6 +328,54 @@ class Token(models.Model):
 
     def is_usable(self, now: dt.datetime | None = None) -> bool:
         return self.revoked_at is None and self.expires_at > (now or timezone.now())
+
+
+class TokenLink(models.Model):
+    """A token's link to a privilege (TokenPrivilege) or a contact (TokenContact), one row per pair.
+
+    Indexed by the unique (token, privilege|contact) pair, whose leading column serves a token's links; a contact's
+    links by contact too (deleting a contact), a privilege's by no index (a few dozen privileges share millions of
+    links). Every index left out is one entry fewer to write per imported link. The tables and constraint names are
+    the ones Django gave the links when it created them itself; like those, neither side has a reverse accessor.
+    """
+
+    token = models.ForeignKey(Token, on_delete=models.CASCADE, related_name="+", db_index=False)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        linked = next(f for f in self._meta.concrete_fields if f.is_relation and f.name != "token")
+        return f"{self.token_id} — {getattr(self, linked.attname)}"
+
+
+class TokenPrivilege(TokenLink):
+    privilege = models.ForeignKey(Privilege, on_delete=models.CASCADE, related_name="+", db_index=False)
+
+    class Meta:
+        db_table = "tokens_token_privileges"
+        verbose_name = _("privilège d'un jeton")
+        verbose_name_plural = _("privilèges des jetons")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["token", "privilege"],
+                name="tokens_token_privileges_token_id_privilege_id_fdf877d5_uniq",
+            )
+        ]
+
+
+class TokenContact(TokenLink):
+    contact = models.ForeignKey(Contact, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        db_table = "tokens_token_contacts"
+        verbose_name = _("contact d'un jeton")
+        verbose_name_plural = _("contacts des jetons")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["token", "contact"], name="tokens_token_contacts_token_id_contact_id_14309766_uniq"
+            )
+        ]
 
 
 class TokenEvent(models.Model):

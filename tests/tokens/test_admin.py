@@ -1,6 +1,7 @@
 import csv
 import datetime as dt
 import io
+import re
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -441,6 +442,49 @@ def test_change_view_edits_label_and_contacts_only(admin_client, admin_user):
         },
     }
     assert admin_client.get("/v2/privileges", {"token": issued.secret}).status_code == 200
+
+
+def test_admin_token_forms_save_the_links(admin_client):
+    """Privileges and contacts have link models of their own: the admin's forms still show and save them."""
+    client = ClientFactory()
+    first, second = ContactFactory(client=client), ContactFactory(client=client)
+    page = admin_client.get(ISSUE).content.decode()
+    assert (
+        'class="selectfilter" data-field-name="privilèges" data-is-stacked="0"' in page
+    )  # two-list selector
+    assert '<label class="required" for="id_privileges">Privilèges' in page
+    assert re.search(r'id="id_privileges_helptext">\s*<div>Maintenez appuyé', page)  # the admin's usual help
+    assert 'data-model-name="token" data-field-name="contacts"' in page  # autocomplete
+    codes = ["entreprises", "exercices"]
+    response = admin_client.post(
+        ISSUE,
+        {
+            "client": client.pk,
+            "label": "liens",
+            "privileges": list(Privilege.objects.filter(code__in=codes).values_list("pk", flat=True)),
+            "issued_at_0": "2026-03-10",
+            "issued_at_1": "09:30:00",
+            "contacts": [first.pk],
+        },
+    )
+    assert response.status_code == 302
+    token = Token.objects.get(label="liens")
+    links = Token.privileges.through.objects.filter(token=token)
+    assert sorted(links.values_list("privilege__code", flat=True)) == codes
+    contact_links = Token.contacts.through.objects.filter(token=token)
+
+    url = reverse("admin:tokens_token_change", args=[token.pk])
+    form = admin_client.get(url).context["adminform"].form
+    assert form.fields["contacts"].label == "Contacts"
+    assert list(form.initial["contacts"]) == [first]
+    for chosen in ([first.pk, second.pk], [second.pk], []):
+        assert admin_client.post(url, {"label": "liens", "contacts": chosen}).status_code == 302
+        assert sorted(contact_links.values_list("contact_id", flat=True)) == sorted(chosen)
+    foreign = ContactFactory()
+    refused = admin_client.post(url, {"label": "liens", "contacts": [foreign.pk]})
+    assert "contacts" in refused.context["adminform"].form.errors
+    assert not contact_links.exists()
+    assert sorted(token.privileges.values_list("code", flat=True)) == codes
 
 
 def test_tokens_cannot_be_deleted(admin_client, issued):

@@ -53,8 +53,58 @@ def test_a_token_replaces_at_most_one_token():
         assert ("renewed_by_id",) in indexed_columns(Token._meta.db_table)
 
 
-def test_link_index_options_are_part_of_the_migration_state():
-    *_, kwargs = Token._meta.get_field("privileges").deconstruct()
-    assert kwargs["source_index"] is False and kwargs["target_index"] is False
-    *_, kwargs = Token._meta.get_field("contacts").deconstruct()
-    assert kwargs["source_index"] is False and "target_index" not in kwargs
+# Every index of the link tables but their primary key, by columns: whether it is unique. Nothing else may index them.
+LINK_TABLE_INDEXES = {
+    "tokens_token_privileges": {("token_id", "privilege_id"): True},
+    "tokens_token_contacts": {("token_id", "contact_id"): True, ("contact_id",): False},
+}
+# The same on PostgreSQL, by name as the tables were created (migrations 0001 and 0006).
+LINK_TABLE_PG_INDEXES = {
+    "tokens_token_privileges": [
+        ("tokens_token_privileges_pkey", "btree (id)"),
+        ("tokens_token_privileges_token_id_privilege_id_fdf877d5_uniq", "btree (token_id, privilege_id)"),
+    ],
+    "tokens_token_contacts": [
+        ("tokens_token_contacts_contact_id_bb36d80d", "btree (contact_id)"),
+        ("tokens_token_contacts_pkey", "btree (id)"),
+        ("tokens_token_contacts_token_id_contact_id_14309766_uniq", "btree (token_id, contact_id)"),
+    ],
+}
+
+
+@pytest.mark.parametrize("field", ["privileges", "contacts"])
+def test_link_tables_have_exactly_their_indexes(field):
+    """The link tables as Django created them, under link models of their own since migration 0015."""
+    through = getattr(Token, field).through
+    table = through._meta.db_table
+    assert table == f"tokens_token_{field}"
+    assert not through._meta.auto_created  # a model of the project's, declaring the indexes below
+    expected = LINK_TABLE_INDEXES[table]
+    found = {cols: c["unique"] for cols, c in indexed_columns(table).items() if not c["primary_key"]}
+    assert found == expected
+    # The models declare the same: a migration adding or dropping one of them shows as a change here.
+    pairs = {
+        tuple(through._meta.get_field(name).column for name in c.fields) for c in through._meta.constraints
+    }
+    assert pairs == {cols for cols, unique in expected.items() if unique}
+    single = {(f.column,) for f in through._meta.local_fields if f.is_relation and f.db_index}
+    assert single == {cols for cols, unique in expected.items() if not unique}
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s ORDER BY 1", [table]
+            )
+            rows = [(name, definition.split(" USING ")[1]) for name, definition in cursor.fetchall()]
+        assert rows == LINK_TABLE_PG_INDEXES[table]
+
+
+def test_link_pairs_are_unique():
+    issued = issue_token(privileges=("entreprises",), contacts=1)
+    token = issued.token
+    link = Token.privileges.through
+    with pytest.raises(IntegrityError), transaction.atomic():
+        link.objects.create(token=token, privilege=token.privileges.get())
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Token.contacts.through.objects.create(token=token, contact=token.contacts.get())
+    token.privileges.add(token.privileges.get())  # the relation's own writes skip the pairs already linked
+    assert link.objects.filter(token=token).count() == 1

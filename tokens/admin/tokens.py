@@ -12,7 +12,7 @@ import secrets
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
+from django.contrib.admin import helpers, widgets
 from django.contrib.admin.views.main import SEARCH_VAR
 from django.contrib.admin.widgets import AdminSplitDateTime
 from django.core.cache import cache
@@ -212,6 +212,9 @@ CSV_COLUMNS = [
 ]
 
 
+# The admin's own help under a multiple select (translated by Django's catalogue).
+SELECT_MULTIPLE_HELP = _("Hold down “Control”, or “Command” on a Mac, to select more than one.")
+
 ISSUED_SECRET_SESSION_KEY = "tokens.admin.issued_secret.{}"
 ISSUE_NONCE_SECONDS = 24 * 3600
 
@@ -261,7 +264,6 @@ class TokenAdmin(admin.ModelAdmin):
     search_help_text = _(
         "SIRET, nom du client, libellé, préfixe, e-mail d'un contact (un jeton complet : formulaire ci-dessous)"
     )
-    filter_horizontal = ["privileges"]
     autocomplete_fields = ["client", "contacts"]
     actions = ["revoke_tokens", "export_csv", "export_csv_excel"]
     list_per_page = 50
@@ -270,7 +272,9 @@ class TokenAdmin(admin.ModelAdmin):
         (_("Validité"), {"fields": ["issued_at", "origin"]}),
         (_("Contacts"), {"fields": ["contacts", "new_contacts"]}),
     ]
-    fieldsets = [
+    # Served by get_fieldsets, like add_fieldsets: the admin's checks refuse a link model of its own (Token.contacts)
+    # in `fieldsets`, for the form field formfield_for_manytomany gives it here.
+    change_fieldsets = [
         (None, {"fields": ["public_id", "client", "label", "privilege_list", "contacts"]}),
         (
             _("Validité"),
@@ -302,7 +306,10 @@ class TokenAdmin(admin.ModelAdmin):
     ]
     # Everything shown on the change page is read-only but the label and the contacts (TokenChangeForm).
     change_readonly_fields = [
-        name for _, options in fieldsets for name in options["fields"] if name not in ("label", "contacts")
+        name
+        for _, options in change_fieldsets
+        for name in options["fields"]
+        if name not in ("label", "contacts")
     ]
 
     # --- queryset -------------------------------------------------------------
@@ -399,7 +406,30 @@ class TokenAdmin(admin.ModelAdmin):
         return extra + super().get_urls()
 
     def get_fieldsets(self, request, obj=None):
-        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
+        return self.add_fieldsets if obj is None else self.change_fieldsets
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        """The token's privileges in the two-list selector, its contacts by autocomplete.
+
+        Their link tables have models of their own (TokenPrivilege, TokenContact: for their indexes), which the admin
+        leaves out of its forms; they hold nothing but the pair, so the relation's set() saves the form's choice.
+        """
+        using = kwargs.get("using")
+        if db_field.name in self.get_autocomplete_fields(request):
+            kwargs.setdefault(
+                "widget", widgets.AutocompleteSelectMultiple(db_field, self.admin_site, using=using)
+            )
+        else:
+            kwargs.setdefault(
+                "widget", widgets.FilteredSelectMultiple(db_field.verbose_name, is_stacked=False)
+            )
+            kwargs.setdefault("help_text", SELECT_MULTIPLE_HELP)
+        if (
+            "queryset" not in kwargs
+            and (queryset := self.get_field_queryset(using, db_field, request)) is not None
+        ):
+            kwargs["queryset"] = queryset
+        return db_field.formfield(**kwargs)
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:

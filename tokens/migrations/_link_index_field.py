@@ -1,19 +1,16 @@
-"""Model fields of the token registry."""
+"""The field migration 0006 altered the token link tables with, kept for that migration only: never use it in models.
+
+Token.privileges and Token.contacts once had auto-created link tables; this ManyToManyField subclass left the
+single-column index of either side out of them, by setting `db_index` on the auto-created link model's foreign keys.
+Migration 0006 drops those indexes with it (so a database migrated from zero gets the same tables as one migrated
+then); since 0015 the link tables have models of their own (tokens.models.TokenPrivilege, TokenContact), whose
+foreign keys declare the same indexes. `deconstruct` keeps the options, as the migration state clones fields by it.
+"""
 
 from django.db import models
 
 
 class ManyToManyField(models.ManyToManyField):
-    """A ManyToManyField whose auto-created link table can do without the single-column index of either side.
-
-    Django indexes both foreign keys of the link table, besides the unique (source, target) pair. The source's
-    index repeats the pair's leading column, and the target's is not worth its upkeep when the target has few
-    rows (a few dozen privileges for millions of links). Each index left out is one entry fewer to write per
-    link: `import_tokens` writes millions of them. The link table stays auto-created, so that forms and the admin
-    handle the field as any other ManyToManyField; the options are part of the field's migration state, so
-    migrations add or drop the indexes.
-    """
-
     def __init__(self, *args, source_index: bool = True, target_index: bool = True, **kwargs) -> None:
         self.source_index = source_index
         self.target_index = target_index
@@ -31,8 +28,8 @@ class ManyToManyField(models.ManyToManyField):
         super().contribute_to_class(cls, name, **kwargs)
         through = self.remote_field.through
         if not isinstance(through, type) or not through._meta.auto_created:
-            return  # abstract or swapped model, or a link model of the project's own
-        # The auto-created link table's two foreign keys, in field order: to this model, then to the target.
+            return
+        # The auto-created link model's two foreign keys, in field order: to this model, then to the target.
         source, target = (f for f in through._meta.local_fields if f.is_relation)
         source.db_index = self.source_index
         target.db_index = self.target_index
