@@ -612,3 +612,77 @@ def test_time_per_row_does_not_grow_with_the_tokens_per_client(tmp_path, writer)
     # minutes on a table just filled, before its statistics exist).
     links = Token.contacts.through.objects
     assert not links.exclude(contact__client_id=models.F("token__client_id")).exists()
+
+
+# ---------------------------------------------------------------- statistics of the written tables (PostgreSQL)
+def _postgres_only(writer):
+    if writer is not importing.PostgresWriter:
+        pytest.skip("PostgreSQL's writer only")
+
+
+def test_vacuum_and_analyze_wait_for_the_import(tmp_path, writer):
+    """While the import runs, no other session can take the lock that (auto)VACUUM and ANALYZE need on the tables it
+    writes: an ANALYZE by another session, blind to the import's rows, would mislead the plans of its next
+    statements. The application's own reads and writes are not blocked."""
+    _postgres_only(writer)
+    import psycopg
+
+    settings = connection.settings_dict
+    other = psycopg.connect(
+        dbname=settings["NAME"],
+        user=settings["USER"],
+        password=settings["PASSWORD"],
+        host=settings["HOST"],
+        port=settings["PORT"],
+        autocommit=True,
+    )
+    seen: list[tuple[str, str]] = []
+
+    def probe(_message: str) -> None:
+        for table in ("tokens_token", "tokens_token_privileges", "tokens_token_contacts", "tokens_contact"):
+            try:
+                with other.transaction():
+                    other.execute(f"LOCK TABLE {table} IN SHARE UPDATE EXCLUSIVE MODE NOWAIT")
+            except psycopg.errors.LockNotAvailable:
+                seen.append((table, "vacuum blocked"))
+            with other.transaction():  # the application's own writes and reads still go through
+                other.execute(f"LOCK TABLE {table} IN ROW EXCLUSIVE MODE NOWAIT")
+                other.execute(f"SELECT count(*) FROM {table}")
+
+    path = csv_file(tmp_path, *(row(label=f"J{i}", contacts="a@example.org") for i in range(3)))
+    try:
+        with path.open("rb") as source:
+            result = importing.tokens_import(
+                source=source, on_error=pytest.fail, on_progress=probe, progress_every=1
+            )
+    finally:
+        other.close()
+    assert result.imported == 3
+    assert {table for table, _ in seen} == {
+        "tokens_token",
+        "tokens_token_privileges",
+        "tokens_token_contacts",
+        "tokens_contact",
+    }
+
+
+def test_a_role_that_does_not_own_the_tables_imports_with_a_warning(tmp_path, writer, caplog):
+    """Refreshing the statistics needs the tables' owner; another role with the table privileges imports all the
+    same, and is told that statistics were left as they were."""
+    _postgres_only(writer)
+    role = f"import_probe_{os.getpid()}_{random.randrange(10**6)}"
+    with connection.cursor() as cursor:  # all of it undone with the test's transaction
+        cursor.execute(f"CREATE ROLE {role} NOSUPERUSER")
+        cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
+        cursor.execute(f"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        cursor.execute(f"SET ROLE {role}")
+    try:
+        path = csv_file(tmp_path, *(row(label=f"J{i}", contacts=f"p{i}@example.org") for i in range(5)))
+        with path.open("rb") as source, caplog.at_level("WARNING", logger="tokens.importing"):
+            result = importing.tokens_import(source=source, on_error=pytest.fail)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET ROLE")
+    assert result.imported == 5
+    assert Token.objects.count() == 5 and Token.contacts.through.objects.count() == 5
+    assert "statistics are not refreshed" in caplog.text
