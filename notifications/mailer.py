@@ -140,9 +140,8 @@ class EmailOutbox:
     build: Callable[[Any, Any, Any], EmailMessage]
     rows: Callable[[QuerySet], QuerySet] = _by_due_time  # how claimed rows are read (related rows, order)
     context: Callable[[list, dt.datetime], Any] = _no_context  # read once per batch, before its first send
-    cancel: Callable[[Any, Any], str] = (
-        _to_send  # (row, context) -> why it is no longer to be sent, '' to send it
-    )
+    # (row, context) -> why it is no longer to be sent ('' to send it): cancelled, its attempt given back
+    cancel: Callable[[Any, Any], str] = _to_send
     sent_fields: Callable[[Any, Any], dict] = _nothing_more  # (row, context) -> recorded with a sent row
     settled: Callable[[list], Any] | None = None  # after each batch, with all its claimed rows
 
@@ -192,16 +191,14 @@ def deliver_claimed(
 ) -> DeliveryResult:
     """Send the claimed rows one by one, each outcome committed right after its send, then `kind.settled`."""
     result = DeliveryResult()
-    box = kind.outbox
+    settle = functools.partial(kind.outbox.settle, worker=worker)
     live = []
     for row in rows:
         if row.attempts > settings.REMINDER_MAX_ATTEMPTS:  # claimed again and again by workers that died
             result.failed += 1
             result.gave_up += 1
             logger.error("%s %s: its workers died %d times, given up", kind.label, row.pk, row.attempts)
-            box.settle(
-                row.pk, worker=worker, status=OutboxStatus.FAILED, last_error="envoi interrompu trop de fois"
-            )
+            settle(row.pk, status=OutboxStatus.FAILED, last_error="envoi interrompu trop de fois")
         else:
             live.append(row)
     context = kind.context(live, now)
@@ -210,20 +207,14 @@ def deliver_claimed(
         reason = kind.cancel(row, context)
         if reason:  # nothing was attempted: the claim's attempt is given back
             result.skipped += 1
-            box.settle(
-                row.pk,
-                worker=worker,
-                status=OutboxStatus.CANCELLED,
-                last_error=reason,
-                attempts=F("attempts") - 1,
-            )
+            settle(row.pk, status=OutboxStatus.CANCELLED, last_error=reason, attempts=F("attempts") - 1)
         else:
             plans.append(row)
 
     margin = lease_margin()
     for i, row in enumerate(plans):
         if timezone.now() + margin >= row.lease_until:  # too slow: let another worker take the rest
-            box.release([r.pk for r in plans[i:]], worker=worker)
+            kind.outbox.release([r.pk for r in plans[i:]], worker=worker)
             logger.warning("%s delivery: lease running out, %d released", kind.label, len(plans) - i)
             break
         open_error = mailer.ensure_open()
@@ -245,9 +236,8 @@ def deliver_claimed(
             continue
         sent_at = timezone.now()
         result.sent += 1
-        box.settle(
+        settle(
             row.pk,
-            worker=worker,
             status=OutboxStatus.SENT,
             sent_at=sent_at,
             message_id=email.extra_headers["Message-ID"],

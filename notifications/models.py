@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from tokenmgr.outbox import OutboxMessage, OutboxStatus, outbox_indexes
+from tokenmgr.outbox import OutboxMessage, OutboxStatus, once_per_recipient, outbox_indexes
 from tokens.models import Client, Origin, Token
 
 # The ledger's states are its messages' (a message `sending` is claimed by a worker until lease_until).
@@ -81,9 +81,7 @@ class ReminderMessage(OutboxMessage):
         verbose_name = _("message de rappel")
         verbose_name_plural = _("messages de rappel")
         ordering = ["reminder_id", "id"]
-        constraints = [
-            models.UniqueConstraint(fields=["reminder", "email"], name="reminder_message_once_per_recipient"),
-        ]
+        constraints = [once_per_recipient("reminder", name="reminder_message_once_per_recipient")]
         indexes = outbox_indexes(pending="reminder_msg_pending_due_idx", sending="reminder_msg_sending_idx")
 
 
@@ -311,9 +309,7 @@ class DeadlineAlertMessage(OutboxMessage):
         verbose_name = _("message d'alerte d'échéance")
         verbose_name_plural = _("messages d'alerte d'échéance")
         ordering = ["alert_id", "id"]
-        constraints = [
-            models.UniqueConstraint(fields=["alert", "email"], name="deadline_alert_once_per_instructor"),
-        ]
+        constraints = [once_per_recipient("alert", name="deadline_alert_once_per_instructor")]
         indexes = outbox_indexes(pending="deadline_msg_pending_idx", sending="deadline_msg_sending_idx")
 
 

@@ -4,7 +4,7 @@ often the secret is reported. Imported by notifications.models, so that it is a 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from tokenmgr.outbox import OutboxMessage, outbox_indexes
+from tokenmgr.outbox import OutboxMessage, once_per_recipient, outbox_indexes
 from tokens.models import Token, TokenExposure
 
 
@@ -29,7 +29,5 @@ class ExposureAlert(OutboxMessage):
         verbose_name = _("alerte de secret exposé")
         verbose_name_plural = _("alertes de secrets exposés")
         ordering = ["-created_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(fields=["token", "email"], name="exposure_alert_once_per_recipient"),
-        ]
+        constraints = [once_per_recipient("token", name="exposure_alert_once_per_recipient")]
         indexes = outbox_indexes(pending="exposure_alert_pending_idx", sending="exposure_alert_sending_idx")

@@ -16,7 +16,8 @@ import datetime as dt
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
@@ -125,11 +126,8 @@ def deadline_alerts_settle(messages: list[DeadlineAlertMessage]) -> None:
     unsent.filter(done).update(
         sent_at=Subquery(messages_of.order_by("-sent_at").values("sent_at")[:1]), last_error=""
     )
-    unsent.exclude(done).update(
-        last_error=Subquery(
-            messages_of.exclude(last_error="").order_by("-updated_at", "-id").values("last_error")[:1]
-        )
-    )
+    latest_error = messages_of.exclude(last_error="").order_by("-updated_at", "-id").values("last_error")[:1]
+    unsent.exclude(done).update(last_error=Coalesce(Subquery(latest_error), Value("")))
 
 
 KIND = EmailOutbox(

@@ -168,6 +168,11 @@ class OutboxMessage(models.Model):
         return f"{self.email} ({self.get_status_display()})"
 
 
+def once_per_recipient(subject: str, *, name: str) -> models.UniqueConstraint:
+    """One message per subject (reminder, alert, token) and recipient: a second queueing hits the constraint."""
+    return models.UniqueConstraint(fields=[subject, "email"], name=name)
+
+
 def outbox_indexes(*, pending: str, sending: str) -> list[models.Index]:
     """The claim's two partial indexes (tiny: only the rows in flight): pending rows by due time, claimed rows by
     lease end (crashed workers' claims)."""

@@ -230,6 +230,8 @@ def test_a_retry_after_a_partial_failure_reaches_only_the_instructors_not_told_y
     }
     assert pending.deadline_alerts_queue(today=today) == 0  # a second queue run creates nothing new
     assert DeadlineAlertMessage.objects.count() == 2
+    pending.deadline_alerts_settle(list(DeadlineAlertMessage.objects.all()))  # nothing sent, no error yet
+    assert DeadlineAlert.objects.filter(sent_at__isnull=True, last_error="").count() == 1
 
     monkeypatch.setattr(RefusingBackend, "refused", {"seconde@example.gouv.fr"})
     settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
