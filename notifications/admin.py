@@ -234,7 +234,7 @@ class DeadlineAlertMessageInline(admin.TabularInline):
     """An alert's messages: one per instructor."""
 
     model = DeadlineAlertMessage
-    fields = tuple(f for f in MESSAGE_FIELDS if f != "to_admins")
+    fields = tuple(f for f in MESSAGE_FIELDS if f not in ("to_admins", "message_id"))  # fits the page
     readonly_fields = fields
     extra = 0
     can_delete = False
