@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from tokenmgr.markup import markdown_html
+from tokenmgr.outbox import OutboxMessage, OutboxStatus, outbox_indexes
 from tokens.models import Endpoint, Privilege
 
 
@@ -134,36 +135,18 @@ class EvolutionRevision(models.Model):
         return f"{self.evolution_id} r{self.number}"
 
 
-class NoticeStatus(models.TextChoices):
-    PENDING = "pending", _("à envoyer")
-    SENDING = "sending", _("en cours d'envoi")
-    SENT = "sent", _("envoyé")
-    FAILED = "failed", _("en échec")
-    CANCELLED = "cancelled", _("annulé")
+NoticeStatus = OutboxStatus
 
 
-class EvolutionNotice(models.Model):
+class EvolutionNotice(OutboxMessage):
     """The outbox: the evolutions of one digest day told to one person. Claimed under a lease, sent, settled."""
 
-    email = models.CharField(_("destinataire"), max_length=254)  # normalized (accounts.identity)
     digest_on = models.DateField(_("jour du récapitulatif"))
     evolutions = models.ManyToManyField(
         Evolution, through="EvolutionNoticeEntry", related_name="notices", verbose_name=_("évolutions")
     )
-    status = models.CharField(
-        _("état"), max_length=16, choices=NoticeStatus.choices, default=NoticeStatus.PENDING
-    )
-    attempts = models.PositiveSmallIntegerField(_("tentatives"), default=0)
-    last_error = models.TextField(_("dernière erreur"), blank=True)
-    next_attempt_at = models.DateTimeField(_("prochaine tentative"), default=timezone.now)
-    lease_until = models.DateTimeField(_("réservé jusqu'au"), null=True, blank=True)
-    claimed_by = models.CharField(_("réservé par"), max_length=64, blank=True, default="")
-    sent_at = models.DateTimeField(_("envoyé le"), null=True, blank=True)
-    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
     # Public ids of the tokens the sent message listed.
     tokens = models.JSONField(_("jetons cités"), default=list, blank=True)
-    created_at = models.DateTimeField(_("créé le"), default=timezone.now)
-    updated_at = models.DateTimeField(_("modifié le"), default=timezone.now)
 
     class Meta:
         verbose_name = _("avis d'évolution")
@@ -172,18 +155,7 @@ class EvolutionNotice(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["email", "digest_on"], name="evolution_notice_once_per_day"),
         ]
-        indexes = [
-            models.Index(
-                fields=["next_attempt_at", "id"],
-                name="evolution_notice_due_idx",
-                condition=Q(status="pending"),
-            ),
-            models.Index(
-                fields=["lease_until", "id"],
-                name="evolution_notice_sending_idx",
-                condition=Q(status="sending"),
-            ),
-        ]
+        indexes = outbox_indexes(pending="evolution_notice_due_idx", sending="evolution_notice_sending_idx")
 
     def __str__(self) -> str:
         return f"{self.email} — {self.digest_on} ({self.get_status_display()})"

@@ -8,14 +8,14 @@ is due at that hour. A notice already claimed by a delivery when an entry is att
 goes to the next day's notice (the pending rows are locked before attaching, so a claim and an attachment never
 cross).
 
-Delivery follows the reminders' outbox (tokenmgr.outbox): claim due notices under a lease with SKIP LOCKED in a
-short transaction, send each message on its own, record its outcome right after the send (a killed worker re-sends
-at most the one in flight, under the same Message-ID), failed sends retry with backoff, then `failed`.
+Delivery is the email outbox loop of the reminders (notifications.mailer.deliver): claim due notices under a lease
+with SKIP LOCKED in a short transaction, send each message on its own, record its outcome right after the send (a
+killed worker re-sends at most the one in flight, under the same Message-ID), failed sends retry with backoff, then
+`failed`. What is the notices' own: the batch's plan (entries and affected tokens of each person) and the digest.
 """
 
 import datetime as dt
 import logging
-import smtplib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,10 +29,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from accounts.identity import normalize_email_or_none
-from notifications.emails import message_id
-from notifications.mailer import Mailer, lease_margin, retry_delay, send
-from tokenmgr import outbox
-from tokenmgr.mail import build_email
+from notifications.mailer import DeliveryResult, EmailOutbox, deliver, outbox_email
 from tokens import validity
 from tokens.models import Contact, Endpoint, Privilege, Token
 
@@ -239,23 +236,6 @@ def evolution_correct(
 # ------------------------------------------------------------------------------------------------------------------
 # Delivery
 # ------------------------------------------------------------------------------------------------------------------
-@dataclass
-class DeliveryResult:
-    sent: int = 0
-    skipped: int = 0  # cancelled: nothing left to tell (no active token concerned any more)
-    failed: int = 0
-    gave_up: int = 0
-
-
-OUTBOX = outbox.Outbox(
-    model=EvolutionNotice,
-    pending=NoticeStatus.PENDING,
-    sending=NoticeStatus.SENDING,
-    lease_seconds=lambda: settings.REMINDER_LEASE_SECONDS,
-    touched="updated_at",
-)
-
-
 @dataclass(frozen=True)
 class TokenLine:
     public_id: str
@@ -372,135 +352,50 @@ def build_message(notice: EvolutionNotice, lines: list[EntryLine], connection=No
         "page_url": settings.SITE_URL + reverse("evolutions"),
     }
     with translation.override("fr"):
-        message = build_email(
+        return outbox_email(
             "emails/evolution_digest",
             context,
-            to=[notice.email],
+            row=notice,
+            key="evolution",
+            connection=connection,
             headers={
-                "Message-ID": message_id(f"evolution.{notice.pk}"),
                 "X-Evolution-Digest": notice.digest_on.isoformat(),
                 "X-Evolution-Ids": ",".join(line.public_id for line in lines),
                 "Auto-Submitted": "auto-generated",
             },
         )
-    message.connection = connection
-    return message
 
 
-def _record_failure(notice: EvolutionNotice, error: str, worker: str, result: DeliveryResult) -> None:
-    now = timezone.now()
-    result.failed += 1
-    if notice.attempts >= settings.REMINDER_MAX_ATTEMPTS:
-        fields = {"status": NoticeStatus.FAILED}
-        result.gave_up += 1
-        logger.error(
-            "evolution notice %s failed for good after %d attempts: %s", notice.pk, notice.attempts, error
-        )
-    else:
-        fields = {"status": NoticeStatus.PENDING, "next_attempt_at": now + retry_delay(notice.attempts)}
-        logger.warning("evolution notice %s attempt %d failed: %s", notice.pk, notice.attempts, error)
-    OUTBOX.settle(notice.pk, worker=worker, last_error=error[:2000], updated_at=now, **fields)
+def _build(notice: EvolutionNotice, plan: dict[int, list[EntryLine]], connection) -> EmailMessage:
+    return build_message(notice, plan[notice.pk], connection)
 
 
-def _deliver_claimed(
-    notices: list[EvolutionNotice], now: dt.datetime, mailer: Mailer, worker: str
-) -> DeliveryResult:
-    result = DeliveryResult()
-    plan = _plan(notices, now)
-    margin = lease_margin()
-    for i, notice in enumerate(notices):
-        if notice.attempts > settings.REMINDER_MAX_ATTEMPTS:  # its workers kept dying
-            result.failed += 1
-            result.gave_up += 1
-            OUTBOX.settle(
-                notice.pk,
-                worker=worker,
-                status=NoticeStatus.FAILED,
-                last_error="envoi interrompu trop de fois",
-            )
-            continue
-        lines = plan.get(notice.pk, [])
-        if not lines:
-            result.skipped += 1
-            OUTBOX.settle(
-                notice.pk,
-                worker=worker,
-                status=NoticeStatus.CANCELLED,
-                last_error="plus aucun jeton actif concerné",
-                attempts=F("attempts") - 1,
-            )
-            continue
-        if timezone.now() + margin >= notice.lease_until:
-            OUTBOX.release([n.pk for n in notices[i:]], worker=worker)
-            logger.warning("evolution delivery: lease running out, %d notices released", len(notices) - i)
-            break
-        open_error = mailer.ensure_open()
-        if open_error:
-            for rest in notices[i:]:
-                _record_failure(rest, open_error, worker, result)
-            break
-        try:
-            email = build_message(notice, lines, mailer.conn)
-        except Exception as exc:
-            _record_failure(notice, f"{type(exc).__name__}: {exc}", worker, result)
-            continue
-        try:
-            send(mailer.conn, email)
-        except Exception as exc:
-            if not isinstance(exc, smtplib.SMTPRecipientsRefused | smtplib.SMTPDataError):
-                mailer.close()
-            _record_failure(notice, f"{type(exc).__name__}: {exc}", worker, result)
-            continue
-        sent_at = timezone.now()
-        result.sent += 1
-        OUTBOX.settle(
-            notice.pk,
-            worker=worker,
-            status=NoticeStatus.SENT,
-            sent_at=sent_at,
-            message_id=email.extra_headers["Message-ID"],
-            tokens=sorted({t.public_id for line in lines for t in line.tokens}),
-            last_error="",
-            updated_at=sent_at,
-        )
-    return result
+def _cancel_reason(notice: EvolutionNotice, plan: dict[int, list[EntryLine]]) -> str:
+    return "" if plan.get(notice.pk) else "plus aucun jeton actif concerné"
+
+
+def _sent_fields(notice: EvolutionNotice, plan: dict[int, list[EntryLine]]) -> dict:
+    return {"tokens": sorted({t.public_id for line in plan[notice.pk] for t in line.tokens})}
+
+
+KIND = EmailOutbox(
+    model=EvolutionNotice,
+    label="evolution notice",
+    build=_build,
+    context=_plan,
+    cancel=_cancel_reason,
+    sent_fields=_sent_fields,
+)
+OUTBOX = KIND.outbox
 
 
 def evolution_notices_deliver(
     *, now: dt.datetime | None = None, batch_size: int | None = None, max_batches: int | None = None
 ) -> DeliveryResult:
     """Send the due notices (and those crashed workers left behind), batch by batch, until none is left."""
-    batch_size = batch_size or settings.REMINDER_DELIVERY_BATCH
-    worker = outbox.worker_id()
-    total = DeliveryResult()
-    done = 0
-    mailer = Mailer()
-    try:
-        while max_batches is None or done < max_batches:
-            claim_at = now or timezone.now()
-            ids = OUTBOX.claim(worker=worker, limit=batch_size, now=claim_at)
-            if not ids:
-                break
-            notices = list(OUTBOX.claimed(ids, worker=worker).order_by("next_attempt_at", "id"))
-            batch = _deliver_claimed(notices, claim_at, mailer, worker)
-            for field in ("sent", "skipped", "failed", "gave_up"):
-                setattr(total, field, getattr(total, field) + getattr(batch, field))
-            done += 1
-    finally:
-        mailer.close()
-    if total.sent or total.failed or total.skipped:
-        logger.info(
-            "evolution notices delivered: %d sent, %d skipped, %d failed",
-            total.sent,
-            total.skipped,
-            total.failed,
-        )
-    return total
+    return deliver(KIND, now=now, batch_size=batch_size, max_batches=max_batches)
 
 
 def evolution_notices_requeue(*, notice_ids: Iterable[int]) -> int:
     """Put failed notices back in the outbox, due now, with a fresh attempt count."""
-    now = timezone.now()
-    return EvolutionNotice.objects.filter(pk__in=list(notice_ids), status=NoticeStatus.FAILED).update(
-        status=NoticeStatus.PENDING, attempts=0, next_attempt_at=now, updated_at=now, last_error=""
-    )
+    return EvolutionNotice.objects.filter(pk__in=list(notice_ids)).requeue()

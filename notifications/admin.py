@@ -9,6 +9,7 @@ from . import requeue
 from .admin_filters import NearDeadlineFilter
 from .models import (
     DeadlineAlert,
+    DeadlineAlertMessage,
     Reminder,
     ReminderMessage,
     ReminderOptOut,
@@ -229,11 +230,25 @@ class WebhookEventAdmin(admin.ModelAdmin):
     readonly_fields = ["id", "type", "client", "payload", "created_at", "dedup_key"]
 
 
+class DeadlineAlertMessageInline(admin.TabularInline):
+    """An alert's messages: one per instructor."""
+
+    model = DeadlineAlertMessage
+    fields = tuple(f for f in MESSAGE_FIELDS if f not in ("to_admins", "message_id"))  # fits the page
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(DeadlineAlert)
 class DeadlineAlertAdmin(admin.ModelAdmin):
     list_display = ("token", "expires_at", "access_request", "created_at", "sent_at")
     list_select_related = ("token", "access_request__client")
     readonly_fields = ("token", "expires_at", "access_request", "created_at", "sent_at", "last_error")
+    inlines = [DeadlineAlertMessageInline]
 
     def has_add_permission(self, request):
         return False

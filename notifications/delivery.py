@@ -1,68 +1,40 @@
 """Delivery of the queued reminder messages: claim, render, send, settle.
 
-Delivery claims due messages with SELECT … FOR UPDATE SKIP LOCKED under a lease (status `sending`), so several
-workers never send the same message, and records each message's outcome right after its send, so a killed worker
-re-sends at most one. After each batch the ledger rows of its messages are settled from their messages
+Delivery is the email outbox loop (notifications.mailer.deliver): it claims due messages with SELECT … FOR UPDATE
+SKIP LOCKED under a lease (status `sending`), so several workers never send the same message, and records each
+message's outcome right after its send, so a killed worker re-sends at most one. What is reminders' own: the batch
+context read once (cancellations, sign-in links, pending requests, pre-fill) and the email. After each batch the ledger rows of its messages are settled from their messages
 (reminders_settle). What an email says is decided here, from the data as it is at sending time (the token's
 pending request, what its renewal form will be pre-filled with), not when the sweep queued it.
 """
 
+import dataclasses
 import datetime as dt
 import functools
 import logging
-import smtplib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, Subquery, Value, prefetch_related_objects
+from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery, Value, prefetch_related_objects
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.formats import date_format
 from sesame.utils import get_query_string
 
-from tokenmgr import outbox
 from tokens import prefill, validity
 from tokens.models import Origin, Token
 
 from . import emails, pending
-from .mailer import Mailer, lease_margin, retry_delay, send
+from .mailer import DeliveryResult, EmailOutbox, claim, deliver
 from .models import OPEN_STATUSES, Reminder, ReminderMessage, ReminderStatus, WebhookEndpoint
 from .recipients import link_users_get_or_create, magic_link_scope, recipients_for
 from .rules import ineligibility, reminders_declined_token_ids
 from .webhooks import token_payload, webhook_emit
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class DeliveryResult:
-    """Counts of messages (one per reminder and recipient)."""
-
-    sent: int = 0
-    skipped: int = (
-        0  # cancelled: the token became ineligible, or the recipient is no longer one of its contacts
-    )
-    failed: int = 0  # attempts that failed in this run (retried later, or `failed` for good)
-    gave_up: int = 0  # messages that reached REMINDER_MAX_ATTEMPTS in this run
-
-    def __iadd__(self, other: "DeliveryResult") -> "DeliveryResult":
-        self.sent += other.sent
-        self.skipped += other.skipped
-        self.failed += other.failed
-        self.gave_up += other.gave_up
-        return self
-
-
-OUTBOX = outbox.Outbox(
-    model=ReminderMessage,
-    pending=ReminderStatus.PENDING,
-    sending=ReminderStatus.SENDING,
-    lease_seconds=lambda: settings.REMINDER_LEASE_SECONDS,
-    touched="updated_at",
-)
 
 
 def clients_with_webhooks(client_ids: set[int]) -> set[int]:
@@ -97,24 +69,54 @@ def _labels(fields: tuple[str, ...]) -> tuple[str, ...]:
 class _Context:
     """What the batch's emails say beyond their reminder, read once for the batch at sending time."""
 
+    today: dt.date
+    cancelled: (
+        dict  # message id -> why it is no longer sent (token ineligible, recipient no longer a contact)
+    )
+    users: dict  # address -> the user whose sign-in link the email carries
     pending: dict  # token id -> the open AccessRequest that would replace it
     prefill: dict  # token id -> tokens.prefill.PrefillSource (api_gouv tokens without a pending request)
 
 
-def _batch_context(tokens: list[Token]) -> _Context:
-    requests = pending.replacing_requests(t.pk for t in tokens)
-    renewable = [t for t in tokens if t.pk not in requests and t.origin == Origin.API_GOUV]
-    return _Context(pending=requests, prefill=prefill.renewal_prefill_sources(tokens=renewable))
+def _batch_context(
+    messages: list[ReminderMessage], now: dt.datetime, today: dt.date | None = None
+) -> _Context:
+    """The batch's tokens with their contacts and privileges (one object per token, fetched once for all its
+    messages), which messages are cancelled, the sign-in users of the others, pending requests and pre-fill."""
+    tokens: dict[int, Token] = {}
+    for message in messages:
+        message.reminder.token = tokens.setdefault(message.reminder.token_id, message.reminder.token)
+    prefetch_related_objects(list(tokens.values()), "contacts", "privileges")
+    declined = reminders_declined_token_ids(tokens)
+    contacts_now = {pk: set(recipients_for(t)) for pk, t in tokens.items()}
+    cancelled = {}
+    for message in messages:
+        reminder, token = message.reminder, message.reminder.token
+        reason = ineligibility(reminder, token, now, declined=token.pk in declined)
+        if not reason and not message.to_admins and message.email not in contacts_now[token.pk]:
+            reason = "destinataire retiré des contacts du jeton"
+        if reason:
+            cancelled[message.pk] = reason
+    users = link_users_get_or_create(
+        emails={m.email for m in messages if not m.to_admins and m.pk not in cancelled}
+    )
+    requests = pending.replacing_requests(tokens)
+    renewable = [t for t in tokens.values() if t.pk not in requests and t.origin == Origin.API_GOUV]
+    return _Context(
+        today=today or validity.local_date(now),
+        cancelled=cancelled,
+        users=users,
+        pending=requests,
+        prefill=prefill.renewal_prefill_sources(tokens=renewable),
+    )
 
 
-def _email_data(
-    message: ReminderMessage, token: Token, users: dict, today: dt.date, context: _Context
-) -> emails.ReminderEmail:
+def _email_data(message: ReminderMessage, token: Token, context: _Context) -> emails.ReminderEmail:
     """What one recipient's email shows: their own address and sign-in link only, and how many others got it."""
     reminder = message.reminder
     url = emails.action_url(reminder.route, token.public_id)
     link = ""
-    user = None if message.to_admins else users.get(message.email)
+    user = None if message.to_admins else context.users.get(message.email)
     if user is not None:
         link = url + get_query_string(user, scope=magic_link_scope(token.public_id))
     extra: dict = {}
@@ -142,7 +144,7 @@ def _email_data(
         token_prefix=token.secret_prefix,
         privileges=[(p.code, p.label) for p in token.privileges.all()],
         expires_on=validity.local_date(token.expires_at),
-        days_left=validity.days_left(token.expires_at, today),
+        days_left=validity.days_left(token.expires_at, context.today),
         recipient=message.email,
         other_recipients=0 if message.to_admins else max(len(reminder.recipients) - 1, 0),
         action_url=url,
@@ -152,130 +154,37 @@ def _email_data(
     )
 
 
-def _record_failure(message: ReminderMessage, error: str, worker: str, result: DeliveryResult) -> None:
-    """A failed attempt (counted by the claim): retry later with backoff, or `failed` for good."""
-    now = timezone.now()
-    result.failed += 1
-    fields: dict = {}
-    if message.attempts >= settings.REMINDER_MAX_ATTEMPTS:
-        fields.update(status=ReminderStatus.FAILED)
-        result.gave_up += 1
-        logger.error(
-            "reminder message %s failed for good after %d attempts: %s", message.pk, message.attempts, error
-        )
-    else:
-        fields.update(status=ReminderStatus.PENDING, next_attempt_at=now + retry_delay(message.attempts))
-        logger.warning("reminder message %s attempt %d failed: %s", message.pk, message.attempts, error)
-    OUTBOX.settle(message.pk, worker=worker, last_error=error[:2000], updated_at=now, **fields)
+def _cancel_reason(message: ReminderMessage, context: _Context) -> str:
+    return context.cancelled.get(message.pk, "")
 
 
-def _cancel(message: ReminderMessage, reason: str, worker: str, result: DeliveryResult) -> None:
-    result.skipped += 1
-    OUTBOX.settle(
-        message.pk,
-        worker=worker,
-        status=ReminderStatus.CANCELLED,
-        last_error=reason,
-        attempts=F("attempts") - 1,
-    )
+def _build(message: ReminderMessage, context: _Context, connection):
+    data = _email_data(message, message.reminder.token, context)
+    return emails.build_message(data, connection, msgid=emails.message_id(f"reminder.{message.pk}"))
+
+
+def _settle_reminders(messages: list[ReminderMessage]) -> None:
+    reminders_settle(reminder_ids={m.reminder_id for m in messages})
+
+
+KIND = EmailOutbox(
+    model=ReminderMessage,
+    label="reminder message",
+    build=_build,
+    rows=lambda rows: rows.select_related("reminder__token__client").order_by("next_attempt_at", "id"),
+    context=_batch_context,
+    cancel=_cancel_reason,
+    settled=_settle_reminders,
+)
+OUTBOX = KIND.outbox
 
 
 def reminder_messages_claim(
     *, worker: str, batch_size: int, now: dt.datetime | None = None
 ) -> list[ReminderMessage]:
-    """Claim up to `batch_size` messages for `worker` (tokenmgr.outbox: one short committed transaction, SKIP
-    LOCKED, crashed workers' messages first, one more attempt counted), each `sending` until
-    now + REMINDER_LEASE_SECONDS; returns them with their reminder, token and client.
-    """
-    ids = OUTBOX.claim(worker=worker, limit=batch_size, now=now)
-    if not ids:
-        return []
-    messages = list(
-        OUTBOX.claimed(ids, worker=worker)
-        .select_related("reminder__token__client")
-        .order_by("next_attempt_at", "id")
-    )
-    # One token object per token, so that its contacts and privileges are fetched once for all its messages.
-    tokens: dict[int, Token] = {}
-    for message in messages:
-        token = tokens.setdefault(message.reminder.token_id, message.reminder.token)
-        message.reminder.token = token
-    return messages
-
-
-def _deliver_claimed(
-    messages: list[ReminderMessage], now: dt.datetime, today: dt.date, mailer: Mailer, worker: str
-) -> DeliveryResult:
-    """Send the claimed messages one by one, each outcome committed right after its send (a crash re-sends at
-    most the one message in flight), then settle their reminders."""
-    result = DeliveryResult()
-    tokens = list({m.reminder.token_id: m.reminder.token for m in messages}.values())
-    prefetch_related_objects(tokens, "contacts", "privileges")
-    declined = reminders_declined_token_ids(t.pk for t in tokens)
-    context = _batch_context(tokens)
-    contacts_now = {t.pk: set(recipients_for(t)) for t in tokens}
-    plans = []
-    for message in messages:
-        reminder, token = message.reminder, message.reminder.token
-        if message.attempts > settings.REMINDER_MAX_ATTEMPTS:  # claimed again and again by workers that died
-            result.failed += 1
-            result.gave_up += 1
-            logger.error(
-                "reminder message %s: its workers died %d times, given up", message.pk, message.attempts
-            )
-            OUTBOX.settle(
-                message.pk,
-                worker=worker,
-                status=ReminderStatus.FAILED,
-                last_error="envoi interrompu trop de fois",
-            )
-            continue
-        reason = ineligibility(reminder, token, now, declined=token.pk in declined)
-        if not reason and not message.to_admins and message.email not in contacts_now[token.pk]:
-            reason = "destinataire retiré des contacts du jeton"
-        if reason:
-            _cancel(message, reason, worker, result)
-            continue
-        plans.append(message)
-
-    users = link_users_get_or_create(emails={m.email for m in plans if not m.to_admins})
-    margin = lease_margin()
-    for i, message in enumerate(plans):
-        if timezone.now() + margin >= message.lease_until:  # too slow: let another worker take the rest
-            OUTBOX.release([m.pk for m in plans[i:]], worker=worker)
-            logger.warning("reminder delivery: lease running out, %d messages released", len(plans) - i)
-            break
-        open_error = mailer.ensure_open()
-        if open_error:  # SMTP down: the rest of the claim goes back to pending, with backoff
-            for rest in plans[i:]:
-                _record_failure(rest, open_error, worker, result)
-            break
-        try:
-            data = _email_data(message, message.reminder.token, users, today, context)
-            email = emails.build_message(data, mailer.conn, msgid=emails.message_id(f"reminder.{message.pk}"))
-        except Exception as exc:
-            _record_failure(message, f"{type(exc).__name__}: {exc}", worker, result)
-            continue
-        try:
-            send(mailer.conn, email)
-        except Exception as exc:
-            if not isinstance(exc, smtplib.SMTPRecipientsRefused | smtplib.SMTPDataError):
-                mailer.close()  # the connection may be broken: the next message reopens it
-            _record_failure(message, f"{type(exc).__name__}: {exc}", worker, result)
-            continue
-        sent_at = timezone.now()
-        result.sent += 1
-        OUTBOX.settle(
-            message.pk,
-            worker=worker,
-            status=ReminderStatus.SENT,
-            sent_at=sent_at,
-            message_id=email.extra_headers["Message-ID"],
-            last_error="",
-            updated_at=sent_at,
-        )
-    reminders_settle(reminder_ids={m.reminder_id for m in messages})
-    return result
+    """Claim up to `batch_size` messages for `worker` (notifications.mailer.claim); returns them with their reminder,
+    token and client."""
+    return claim(KIND, worker=worker, limit=batch_size, now=now)
 
 
 def reminders_settle(*, reminder_ids: Iterable[int]) -> int:
@@ -377,32 +286,13 @@ def reminders_deliver(
 ) -> DeliveryResult:
     """Send the due reminder messages (and those crashed workers left behind), batch by batch, until none is left.
 
-    Each batch is claimed in a short transaction (reminder_messages_claim: SKIP LOCKED, lease); each message's
-    outcome (sent / retry later / failed / cancelled) is committed right after its send, so a SIGKILL re-sends at
-    most the one message in flight, once the lease of its claim has expired. Ledger rows a dead worker left
-    unsettled are settled first.
+    The one email outbox loop (notifications.mailer.deliver): claims in short transactions (SKIP LOCKED, lease),
+    each message's outcome (sent / retry later / failed / cancelled) committed right after its send, so a SIGKILL
+    re-sends at most the one message in flight, once the lease of its claim has expired; the ledger rows of each
+    batch settled from their messages. Ledger rows a dead worker left unsettled are settled first.
     """
-    batch_size = batch_size or settings.REMINDER_DELIVERY_BATCH
-    worker = outbox.worker_id()
-    total = DeliveryResult()
-    done = 0
     reminders_settle_stale()
-    mailer = Mailer()
-    try:
-        while max_batches is None or done < max_batches:
-            now = timezone.now()
-            claimed = reminder_messages_claim(worker=worker, batch_size=batch_size, now=now)
-            if not claimed:
-                break
-            total += _deliver_claimed(claimed, now, today or validity.local_date(now), mailer, worker)
-            done += 1
-    finally:
-        mailer.close()
-    if total.sent or total.failed or total.skipped:
-        logger.info(
-            "reminder messages delivered: %d sent, %d skipped, %d failed",
-            total.sent,
-            total.skipped,
-            total.failed,
-        )
-    return total
+    kind = KIND
+    if today is not None:
+        kind = dataclasses.replace(KIND, context=functools.partial(_batch_context, today=today))
+    return deliver(kind, batch_size=batch_size, max_batches=max_batches)

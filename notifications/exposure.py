@@ -1,7 +1,7 @@
 """Exposure alerts: when a live token's secret is reported exposed (tokens.exposure), each of its recipients gets a
 message of their own, once per token however often the secret is reported (ExposureAlert is unique per
-(token, email)). Queued in the reporting transaction, delivered by a Celery task through tokenmgr.outbox (claim under
-a lease, send, settle), retried with the reminders' backoff.
+(token, email)). Queued in the reporting transaction, delivered by a Celery task through the email outbox loop
+(notifications.mailer.deliver: claim under a lease, send, settle), retried with the reminders' backoff.
 
 The message names the token by its display prefix only (never its secret), says whether it was revoked, and links to
 a renewal pre-filled from the token (the route of its origin, as reminders do) and to the token's page. The address
@@ -11,38 +11,27 @@ anonymous report must not put a link of its choosing in front of the token's con
 
 import datetime as dt
 import logging
-import smtplib
 from dataclasses import dataclass
 
 from celery import shared_task
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
+from django.core.mail import EmailMessage
 from django.db import transaction
 from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
 
-from tokenmgr import outbox
-from tokenmgr.mail import build_email
 from tokens.models import Token, TokenExposure
 from tokens.signals import token_exposed
 
 from . import emails
-from .mailer import retry_delay
-from .models import ExposureAlert, ReminderStatus
+from .mailer import DeliveryResult, EmailOutbox, deliver, outbox_email
+from .models import ExposureAlert
 from .recipients import admin_recipients, recipients_for
 
 logger = logging.getLogger(__name__)
 
 TEMPLATE_PREFIX = "emails/exposure_alert"
-
-OUTBOX = outbox.Outbox(
-    model=ExposureAlert,
-    pending=ReminderStatus.PENDING,
-    sending=ReminderStatus.SENDING,
-    lease_seconds=lambda: settings.REMINDER_LEASE_SECONDS,
-    touched="updated_at",
-)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -120,81 +109,37 @@ def _email_data(alert: ExposureAlert) -> ExposureEmail:
     )
 
 
-def build_message(data: ExposureEmail, *, connection=None, msgid: str) -> EmailMessage:
-    message = build_email(
+def build_message(alert: ExposureAlert, context=None, connection=None) -> EmailMessage:
+    """One recipient's alert (its Message-ID the same at every attempt)."""
+    data = _email_data(alert)
+    return outbox_email(
         TEMPLATE_PREFIX,
         {"a": data},
-        to=[data.recipient],
+        row=alert,
+        key="exposure",
+        connection=connection,
         headers={
-            "Message-ID": msgid,
             "X-Token-Id": data.token_public_id,
             "X-Token-Exposed": "revoked" if data.revoked else "flagged",
         },
     )
-    message.connection = connection
-    return message
 
 
-@dataclass
-class DeliveryResult:
-    sent: int = 0
-    failed: int = 0
-
-
-def _failed(alert: ExposureAlert, error: str, worker: str, result: DeliveryResult) -> None:
-    result.failed += 1
-    now = timezone.now()
-    if alert.attempts >= settings.REMINDER_MAX_ATTEMPTS:
-        fields = {"status": ReminderStatus.FAILED}
-        logger.error(
-            "exposure alert %s failed for good after %d attempts: %s", alert.pk, alert.attempts, error
-        )
-    else:
-        fields = {"status": ReminderStatus.PENDING, "next_attempt_at": now + retry_delay(alert.attempts)}
-        logger.warning("exposure alert %s attempt %d failed: %s", alert.pk, alert.attempts, error)
-    OUTBOX.settle(alert.pk, worker=worker, last_error=error[:2000], updated_at=now, **fields)
+KIND = EmailOutbox(
+    model=ExposureAlert,
+    label="exposure alert",
+    build=build_message,
+    rows=lambda rows: rows.select_related("token__client", "exposure").order_by("id"),
+)
+OUTBOX = KIND.outbox
 
 
 def exposure_alerts_deliver(
     *, batch_size: int | None = None, now: dt.datetime | None = None
 ) -> DeliveryResult:
-    """Send every due alert, batch after batch: claimed under a lease, each outcome recorded right after its send."""
-    batch_size = batch_size or settings.REMINDER_DELIVERY_BATCH
-    worker = outbox.worker_id()
-    result = DeliveryResult()
-    connection = get_connection()
-    try:
-        while ids := OUTBOX.claim(worker=worker, limit=batch_size, now=now):
-            alerts = (
-                OUTBOX.claimed(ids, worker=worker).select_related("token__client", "exposure").order_by("id")
-            )
-            for alert in alerts:
-                try:
-                    message = build_message(
-                        _email_data(alert),
-                        connection=connection,
-                        msgid=emails.message_id(f"exposure.{alert.pk}"),
-                    )
-                    if not message.send():
-                        raise RuntimeError("the mail backend accepted no message")
-                except (smtplib.SMTPException, OSError, RuntimeError) as exc:
-                    _failed(alert, f"{type(exc).__name__}: {exc}", worker, result)
-                    continue
-                sent_at = timezone.now()
-                result.sent += 1
-                OUTBOX.settle(
-                    alert.pk,
-                    worker=worker,
-                    status=ReminderStatus.SENT,
-                    sent_at=sent_at,
-                    message_id=message.extra_headers["Message-ID"],
-                    last_error="",
-                    updated_at=sent_at,
-                )
-            now = None
-    finally:
-        connection.close()
-    return result
+    """Send every due alert, batch after batch (notifications.mailer.deliver: claimed under a lease, each outcome
+    recorded right after its send)."""
+    return deliver(KIND, now=now, batch_size=batch_size)
 
 
 @shared_task(name="notifications.deliver_exposure_alerts", acks_late=True, ignore_result=True)

@@ -17,15 +17,11 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from tokenmgr.outbox import OutboxMessage, OutboxStatus, once_per_recipient, outbox_indexes
 from tokens.models import Client, Origin, Token
 
-
-class ReminderStatus(models.TextChoices):
-    PENDING = "pending", _("à envoyer")
-    SENDING = "sending", _("en cours d'envoi")  # a message claimed by a worker until lease_until
-    SENT = "sent", _("envoyé")
-    FAILED = "failed", _("en échec")
-    CANCELLED = "cancelled", _("annulé")
+# The ledger's states are its messages' (a message `sending` is claimed by a worker until lease_until).
+ReminderStatus = OutboxStatus
 
 
 # Messages still to be settled: their reminder is in progress.
@@ -68,7 +64,7 @@ class Reminder(models.Model):
         return f"J-{self.threshold} — {self.token_id} ({self.get_status_display()})"
 
 
-class ReminderMessage(models.Model):
+class ReminderMessage(OutboxMessage):
     """The outbox: one reminder to one recipient. Claimed under a lease, sent, settled right after its send."""
 
     # No index of its own: the (reminder, email) constraint's index starts with it.
@@ -79,46 +75,14 @@ class ReminderMessage(models.Model):
         verbose_name=_("rappel"),
         db_index=False,
     )
-    email = models.CharField(_("destinataire"), max_length=254)  # normalized (accounts.identity)
     to_admins = models.BooleanField(_("aux administrateurs"), default=False)  # the token had no contact
-    status = models.CharField(
-        _("état"), max_length=16, choices=ReminderStatus.choices, default=ReminderStatus.PENDING
-    )
-    attempts = models.PositiveSmallIntegerField(_("tentatives"), default=0)
-    last_error = models.TextField(_("dernière erreur"), blank=True)
-    next_attempt_at = models.DateTimeField(_("prochaine tentative"), default=timezone.now)
-    # Delivery claim: while `sending`, the row belongs to claimed_by until lease_until (then any worker may take it).
-    lease_until = models.DateTimeField(_("réservé jusqu'au"), null=True, blank=True)
-    claimed_by = models.CharField(_("réservé par"), max_length=64, blank=True, default="")
-    sent_at = models.DateTimeField(_("envoyé le"), null=True, blank=True)
-    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
-    created_at = models.DateTimeField(_("créé le"), default=timezone.now)
-    updated_at = models.DateTimeField(_("modifié le"), default=timezone.now)
 
     class Meta:
         verbose_name = _("message de rappel")
         verbose_name_plural = _("messages de rappel")
         ordering = ["reminder_id", "id"]
-        constraints = [
-            models.UniqueConstraint(fields=["reminder", "email"], name="reminder_message_once_per_recipient"),
-        ]
-        indexes = [
-            # The delivery claim: pending messages by due time; partial, so it stays tiny.
-            models.Index(
-                fields=["next_attempt_at", "id"],
-                name="reminder_msg_pending_due_idx",
-                condition=Q(status="pending"),
-            ),
-            # Crashed workers' claims, by lease end.
-            models.Index(
-                fields=["lease_until", "id"],
-                name="reminder_msg_sending_idx",
-                condition=Q(status="sending"),
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.email} ({self.get_status_display()})"
+        constraints = [once_per_recipient("reminder", name="reminder_message_once_per_recipient")]
+        indexes = outbox_indexes(pending="reminder_msg_pending_due_idx", sending="reminder_msg_sending_idx")
 
 
 class SweepRun(models.Model):
@@ -326,6 +290,27 @@ class DeadlineAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.token_id} — {self.expires_at:%Y-%m-%d}"
+
+
+class DeadlineAlertMessage(OutboxMessage):
+    """The outbox of a deadline alert: one message per instructor, written when the alert is queued, each sent once
+    (a retry after a partial failure reaches only the instructors not told yet)."""
+
+    # No index of its own: the (alert, email) constraint's index starts with it.
+    alert = models.ForeignKey(
+        DeadlineAlert,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        verbose_name=_("alerte"),
+        db_index=False,
+    )
+
+    class Meta:
+        verbose_name = _("message d'alerte d'échéance")
+        verbose_name_plural = _("messages d'alerte d'échéance")
+        ordering = ["alert_id", "id"]
+        constraints = [once_per_recipient("alert", name="deadline_alert_once_per_instructor")]
+        indexes = outbox_indexes(pending="deadline_msg_pending_idx", sending="deadline_msg_sending_idx")
 
 
 from .models_exposure import ExposureAlert  # noqa: E402,F401  (a model of this app, in its own module)

@@ -7,28 +7,28 @@ so nobody will decide it, and the renewal link would lead to it anyway; the remi
 
 When a token reaches the last reminder threshold (the smallest) with its request submitted or sent back for changes
 (an instructor's decision is what it waits for; a draft waits for nobody), the instructors get one alert: one
-DeadlineAlert row per (token, expiry), inserted ON CONFLICT DO NOTHING, sent once.
+DeadlineAlert row per (token, expiry), inserted ON CONFLICT DO NOTHING, with one outbox message per instructor
+(DeadlineAlertMessage, unique per alert and address) delivered by the email outbox loop: each instructor is told
+once, and a retry after a partial failure reaches only those not told yet.
 """
 
 import datetime as dt
-import logging
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
-from tokenmgr.mail import build_email
+from tokenmgr.outbox import OutboxStatus
 from tokens import validity
 from tokens.models import AccessRequest, Token
 from tokens.selectors import instructor_emails
 
-from .models import DeadlineAlert
+from .mailer import EmailOutbox, deliver, outbox_email
+from .models import DeadlineAlert, DeadlineAlertMessage
 from .rules import eligible_tokens, last_threshold
-
-logger = logging.getLogger(__name__)
 
 # Open requests an instructor has to decide.
 UNDECIDED_STATES = (AccessRequest.State.SUBMITTED, AccessRequest.State.CHANGES_REQUESTED)
@@ -65,24 +65,40 @@ def requests_near_deadline(qs: QuerySet, *, today: dt.date | None = None) -> Que
 
 
 def deadline_alerts_queue(*, today: dt.date | None = None) -> int:
-    """Insert the alerts due on `today` (one per token and expiry, whatever the number of runs); returns how many
-    are new."""
+    """Insert the alerts due on `today` (one per token and expiry, whatever the number of runs) and their messages,
+    one per instructor (unique per alert and address); returns how many alerts are new.
+
+    An alert queued while no instructor had an address gets its messages at the next run that finds one."""
     now = timezone.now()
     requests = requests_near_deadline(AccessRequest.objects.all(), today=today).select_related("token")
     rows = [
         DeadlineAlert(token_id=r.token_id, expires_at=r.token.expires_at, access_request=r, created_at=now)
         for r in requests.order_by("token_id", "-created_at")
     ]
-    if not rows:
-        return 0
     before = DeadlineAlert.objects.count()
     DeadlineAlert.objects.bulk_create(rows, ignore_conflicts=True)
-    return DeadlineAlert.objects.count() - before
+    new = DeadlineAlert.objects.count() - before
+    unaddressed = DeadlineAlert.objects.filter(sent_at__isnull=True).exclude(
+        Exists(DeadlineAlertMessage.objects.filter(alert=OuterRef("pk")))
+    )
+    to = instructor_emails()
+    DeadlineAlertMessage.objects.bulk_create(
+        [
+            DeadlineAlertMessage(
+                alert_id=pk, email=address, next_attempt_at=now, created_at=now, updated_at=now
+            )
+            for pk in unaddressed.values_list("pk", flat=True)
+            for address in to
+        ],
+        ignore_conflicts=True,
+    )
+    return new
 
 
-def _alert_message(alert: DeadlineAlert, to: str):
-    request, token = alert.access_request, alert.token
-    context = {
+def _build(message: DeadlineAlertMessage, context, connection):
+    """One instructor's message (no one sees the others' addresses)."""
+    request, token = message.alert.access_request, message.alert.token
+    data = {
         "access_request": request,
         "client": request.client,
         "token": token,
@@ -90,41 +106,46 @@ def _alert_message(alert: DeadlineAlert, to: str):
         "request_date": request_date(request),
         "admin_url": settings.SITE_URL + reverse("admin:tokens_accessrequest_change", args=[request.pk]),
     }
-    return build_email(
-        "emails/deadline_alert", context, to=[to], headers={"X-Access-Request-Id": str(request.public_id)}
+    return outbox_email(
+        "emails/deadline_alert",
+        data,
+        row=message,
+        key="deadline",
+        connection=connection,
+        headers={"X-Access-Request-Id": str(request.public_id)},
     )
 
 
+def deadline_alerts_settle(messages: list[DeadlineAlertMessage]) -> None:
+    """An alert is sent once every instructor's message is (its sent_at: the last send); until then it shows its
+    messages' latest error."""
+    ids = {m.alert_id for m in messages}
+    messages_of = DeadlineAlertMessage.objects.filter(alert_id=OuterRef("pk"))
+    unsent = DeadlineAlert.objects.filter(pk__in=ids, sent_at__isnull=True)
+    done = ~Exists(messages_of.exclude(status=OutboxStatus.SENT))
+    unsent.filter(done).update(
+        sent_at=Subquery(messages_of.order_by("-sent_at").values("sent_at")[:1]), last_error=""
+    )
+    latest_error = messages_of.exclude(last_error="").order_by("-updated_at", "-id").values("last_error")[:1]
+    unsent.exclude(done).update(last_error=Coalesce(Subquery(latest_error), Value("")))
+
+
+KIND = EmailOutbox(
+    model=DeadlineAlertMessage,
+    label="deadline alert message",
+    build=_build,
+    rows=lambda rows: rows.select_related("alert__access_request__client", "alert__token").order_by("id"),
+    settled=deadline_alerts_settle,
+)
+
+
 def deadline_alerts_send() -> int:
-    """Send the alerts not sent yet, each once: rows locked (SKIP LOCKED) while sent, marked sent in the same
-    transaction. A failed send stays unsent and is tried again at the next run. Returns how many were sent."""
-    to = instructor_emails()
-    if not to:
-        return 0
-    sent = 0
-    with transaction.atomic():
-        alerts = list(
-            DeadlineAlert.objects.filter(sent_at__isnull=True)
-            .select_for_update(skip_locked=True, of=("self",))
-            .select_related("access_request__client", "token")
-            .order_by("id")
-        )
-        for alert in alerts:
-            try:  # one message per instructor: no one sees the others' addresses
-                for address in to:
-                    _alert_message(alert, address).send()
-            except Exception as exc:
-                logger.warning("deadline alert %s not sent: %s", alert.pk, exc)
-                DeadlineAlert.objects.filter(pk=alert.pk).update(
-                    last_error=f"{type(exc).__name__}: {exc}"[:2000]
-                )
-                continue
-            DeadlineAlert.objects.filter(pk=alert.pk).update(sent_at=timezone.now(), last_error="")
-            sent += 1
-    return sent
+    """Send the instructors' messages not sent yet, each once, through the email outbox loop
+    (notifications.mailer.deliver): a failed one is retried with backoff, and only it. Returns how many were sent."""
+    return deliver(KIND).sent
 
 
 def deadline_alerts_run(*, today: dt.date | None = None) -> int:
-    """Queue the alerts due on `today`, then send what is unsent; returns how many were sent."""
+    """Queue the alerts due on `today`, then send what is unsent; returns how many messages were sent."""
     deadline_alerts_queue(today=today)
     return deadline_alerts_send()

@@ -20,9 +20,7 @@ def _locked(reminder_ids: Iterable[int]) -> list[Reminder]:
 def _requeue(reminders: list[Reminder], failed, by, now: dt.datetime) -> int:
     """Put the `failed` messages back in the outbox, due now, with a fresh attempt count; reopen their reminders."""
     note = f"remis en file par {by}" if by else "remis en file"
-    count = failed.filter(status=ReminderStatus.FAILED).update(
-        status=ReminderStatus.PENDING, attempts=0, next_attempt_at=now, updated_at=now, last_error=note
-    )
+    count = failed.requeue(note=note)
     reopened = ReminderMessage.objects.filter(reminder_id=OuterRef("pk"), status=ReminderStatus.PENDING)
     Reminder.objects.filter(pk__in=[r.pk for r in reminders], status=ReminderStatus.FAILED).filter(
         Exists(reopened)

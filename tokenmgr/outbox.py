@@ -10,6 +10,9 @@ A table qualifies when its rows have `status` (with a pending and a sending valu
 2. the network call happens outside any transaction;
 3. `Outbox.settle` records the outcome in one UPDATE conditioned on the claim (still `sending`, same worker): a
    worker that outlived its lease, whose row another worker took over, changes nothing.
+
+Every email outbox table inherits `OutboxMessage` (its status, attempts, lease and outcome fields) and lists
+`outbox_indexes` in its Meta; notifications.mailer delivers them all with one loop.
 """
 
 import datetime as dt
@@ -20,8 +23,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.db import models, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 def worker_id() -> str:
@@ -114,3 +118,65 @@ class Outbox:
             attempts=F("attempts") - 1,
             **self._touch(fields, timezone.now()),
         )
+
+
+class OutboxStatus(models.TextChoices):
+    """The states of an outbox row (and of the reminder ledger, which sums up its messages)."""
+
+    PENDING = "pending", _("à envoyer")
+    SENDING = "sending", _("en cours d'envoi")  # claimed by a worker until lease_until
+    SENT = "sent", _("envoyé")
+    FAILED = "failed", _("en échec")
+    CANCELLED = "cancelled", _("annulé")
+
+
+class OutboxQuerySet(models.QuerySet):
+    def requeue(self, *, note: str = "") -> int:
+        """Put the failed rows among these back in the outbox, due now, with a fresh attempt count."""
+        now = timezone.now()
+        return self.filter(status=OutboxStatus.FAILED).update(
+            status=OutboxStatus.PENDING, attempts=0, next_attempt_at=now, updated_at=now, last_error=note
+        )
+
+
+class OutboxMessage(models.Model):
+    """An email outbox row: one message to one recipient (`email`), claimed under a lease (Outbox), sent, settled.
+
+    Concrete tables add what the message is about and their constraint; their Meta lists `outbox_indexes(...)`."""
+
+    email = models.CharField(_("destinataire"), max_length=254)  # normalized (accounts.identity)
+    status = models.CharField(
+        _("état"), max_length=16, choices=OutboxStatus.choices, default=OutboxStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(_("tentatives"), default=0)
+    last_error = models.TextField(_("dernière erreur"), blank=True)
+    next_attempt_at = models.DateTimeField(_("prochaine tentative"), default=timezone.now)
+    # Delivery claim: while `sending`, the row belongs to claimed_by until lease_until (then any worker may take it).
+    lease_until = models.DateTimeField(_("réservé jusqu'au"), null=True, blank=True)
+    claimed_by = models.CharField(_("réservé par"), max_length=64, blank=True, default="")
+    sent_at = models.DateTimeField(_("envoyé le"), null=True, blank=True)
+    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("créé le"), default=timezone.now)
+    updated_at = models.DateTimeField(_("modifié le"), default=timezone.now)
+
+    objects = OutboxQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.get_status_display()})"
+
+
+def once_per_recipient(subject: str, *, name: str) -> models.UniqueConstraint:
+    """One message per subject (reminder, alert, token) and recipient: a second queueing hits the constraint."""
+    return models.UniqueConstraint(fields=[subject, "email"], name=name)
+
+
+def outbox_indexes(*, pending: str, sending: str) -> list[models.Index]:
+    """The claim's two partial indexes (tiny: only the rows in flight): pending rows by due time, claimed rows by
+    lease end (crashed workers' claims)."""
+    return [
+        models.Index(fields=["next_attempt_at", "id"], name=pending, condition=Q(status="pending")),
+        models.Index(fields=["lease_until", "id"], name=sending, condition=Q(status="sending")),
+    ]

@@ -7,12 +7,14 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
+from notifications import pending
+from notifications.models import DeadlineAlert
 from tests.browser.a11y import assert_accessible
 from tests.browser.conftest import save_screenshot
 from tests.factories import ClientFactory, ClientMembershipFactory, UserFactory, issue_token
 from tests.tokens.test_requests import full_data
-from tokens import services
-from tokens.models import AccessRequest
+from tokens import services, validity
+from tokens.models import AccessRequest, Token
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -98,3 +100,28 @@ def test_admin_queue_history_button_and_words(new_context, live_server, renewal)
     assert timezone.localtime(ar.events.first().at).strftime("%m/%d/%Y") in text
     assert_accessible(portal)
     save_screenshot(portal, "request_detail_en")
+
+
+def test_admin_deadline_alert_lists_each_instructors_message(new_context, live_server, renewal, settings):
+    applicant, instructor, ar = renewal
+    settings.REMINDER_DAYS = [90, 60, 30, 15]
+    UserFactory(email="second.instructeur@tokenmgr.example", is_staff=True, is_superuser=True)
+    Token.objects.filter(pk=ar.token_id).update(
+        expires_at=validity.start_of_day(validity.today() + dt.timedelta(days=10)) + dt.timedelta(hours=10)
+    )
+    assert pending.deadline_alerts_run() == 2
+    alert = DeadlineAlert.objects.get()
+
+    admin = new_context().new_page()
+    admin.set_default_timeout(60_000)
+    admin.goto(live_server.url + reverse("admin:login"))
+    admin.fill("#id_username", instructor.email)
+    admin.fill("#id_password", PASSWORD)
+    admin.locator("#login-form input[type=submit]").click()
+    admin.wait_for_selector("#request-queue")
+    admin.goto(live_server.url + reverse("admin:notifications_deadlinealert_change", args=[alert.pk]))
+    inline = admin.inner_text("#messages-group")
+    assert "instructrice@tokenmgr.example" in inline and "second.instructeur@tokenmgr.example" in inline
+    assert inline.count("envoyé") >= 2
+    assert_accessible(admin)
+    save_screenshot(admin, "admin_deadline_alert")

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.identity import InvalidEmail
-from notifications import checks, delivery, requeue, sweep
+from notifications import checks, delivery, mailer, requeue, sweep
 from notifications.models import Reminder, ReminderMessage, ReminderStatus
 from tests.factories import ClientFactory, ContactFactory, UserFactory
 from tokenmgr.celery import app as celery_app
@@ -200,7 +200,7 @@ def test_smtp_down_keeps_messages_pending_with_bounded_backoff_then_failed(token
     assert ReminderMessage.objects.get().status == ReminderStatus.FAILED
     reminder = Reminder.objects.get()
     assert reminder.status == ReminderStatus.FAILED and "Connection refused" in reminder.last_error
-    assert delivery.retry_delay(20) == dt.timedelta(seconds=settings.REMINDER_RETRY_MAX_SECONDS)
+    assert mailer.retry_delay(20) == dt.timedelta(seconds=settings.REMINDER_RETRY_MAX_SECONDS)
     # Re-queued from the admin, then sent once SMTP is back.
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     assert requeue.reminders_requeue(reminder_ids=[reminder.pk]) == 1

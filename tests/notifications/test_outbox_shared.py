@@ -1,12 +1,22 @@
-"""Reminders and webhooks deliver through the one tokenmgr.outbox mechanism: no second copy can drift."""
+"""Reminders and webhooks deliver through the one tokenmgr.outbox mechanism, and every email outbox (reminders,
+evolution notices, exposure alerts, deadline alerts) through the one loop of notifications.mailer on tables of the
+one abstract model: no second copy can drift."""
 
 import datetime as dt
 
 import pytest
 from django.conf import settings
 
-from notifications import delivery, sweep, webhooks
-from notifications.models import ReminderMessage, WebhookDelivery, WebhookEndpoint
+from evolutions import services as evolution_services
+from evolutions.models import EvolutionNotice
+from notifications import delivery, exposure, mailer, pending, sweep, webhooks
+from notifications.models import (
+    DeadlineAlertMessage,
+    ExposureAlert,
+    ReminderMessage,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from tokenmgr import outbox
 
 
@@ -41,7 +51,7 @@ def test_both_outboxes_claim_settle_and_back_off_through_tokenmgr_outbox(
     def refused(conn, message):
         raise OSError("refused")
 
-    monkeypatch.setattr(delivery, "send", refused)
+    monkeypatch.setattr(mailer, "send", refused)
     assert delivery.reminders_deliver().failed == 1
 
     WebhookEndpoint.objects.create(
@@ -62,7 +72,7 @@ def test_reminder_retry_delay_is_the_shared_backoff(settings):
     settings.REMINDER_RETRY_BASE_SECONDS, settings.REMINDER_RETRY_FACTOR = 60, 5
     settings.REMINDER_RETRY_MAX_SECONDS = 1000
     expected = [outbox.backoff(n, base=60, factor=5, cap=1000) for n in (1, 2, 3, 4)]
-    assert [delivery.retry_delay(n) for n in (1, 2, 3, 4)] == expected
+    assert [mailer.retry_delay(n) for n in (1, 2, 3, 4)] == expected
     assert expected[-1] == dt.timedelta(seconds=1000)
 
 
@@ -70,3 +80,37 @@ def test_the_reminder_outbox_is_a_tokenmgr_outbox_with_the_reminder_lease(settin
     settings.REMINDER_LEASE_SECONDS = 123
     assert isinstance(delivery.OUTBOX, outbox.Outbox) and isinstance(webhooks.OUTBOX, outbox.Outbox)
     assert delivery.OUTBOX.model is ReminderMessage and delivery.OUTBOX.lease_seconds() == 123
+
+
+EMAIL_OUTBOXES = (ReminderMessage, EvolutionNotice, ExposureAlert, DeadlineAlertMessage)
+
+
+@pytest.mark.django_db
+def test_every_email_outbox_delivers_through_the_one_loop(monkeypatch):
+    """Each kind's deliver function runs notifications.mailer.deliver (which claims through mailer.claim): a kind
+    with a loop of its own would not show up here."""
+    claimed = []
+
+    def spy(kind, **kwargs):
+        claimed.append(kind.model)
+        return []
+
+    monkeypatch.setattr(mailer, "claim", spy)
+    delivery.reminders_deliver()
+    evolution_services.evolution_notices_deliver()
+    exposure.exposure_alerts_deliver()
+    pending.deadline_alerts_send()
+    assert claimed == list(EMAIL_OUTBOXES)
+    for module, model in ((delivery, ReminderMessage), (evolution_services, EvolutionNotice)):
+        assert module.OUTBOX is module.KIND.outbox and module.KIND.outbox.model is model
+    assert exposure.KIND.model is ExposureAlert and pending.KIND.model is DeadlineAlertMessage
+
+
+@pytest.mark.parametrize("model", EMAIL_OUTBOXES)
+def test_every_email_outbox_table_has_the_outbox_fields_and_indexes_of_the_one_abstract_model(model):
+    assert issubclass(model, outbox.OutboxMessage)
+    for field in outbox.OutboxMessage._meta.fields:
+        assert model._meta.get_field(field.name).deconstruct()[1:] == field.deconstruct()[1:]
+    claim_indexes = [(i.fields, i.condition) for i in model._meta.indexes]
+    assert claim_indexes == [(i.fields, i.condition) for i in outbox.outbox_indexes(pending="p", sending="s")]
+    assert model._meta.get_field("status").choices == outbox.OutboxStatus.choices

@@ -2,14 +2,16 @@
 one alert at the last threshold."""
 
 import datetime as dt
+import smtplib
 
 import pytest
 import time_machine
 from django.core import mail
+from django.core.mail.backends.base import BaseEmailBackend
 from django.urls import reverse
 
 from notifications import delivery, pending, sweep
-from notifications.models import DeadlineAlert
+from notifications.models import DeadlineAlert, DeadlineAlertMessage
 from notifications.tasks import sweep_reminders
 from tests.factories import UserFactory
 from tokens import validity
@@ -184,19 +186,71 @@ def test_no_alert_for_a_draft_nor_a_decided_request(token_factory, today, instru
     assert not alerts_sent() and not DeadlineAlert.objects.exists()
 
 
-def test_a_failed_alert_is_sent_at_the_next_run(token_factory, today, instructor, settings, monkeypatch):
+class RefusingBackend(BaseEmailBackend):
+    """An SMTP server that refuses the addresses in `refused` (every address when it holds "*")."""
+
+    refused = {"*"}
+
+    def send_messages(self, messages):
+        for message in messages:
+            if "*" in self.refused:
+                raise OSError("smtp down")
+            if set(message.to) & self.refused:
+                raise smtplib.SMTPRecipientsRefused({message.to[0]: (550, b"mailbox unavailable")})
+        mail.outbox.extend(messages)
+        return len(messages)
+
+
+def after_backoff(today: dt.date):
+    return time_machine.travel(at(today) + dt.timedelta(days=1), tick=False)
+
+
+def test_a_failed_alert_is_sent_at_the_next_run(token_factory, today, instructor, settings):
     make_request(token_factory(15).token, state=AccessRequest.State.CHANGES_REQUESTED, on=today)
 
-    def broken(self, fail_silently=False):
-        raise OSError("smtp down")
-
-    with monkeypatch.context() as m:
-        m.setattr("django.core.mail.EmailMultiAlternatives.send", broken)
-        assert pending.deadline_alerts_run(today=today) == 0
-    assert DeadlineAlert.objects.get().last_error == "OSError: smtp down"
-    assert pending.deadline_alerts_run(today=today) == 1
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
     assert pending.deadline_alerts_run(today=today) == 0
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert DeadlineAlert.objects.get().last_error == "OSError: smtp down"
+    with after_backoff(today):  # retried with the outbox's backoff
+        assert pending.deadline_alerts_run(today=today) == 1
+        assert pending.deadline_alerts_run(today=today) == 0
     assert len(alerts_sent()) == 1
+
+
+def test_a_retry_after_a_partial_failure_reaches_only_the_instructors_not_told_yet(
+    token_factory, today, instructor, settings, monkeypatch
+):
+    UserFactory(email="seconde@example.gouv.fr", is_staff=True, is_superuser=True)
+    make_request(token_factory(15).token, state=AccessRequest.State.SUBMITTED, on=today)
+    assert pending.deadline_alerts_queue(today=today) == 1
+    assert set(DeadlineAlertMessage.objects.values_list("email", flat=True)) == {
+        "instructeur@example.gouv.fr",
+        "seconde@example.gouv.fr",
+    }
+    assert pending.deadline_alerts_queue(today=today) == 0  # a second queue run creates nothing new
+    assert DeadlineAlertMessage.objects.count() == 2
+    pending.deadline_alerts_settle(list(DeadlineAlertMessage.objects.all()))  # nothing sent, no error yet
+    assert DeadlineAlert.objects.filter(sent_at__isnull=True, last_error="").count() == 1
+
+    monkeypatch.setattr(RefusingBackend, "refused", {"seconde@example.gouv.fr"})
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
+    assert pending.deadline_alerts_send() == 1
+    assert [m.to for m in mail.outbox] == [["instructeur@example.gouv.fr"]]
+    alert = DeadlineAlert.objects.get()
+    assert alert.sent_at is None and "mailbox unavailable" in alert.last_error
+    states = dict(DeadlineAlertMessage.objects.values_list("email", "status"))
+    assert states == {"instructeur@example.gouv.fr": "sent", "seconde@example.gouv.fr": "pending"}
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    with after_backoff(today):
+        assert pending.deadline_alerts_run(today=today) == 1  # only the one not reached
+        assert pending.deadline_alerts_run(today=today) == 0
+    assert sorted(m.to[0] for m in mail.outbox) == ["instructeur@example.gouv.fr", "seconde@example.gouv.fr"]
+    assert DeadlineAlertMessage.objects.count() == 2
+    alert.refresh_from_db()
+    assert alert.sent_at is not None and alert.last_error == ""
+    assert len({m.extra_headers["Message-ID"] for m in mail.outbox}) == 2
 
 
 def test_the_request_queue_filters_requests_near_their_deadline(client, token_factory, today, instructor):
@@ -211,3 +265,19 @@ def test_the_request_queue_filters_requests_near_their_deadline(client, token_fa
     assert change in filtered
     assert reverse("admin:tokens_accessrequest_change", args=[later.pk]) not in filtered
     assert validity.local_date(near.token.expires_at) == today + dt.timedelta(days=12)
+
+
+def test_the_admin_shows_each_instructor_message_of_an_alert(client, token_factory, today, instructor):
+    make_request(token_factory(15).token, state=AccessRequest.State.SUBMITTED, on=today)
+    assert pending.deadline_alerts_run(today=today) == 1
+    alert = DeadlineAlert.objects.get()
+    client.force_login(instructor)
+    page = client.get(reverse("admin:notifications_deadlinealert_change", args=[alert.pk]))
+    assert page.status_code == 200
+    assert "instructeur@example.gouv.fr" in page.content.decode() and "envoyé" in page.content.decode()
+    for name in (
+        "notifications_deadlinealert",
+        "notifications_remindermessage",
+        "evolutions_evolutionnotice",
+    ):
+        assert client.get(reverse(f"admin:{name}_changelist")).status_code == 200
