@@ -11,9 +11,9 @@ YYYY-MM-DD, naive ISO 8601 and ISO 8601 with offset, ~1 % repeated rows (duplica
 
 Each shape starts from an empty registry and runs `manage.py import_tokens FILE --secrets-out FILE -v 2` in a
 process of its own, connected as `tokenmgr_app`, a NOSUPERUSER role that owns the application's tables as the
-role running a deployment's migrations does (created here if missing): the figures include the command's start-up, and its peak RSS is that process's own. The baseline is
-PostgreSQL COPY of the same file into a bare 8-text-column table. The per-phase seconds that the command prints
-at verbosity 2 are logged. `make bench` runs it against scripts/with_services.py's throw-away PostgreSQL, whose
+role running a deployment's migrations does (created here if missing): the figures include the command's start-up,
+and its peak RSS is that process's own. The baseline is PostgreSQL COPY of the same file into a bare 8-text-column
+table. The per-phase seconds that the command prints at verbosity 2 are logged. `make bench` runs it against scripts/with_services.py's throw-away PostgreSQL, whose
 settings (shared_buffers 2GB, max_wal_size 4GB, wal_buffers 64MB) hold what a 1M-row import writes: figures
 measured elsewhere depend on that server's settings.
 """

@@ -371,12 +371,12 @@ class PostgresWriter:
         # The joins and the foreign-key checks below are planned from the tables' statistics. An (auto)ANALYZE by
         # another session cannot see this transaction's rows: run in the middle of the import, it would record
         # thousands of pages holding no row, and the planner would then check each new link's token by scanning
-        # a whole index (hours instead of seconds). This lock mode keeps (auto)VACUUM and ANALYZE off these
+        # a whole index (minutes to hours instead of seconds). This lock mode keeps (auto)VACUUM and ANALYZE off these
         # tables until the commit, and nothing else: reads and writes of the application go on.
-        self.written = [
+        written = [
             _table(m) for m in (Client, Contact, Token, Token.privileges.through, Token.contacts.through)
         ]
-        self.cursor.execute(f"LOCK TABLE {', '.join(self.written)} IN SHARE UPDATE EXCLUSIVE MODE")
+        self.cursor.execute(f"LOCK TABLE {', '.join(written)} IN SHARE UPDATE EXCLUSIVE MODE")
         # This transaction's own ANALYZE does count its rows; it needs the tables' owner (the role that ran the
         # migrations, as the application's own role does). Another role gets a warning and the old statistics.
         self.cursor.execute(
