@@ -218,6 +218,74 @@ def import_as_app(path: str, secrets_out: str, url: str) -> tuple[float, float, 
     return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, server_cpu, stdout, stderr
 
 
+def database_floor(rows: int, url: str) -> dict[str, float]:
+    """Seconds of the inserts alone, as APP_ROLE: `rows` tokens already prepared in SQL (two privileges and a contact
+    of its own each, as the shapes have on average), inserted into the real tables with their indexes and foreign
+    keys by plain INSERT ... SELECT, then rolled back. No file, no validation, no duplicate check: the ceiling of any
+    import on this database and machine."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgres://", "postgresql://")) as db:  # one transaction, rolled back
+        db.execute("SET LOCAL work_mem = '256MB'")
+        db.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        run_id = db.execute(
+            "INSERT INTO tokens_tokenimport (file_name, run_by, started_at, rows, imported, duplicates) "
+            "VALUES ('floor', 'bench', now(), 0, 0, 0) RETURNING id"
+        ).fetchone()[0]
+        db.execute(
+            "INSERT INTO tokens_client (name, siret, created_at) "
+            "SELECT 'Client ' || g, lpad(g::text, 14, '0'), now() FROM generate_series(1, %s) g",
+            [max(1, rows // 20)],
+        )
+        db.execute(
+            """
+            CREATE TEMPORARY TABLE floor_src AS
+            WITH p AS (SELECT array_agg(id ORDER BY id) AS ids, count(*) AS n FROM tokens_privilege)
+            SELECT nextval(pg_get_serial_sequence('tokens_token', 'id')) AS token_id, c.id AS client_id,
+                   'Jeton ' || g AS label, now() - g * interval '1 minute' AS issued_at,
+                   now() + g * interval '1 minute' AS expires_at, md5(g::text) || md5((-g)::text) AS digest,
+                   'person' || g || '@example.org' AS email,
+                   p.ids[1 + g %% p.n] AS p1, p.ids[1 + (g + 1) %% p.n] AS p2
+            FROM generate_series(1, %s) g CROSS JOIN p
+            JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS k FROM tokens_client) c ON c.k = g %% %s
+            """,
+            [rows, max(1, rows // 20)],
+        )
+        db.execute("ANALYZE floor_src")
+        statements = {
+            "tokens": (
+                "INSERT INTO tokens_token (id, public_id, client_id, label, issued_at, expires_at, origin, "
+                "secret_prefix, secret_digest, revocation_reason, created_at, imported_by_run_id) "
+                "SELECT token_id, gen_random_uuid(), client_id, label, issued_at, expires_at, 'api_gouv', "
+                "left(digest, 8), digest, '', now(), %s FROM floor_src",
+                [run_id],
+            ),
+            "analyze": ("ANALYZE tokens_token", []),
+            "privilege links": (
+                "INSERT INTO tokens_token_privileges (token_id, privilege_id) "
+                "SELECT token_id, p1 FROM floor_src UNION ALL SELECT token_id, p2 FROM floor_src",
+                [],
+            ),
+            "contacts": (
+                "INSERT INTO tokens_contact (client_id, email, name, phone, role) "
+                "SELECT client_id, email, '', '', 'requester' FROM floor_src",
+                [],
+            ),
+            "contact links": (
+                "INSERT INTO tokens_token_contacts (token_id, contact_id) SELECT s.token_id, k.id FROM floor_src s "
+                "JOIN tokens_contact k ON k.client_id = s.client_id AND k.email = s.email AND k.role = 'requester'",
+                [],
+            ),
+        }
+        seconds: dict[str, float] = {}
+        for name, (sql, params) in statements.items():
+            started = time.perf_counter()
+            db.execute(sql, params)
+            seconds[name] = time.perf_counter() - started
+        db.rollback()
+    return seconds
+
+
 @register("import")
 def run() -> list[Row]:
     rows = int(os.environ.get("BENCH_IMPORT_ROWS", "1000000"))
@@ -272,6 +340,13 @@ def run() -> list[Row]:
                 ),
             ]
             os.unlink(path)
+    empty_registry()
+    log(f"import [floor]: {rows:,} prepared rows inserted by INSERT ... SELECT only, as {APP_ROLE}")
+    floor = database_floor(rows, url)
+    log("import [floor]: seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in floor.items()))
+    results.append(
+        Row("import floor: prepared rows inserted by SQL alone, rows/s", rows / sum(floor.values()))
+    )
     fastest = max(speeds.values())
     results.append(
         Row(
