@@ -29,9 +29,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
-from django.db import connection, transaction
+import psycopg
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from accounts.identity import InvalidEmail, ascii_lower, normalize_email
@@ -40,9 +40,6 @@ from tokenmgr.errors import ApplicationError
 from . import credentials, validity
 from .models import Client, Contact, Origin, Privilege, Token, TokenImport
 from .siret import siret_error
-
-if TYPE_CHECKING:
-    import psycopg
 
 COLUMNS = ("siret", "name", "label", "privileges", "issued_at", "origin", "contacts", "secret")
 IMPORT_CONTACT_ROLE = Contact.Role.REQUESTER  # imported contacts: the people who asked for the token
@@ -373,7 +370,7 @@ class PostgresWriter:
 
     A chunk's statements go in pipeline mode (psycopg's, on the import's one connection and thread): the database
     runs them while Python reads and validates the next chunk, so the two work at the same time instead of in turn
-    (1,000,000 spread rows: 130 s in turn, 114 to 124 s so: the database's share is the larger one, README).
+    (1,000,000 spread rows: 130 s in turn, 96 s so, the database's share being the larger one: README).
     Each statement joins on whole keys (staging tables against the unique indexes of clients, contacts and tokens),
     so that the planner picks hash or merge joins, or index probes: none of them grows with the number of tokens or
     contacts per client. A row probes only the index that can hold its duplicate (its secret's digest, or its key).
@@ -397,6 +394,11 @@ class PostgresWriter:
         self.chunks = 0
         self.in_flight: _Chunk | None = None
         self.cursor.execute("SET LOCAL work_mem = '256MB'")  # the sorts and hashes below, in memory
+        # A chunk's staging tables (about 40 MB) stay in memory: within the default temp_buffers (8 MB) PostgreSQL
+        # writes them out and reads them back, and a chunk's COPY alone takes three times as long. The setting can
+        # only change before the session's first temporary table: a session that had one (tests) keeps its own.
+        with contextlib.suppress(DatabaseError), transaction.atomic():
+            self.cursor.execute("SET LOCAL temp_buffers = '128MB'")
         # Foreign keys checked at the end of each statement rather than all at the commit: a commit-time check would
         # queue an event per imported link in memory.
         self.cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -492,7 +494,10 @@ class PostgresWriter:
     def _settle(self, chunk: "_Chunk") -> None:
         """Waits for the database to finish `chunk`, and reads its results."""
         with self.phase("wait for the database"):
-            chunk.pipeline.close()
+            try:
+                chunk.pipeline.close()
+            except psycopg.Error as exc:  # raised by the sync, outside Django's cursor: given Django's type
+                raise DatabaseError(one_line(str(exc))) from exc
         self.imported += chunk.tokens.rowcount
         chunk.generated = [line for (line,) in chunk.lines.fetchall()]
 
@@ -505,6 +510,15 @@ class PostgresWriter:
         raw = self.cursor.connection
         chunk = _Chunk(pipeline=contextlib.ExitStack(), tokens=raw.cursor(), lines=raw.cursor())
         chunk.pipeline.enter_context(raw.pipeline())
+        try:
+            self._write_chunk(chunk, first=first)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                chunk.pipeline.close()
+            raise
+        return chunk
+
+    def _write_chunk(self, chunk: "_Chunk", *, first: bool) -> None:
         cursor = self.cursor  # the statements whose results are not read
         token, client, contact = _table(Token), _table(Client), _table(Contact)
         cursor.execute("DROP TABLE IF EXISTS imp_new, imp_client, imp_link")
@@ -627,7 +641,6 @@ class PostgresWriter:
             """
         )
         chunk.lines.execute("SELECT line FROM imp_new WHERE NOT has_secret ORDER BY line")
-        return chunk
 
 
 @dataclass(slots=True)
@@ -636,8 +649,8 @@ class _Chunk:
     results the import reads."""
 
     pipeline: contextlib.ExitStack
-    tokens: "psycopg.Cursor"  # the token insert: its row count
-    lines: "psycopg.Cursor"  # the lines of the imported rows without a secret
+    tokens: psycopg.Cursor  # the token insert: its row count
+    lines: psycopg.Cursor  # the lines of the imported rows without a secret
     generated: list[int] = field(default_factory=list)
 
 

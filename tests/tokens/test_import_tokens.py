@@ -573,6 +573,29 @@ def test_secrets_out_refusal_on_the_command_line(tmp_path):
     assert Token.objects.count() == 0
 
 
+@pytest.mark.skipif(os.environ.get("DATABASE_URL", "").startswith("sqlite"), reason="PostgreSQL's writer")
+def test_a_database_error_in_a_chunk_rolls_everything_back(tmp_path, monkeypatch, writer):
+    """A statement that fails in the database while Python validates the next chunk (pipeline mode) stops the
+    import: nothing is kept, the secrets file is removed, one line says why, and the connection works on."""
+    monkeypatch.setattr(writer, "chunk_rows", 2)
+    with connection.cursor() as cursor:  # undone with the test's transaction
+        cursor.execute(
+            "CREATE FUNCTION refuse_j3() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.label = 'J3' THEN RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$"
+        )
+        cursor.execute(
+            "CREATE TRIGGER refuse_j3 BEFORE INSERT ON tokens_token FOR EACH ROW EXECUTE FUNCTION refuse_j3()"
+        )
+    target = tmp_path / "s.csv"
+    before = counts()
+    code, out, err = run(csv_file(tmp_path, *(row(label=f"J{i}") for i in range(7))), secrets_out=target)
+    assert code == 1 and "imported" not in out
+    assert "refused by the test" in err and "rien n'a été importé" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not target.exists()
+    assert counts() == before  # read on the same connection, after the failed pipeline
+
+
 # ---------------------------------------------------------------- time per row, whatever the data's shape
 def _shaped_csv(tmp_path: Path, *, rows: int, clients: int, contacts: int, seed: int) -> Path:
     """`rows` rows over `clients` clients, each row with two of its client's `contacts` addresses."""

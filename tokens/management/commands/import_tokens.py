@@ -4,6 +4,7 @@ import sys
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 
 from tokens.importing import COLUMNS, SecretsFileError, one_line, tokens_import
 
@@ -66,6 +67,10 @@ class Command(BaseCommand):
             raise CommandError(f"{exc} ; rien n'a été importé.", returncode=2) from None
         except OSError as exc:
             raise CommandError(f"erreur d'entrée/sortie : {one_line(exc)}") from None
+        except DatabaseError as exc:  # e.g. a constraint broken by a concurrent write: all of it rolled back
+            raise CommandError(
+                f"erreur de la base de données : {one_line(exc)} ; rien n'a été importé."
+            ) from None
         finally:
             if source is not sys.stdin.buffer:
                 source.close()
