@@ -444,20 +444,28 @@ class PostgresWriter:
             if len(self.pending) >= self.chunk_rows:
                 self._flush()
 
-        try:
+        with self._closing_on_error():
             yield put
-        except BaseException:
-            if self.in_flight is not None:  # let the database finish the chunk before the rollback
-                with contextlib.suppress(Exception):
-                    self.in_flight.pipeline.close()
-                self.in_flight = None
-            raise
 
     def write(self) -> int:
         """Writes what is left, waits for the database; returns how many tokens the import created."""
-        self._flush()
-        self._finish()
+        with self._closing_on_error():
+            self._flush()
+            self._finish()
         return self.imported
+
+    @contextlib.contextmanager
+    def _closing_on_error(self) -> Iterator[None]:
+        """On any error, lets the database finish the chunk in flight and leaves pipeline mode, so that the
+        rollback that follows runs on a plain connection (the chunk's own error, if any, is moot by then)."""
+        try:
+            yield
+        except BaseException:
+            chunk, self.in_flight = self.in_flight, None
+            if chunk is not None:
+                with contextlib.suppress(Exception):
+                    chunk.pipeline.close()
+            raise
 
     def _flush(self) -> None:
         rows, self.pending = self.pending, []
@@ -478,18 +486,20 @@ class PostgresWriter:
                     values.append(first)
                     write_row(values)
         del rows
-        self.in_flight = self._send(first=self.chunks == 0)
+        self._send(first=self.chunks == 0)
         self.chunks += 1
         if previous is not None:  # while the database works on this chunk
-            with self.phase("generated secrets"):
-                self.on_generated(previous.generated)
+            self._report(previous)
 
     def _finish(self) -> None:
         previous, self.in_flight = self.in_flight, None
         if previous is not None:
             self._settle(previous)
-            with self.phase("generated secrets"):
-                self.on_generated(previous.generated)
+            self._report(previous)
+
+    def _report(self, chunk: "_Chunk") -> None:
+        with self.phase("generated secrets"):
+            self.on_generated(chunk.generated)
 
     def _settle(self, chunk: "_Chunk") -> None:
         """Waits for the database to finish `chunk`, and reads its results."""
@@ -505,20 +515,13 @@ class PostgresWriter:
         if self.can_analyze:
             self.cursor.execute(f"ANALYZE {table}")
 
-    def _send(self, *, first: bool) -> "_Chunk":
-        """Sends the statements that write the staged chunk, without waiting for them."""
+    def _send(self, *, first: bool) -> None:
+        """Sends the statements that write the staged chunk, without waiting for them: the chunk in flight."""
         raw = self.cursor.connection
-        chunk = _Chunk(pipeline=contextlib.ExitStack(), tokens=raw.cursor(), lines=raw.cursor())
+        chunk = self.in_flight = _Chunk(
+            pipeline=contextlib.ExitStack(), tokens=raw.cursor(), lines=raw.cursor()
+        )
         chunk.pipeline.enter_context(raw.pipeline())
-        try:
-            self._write_chunk(chunk, first=first)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                chunk.pipeline.close()
-            raise
-        return chunk
-
-    def _write_chunk(self, chunk: "_Chunk", *, first: bool) -> None:
         cursor = self.cursor  # the statements whose results are not read
         token, client, contact = _table(Token), _table(Client), _table(Contact)
         cursor.execute("DROP TABLE IF EXISTS imp_new, imp_client, imp_link")

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 import time_machine
 from django.core.management import call_command
@@ -594,6 +595,39 @@ def test_a_database_error_in_a_chunk_rolls_everything_back(tmp_path, monkeypatch
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not target.exists()
     assert counts() == before  # read on the same connection, after the failed pipeline
+    assert connection.connection.pgconn.pipeline_status == psycopg.pq.PipelineStatus.OFF
+
+
+@pytest.mark.skipif(os.environ.get("DATABASE_URL", "").startswith("sqlite"), reason="PostgreSQL's writer")
+def test_a_failure_to_write_secrets_while_a_chunk_is_in_the_database_rolls_everything_back(
+    tmp_path, monkeypatch, writer
+):
+    """The secrets of a chunk are written while the database works on the next one: if that write fails at the end
+    of the file (disk full), the chunk still in the database is let finish, then everything is rolled back."""
+    monkeypatch.setattr(writer, "chunk_rows", 2)
+    init = writer.__init__
+    reported: list[list[int]] = []
+    writers = []  # kept alive: leaving pipeline mode must not wait for the garbage collector
+
+    def failing_init(self, *, on_generated, **kwargs):
+        writers.append(self)
+
+        def report(lines):
+            reported.append(list(lines))
+            if len(reported) == 2:
+                raise OSError(28, "No space left on device")
+            on_generated(reported[-1])
+
+        init(self, on_generated=report, **kwargs)
+
+    monkeypatch.setattr(writer, "__init__", failing_init)
+    target = tmp_path / "s.csv"
+    before = counts()
+    code, _, err = run(csv_file(tmp_path, *(row(label=f"J{i}") for i in range(5))), secrets_out=target)
+    assert code != 0 and "No space left on device" in err
+    assert counts() == before  # and the connection works on, out of pipeline mode
+    assert connection.connection.pgconn.pipeline_status == psycopg.pq.PipelineStatus.OFF
+    assert not target.exists()
 
 
 # ---------------------------------------------------------------- time per row, whatever the data's shape
