@@ -71,13 +71,20 @@ def deadline_alerts_queue(*, today: dt.date | None = None) -> int:
     An alert queued while no instructor had an address gets its messages at the next run that finds one."""
     now = timezone.now()
     requests = requests_near_deadline(AccessRequest.objects.all(), today=today).select_related("token")
-    rows = [
-        DeadlineAlert(token_id=r.token_id, expires_at=r.token.expires_at, access_request=r, created_at=now)
-        for r in requests.order_by("token_id", "-created_at")
-    ]
-    before = DeadlineAlert.objects.count()
-    DeadlineAlert.objects.bulk_create(rows, ignore_conflicts=True)
-    new = DeadlineAlert.objects.count() - before
+    due: dict[tuple[int, dt.datetime], DeadlineAlert] = {}
+    # A token's latest request is the one its alert names.
+    for r in requests.order_by("token_id", "-created_at"):
+        due.setdefault(
+            (r.token_id, r.token.expires_at),
+            DeadlineAlert(
+                token_id=r.token_id, expires_at=r.token.expires_at, access_request=r, created_at=now
+            ),
+        )
+    queued = DeadlineAlert.objects.filter(token_id__in={token_id for token_id, _ in due})
+    for key in queued.values_list("token_id", "expires_at"):
+        due.pop(key, None)
+    # A concurrent run may insert some of these first: the constraint keeps one alert per token and expiry.
+    DeadlineAlert.objects.bulk_create(due.values(), ignore_conflicts=True)
     unaddressed = DeadlineAlert.objects.filter(sent_at__isnull=True).exclude(
         Exists(DeadlineAlertMessage.objects.filter(alert=OuterRef("pk")))
     )
@@ -92,7 +99,7 @@ def deadline_alerts_queue(*, today: dt.date | None = None) -> int:
         ],
         ignore_conflicts=True,
     )
-    return new
+    return len(due)
 
 
 def _build(message: DeadlineAlertMessage, context, connection):

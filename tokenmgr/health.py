@@ -19,6 +19,8 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from notifications.selectors import last_sweep_at
+
 logger = logging.getLogger(__name__)
 
 SWEEP_MAX_AGE = dt.timedelta(hours=26)
@@ -101,10 +103,6 @@ def check_broker() -> dict:
 
 
 def check_sweep() -> dict:
-    try:
-        from notifications.selectors import last_sweep_at
-    except ImportError:
-        return {"ok": True, "last_success": None, "note": "reminders not installed"}
     last = last_sweep_at()
     if last is None:
         return {"ok": False, "last_success": None, "age_hours": None}

@@ -1,7 +1,6 @@
 """Reminder link → pre-filled renewal form → submit → instructor validates in the admin → pick-up of the new secret."""
 
 import datetime as dt
-import warnings
 
 import pytest
 from django.conf import settings
@@ -9,7 +8,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 from playwright.sync_api import expect
+from sesame.utils import get_query_string
 
+from notifications.recipients import link_users_get_or_create, magic_link_scope
+from portal.services import login_link_url
 from tests.factories import ClientFactory, ClientMembershipFactory, UserFactory
 from tests.tokens.test_requests import full_data
 from tokens import selectors, services
@@ -21,13 +23,7 @@ PASSWORD = "correct horse battery staple"
 
 
 def reminder_link(live_server, token, email):
-    """The api_gouv reminder's personal link (issue 3's magic link), or None when notifications lacks it."""
-    try:
-        from sesame.utils import get_query_string
-
-        from notifications.recipients import link_users_get_or_create, magic_link_scope
-    except ImportError:  # pragma: no cover
-        return None
+    """The personal link of an api_gouv reminder, as the email carries it."""
     user = link_users_get_or_create(emails={email.lower()})[email.lower()]
     path = reverse("token_renew", args=[token.public_id])
     return live_server.url + path + get_query_string(user, scope=magic_link_scope(token.public_id))
@@ -49,42 +45,8 @@ def test_reminder_link_to_renewal_to_validation_to_pickup(live_server, catalogue
 
     # 1. The integrator follows the reminder link and lands on the pre-filled renewal form.
     integrator = new_context().new_page()
-    link = reminder_link(live_server, old, contact_email)
-    if link is not None:
-        stripped = []
-
-        def without_no_referrer(route):
-            # Known issue-3 defect: "Referrer-Policy: no-referrer" on the confirmation page makes Chromium send
-            # "Origin: null" with its POST, which Django's CSRF check refuses (403). Neutralised here, and reported,
-            # until notifications/views.py uses "same-origin"; inert once fixed.
-            if route.request.method != "GET":
-                route.continue_()
-                return
-            response = route.fetch(max_redirects=0)
-            headers = dict(response.headers)
-            if headers.get("referrer-policy") == "no-referrer":
-                stripped.append(route.request.url)
-                headers["referrer-policy"] = "same-origin"
-            route.fulfill(response=response, headers=headers)
-
-        integrator.route("**/renouveler/?sesame=*", without_no_referrer)
-        integrator.goto(link)
-        integrator.get_by_role("button", name="Continuer").click()
-        integrator.unroute("**/renouveler/?sesame=*")
-        if stripped:
-            warnings.warn(
-                "magic-link confirmation page sends Referrer-Policy: no-referrer (CSRF Origin: null)",
-                stacklevel=1,
-            )
-    else:  # pragma: no cover - fallback: log in by the form
-        user = UserFactory(email=contact_email)
-        ClientMembershipFactory(client=client, user=user)
-        integrator.goto(
-            live_server.url + reverse("login") + "?next=" + reverse("token_renew", args=[old.public_id])
-        )
-        integrator.fill("#id_username", user.email)
-        integrator.fill("#id_password", PASSWORD)
-        integrator.get_by_role("button", name="Se connecter").click()
+    integrator.goto(reminder_link(live_server, old, contact_email))
+    integrator.get_by_role("button", name="Continuer").click()
     integrator.wait_for_selector("#request-form")
     assert integrator.locator("#renewal-banner").is_visible()
     assert integrator.input_value("#id_project_description") == "Instruction des demandes d'aides."
@@ -132,17 +94,14 @@ def test_reminder_link_to_renewal_to_validation_to_pickup(live_server, catalogue
     #    pick-up page asks for a full sign-in first (here with a login link).
     integrator.reload()
     integrator.locator("#pickup-link").click()
-    if link is not None:
-        from portal.services import login_link_url
-
-        expect(integrator.locator("#id_username")).to_have_count(1)
-        assert "renouvellement de son jeton" in integrator.content()
-        pickup = reverse("token_pickup", args=[renewal.issued_token.public_id])
-        holder = get_user_model().objects.get(email=contact_email)
-        url = login_link_url(user=holder, next_url=pickup)
-        integrator.goto(live_server.url + url.removeprefix(settings.SITE_URL))
-        integrator.get_by_role("button", name="Continuer").click()
-        expect(integrator.get_by_role("button", name="Afficher le secret")).to_have_count(1)
+    expect(integrator.locator("#id_username")).to_have_count(1)
+    assert "renouvellement de son jeton" in integrator.content()
+    pickup = reverse("token_pickup", args=[renewal.issued_token.public_id])
+    holder = get_user_model().objects.get(email=contact_email)
+    url = login_link_url(user=holder, next_url=pickup)
+    integrator.goto(live_server.url + url.removeprefix(settings.SITE_URL))
+    integrator.get_by_role("button", name="Continuer").click()
+    expect(integrator.get_by_role("button", name="Afficher le secret")).to_have_count(1)
     integrator.get_by_role("button", name="Afficher le secret").click()
     secret = integrator.input_value("#token-secret")
     integrator.locator("#copy-secret").click()

@@ -179,6 +179,24 @@ def test_last_threshold_with_undecided_request_alerts_the_instructors_once(token
     assert DeadlineAlert.objects.get().sent_at is not None
 
 
+def test_one_alert_per_token_names_its_latest_request_and_counts_only_new_alerts(
+    token_factory, today, instructor
+):
+    first = token_factory(15).token
+    make_request(first, state=AccessRequest.State.SUBMITTED, on=today - dt.timedelta(days=3))
+    assert pending.deadline_alerts_queue(today=today) == 1
+    second = token_factory(15).token
+    make_request(second, state=AccessRequest.State.SUBMITTED, on=today - dt.timedelta(days=2))
+    latest = make_request(
+        second, state=AccessRequest.State.CHANGES_REQUESTED, on=today - dt.timedelta(days=1)
+    )
+    assert (
+        pending.deadline_alerts_queue(today=today) == 1
+    )  # the second token's; the first one's is queued already
+    assert DeadlineAlert.objects.get(token=second).access_request == latest
+    assert DeadlineAlert.objects.count() == 2
+
+
 def test_no_alert_for_a_draft_nor_a_decided_request(token_factory, today, instructor):
     make_request(token_factory(10).token, state=AccessRequest.State.DRAFT, on=today)
     make_request(token_factory(10).token, state=AccessRequest.State.REFUSED, on=today)

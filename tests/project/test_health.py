@@ -1,5 +1,4 @@
 import datetime as dt
-import sys
 import types
 
 import pytest
@@ -19,11 +18,11 @@ def _fresh_health_state():
 
 @pytest.fixture
 def last_sweep(monkeypatch):
-    """Stand-in for notifications.selectors.last_sweep_at, set per test."""
+    """Stand-in for the latest sweep's time, set per test."""
+    from tokenmgr import health
+
     state = {"at": timezone.now()}
-    module = types.ModuleType("notifications.selectors")
-    module.last_sweep_at = lambda: state["at"]
-    monkeypatch.setitem(sys.modules, "notifications.selectors", module)
+    monkeypatch.setattr(health, "last_sweep_at", lambda: state["at"])
     return state
 
 

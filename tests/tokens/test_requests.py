@@ -1,4 +1,4 @@
-"""Access-request workflow services (issue 4): transitions, reasons, validation, pre-fill, diff, pick-up, emails."""
+"""Access-request workflow services: transitions, reasons, validation, pre-fill, diff, pick-up, emails."""
 
 import datetime as dt
 
