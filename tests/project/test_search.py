@@ -45,7 +45,9 @@ def sqlite(django_db_blocker):
     conn = handler["default"]
     with django_db_blocker.unblock():
         conn.ensure_connection()  # fires connection_created: tokenmgr.search registers UNACCENT()
-        with conn.schema_editor() as editor:
+        # Not atomic: a schema editor's atomic block is looked up by alias, so it would open (and leave open) the
+        # suite's own "default" PostgreSQL connection, which then keeps the test database from being dropped.
+        with conn.schema_editor(atomic=False) as editor:
             editor.create_model(Client)
         yield conn
         conn.close()
