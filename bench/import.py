@@ -218,7 +218,9 @@ def import_as_app(path: str, secrets_out: str, url: str) -> tuple[float, float, 
     return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, server_cpu, stdout, stderr
 
 
-def database_floor(rows: int, url: str, *, foreign_keys: bool = True) -> dict[str, float]:
+def database_floor(
+    rows: int, url: str, *, foreign_keys: bool = True, privilege_set: bool = False
+) -> dict[str, float]:
     """Seconds of the inserts alone, as APP_ROLE: `rows` tokens already prepared in SQL (two privileges and a contact
     of its own each, as the shapes have on average), inserted into the real tables with their indexes and foreign
     keys by plain INSERT ... SELECT, then rolled back. No file, no validation, no duplicate check: the ceiling of any
@@ -226,7 +228,11 @@ def database_floor(rows: int, url: str, *, foreign_keys: bool = True) -> dict[st
 
     Without `foreign_keys`, the written tables' foreign keys are dropped first, inside the same rolled-back
     transaction (APP_ROLE owns the tables): what their checks cost. An import cannot do that, since the drop locks the
-    tables against every read until the commit."""
+    tables against every read until the commit.
+
+    With `privilege_set`, the token holds its privilege set as one foreign-key column instead of two link rows: a
+    schema the maintainers could choose (README, "Migrating tokens"). The column is added inside the rolled-back
+    transaction and references the privilege catalogue, a table as small as the distinct sets would be."""
     import psycopg
 
     with psycopg.connect(url.replace("postgres://", "postgresql://")) as db:  # one transaction, rolled back
@@ -238,6 +244,11 @@ def database_floor(rows: int, url: str, *, foreign_keys: bool = True) -> dict[st
                 [written],
             ).fetchall():
                 db.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+        if privilege_set:
+            db.execute(
+                "ALTER TABLE tokens_token ADD COLUMN bench_privilege_set_id bigint "
+                "REFERENCES tokens_privilege (id) DEFERRABLE INITIALLY DEFERRED"
+            )
         db.execute("SET LOCAL work_mem = '256MB'")
         db.execute("SET CONSTRAINTS ALL IMMEDIATE")
         run_id = db.execute(
@@ -264,12 +275,13 @@ def database_floor(rows: int, url: str, *, foreign_keys: bool = True) -> dict[st
             [rows, max(1, rows // 20)],
         )
         db.execute("ANALYZE floor_src")
+        set_column, set_value = (", bench_privilege_set_id", ", p1") if privilege_set else ("", "")
         statements = {
             "tokens": (
                 "INSERT INTO tokens_token (id, public_id, client_id, label, issued_at, expires_at, origin, "
-                "secret_prefix, secret_digest, revocation_reason, created_at, imported_by_run_id) "
+                f"secret_prefix, secret_digest, revocation_reason, created_at, imported_by_run_id{set_column}) "
                 "SELECT token_id, gen_random_uuid(), client_id, label, issued_at, expires_at, 'api_gouv', "
-                "left(digest, 8), digest, '', now(), %s FROM floor_src",
+                f"left(digest, 8), digest, '', now(), %s{set_value} FROM floor_src",
                 [run_id],
             ),
             "analyze": ("ANALYZE tokens_token", []),
@@ -289,6 +301,8 @@ def database_floor(rows: int, url: str, *, foreign_keys: bool = True) -> dict[st
                 [],
             ),
         }
+        if privilege_set:
+            del statements["privilege links"]
         seconds: dict[str, float] = {}
         for name, (sql, params) in statements.items():
             started = time.perf_counter()
@@ -352,22 +366,34 @@ def run() -> list[Row]:
                 ),
             ]
             os.unlink(path)
-    empty_registry()
-    floor: dict[bool, float] = {}  # rows/s, with and without the foreign keys
-    for foreign_keys, how in (
-        (True, ""),
-        (False, ", without the tables' foreign keys (dropped, then rolled back)"),
+    floor: dict[str, float] = {}  # rows/s of each variant
+    for variant, options, how in (
+        ("tables", {}, ""),
+        (
+            "no foreign keys",
+            {"foreign_keys": False},
+            ", without the tables' foreign keys (dropped, then rolled back)",
+        ),
+        ("privilege set", {"privilege_set": True}, ", each token's privilege set as one foreign-key column"),
     ):
         log(f"import [floor]: {rows:,} prepared rows inserted by INSERT ... SELECT only{how}, as {APP_ROLE}")
-        seconds = database_floor(rows, url, foreign_keys=foreign_keys)
+        # Each variant from empty tables: the dead index entries that the previous one left behind (same digests,
+        # rolled back) would slow its unique checks.
+        empty_registry()
+        seconds = database_floor(rows, url, **options)
         log("import [floor]: seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
-        floor[foreign_keys] = rows / sum(seconds.values())
+        floor[variant] = rows / sum(seconds.values())
     results += [
-        Row("import floor: prepared rows inserted by SQL alone, rows/s", floor[True]),
+        Row("import floor: prepared rows inserted by SQL alone, rows/s", floor["tables"]),
         Row(
             "import floor without foreign keys (what their checks cost), rows/s",
-            floor[False],
-            baseline=floor[True],
+            floor["no foreign keys"],
+            baseline=floor["tables"],
+        ),
+        Row(
+            "import floor with a token's privilege set as one column (a schema change), rows/s",
+            floor["privilege set"],
+            baseline=floor["tables"],
         ),
     ]
     fastest = max(speeds.values())
